@@ -19,7 +19,20 @@ func Normalize(f Field, v Value) Value {
 	if !ok {
 		return v
 	}
-	s := v.s
+	n := normalize(info, v.s)
+	if n.kind == KindStringValue {
+		return v
+	}
+	n.flags |= fromString
+	if n.kind != KindEnumValue {
+		n.s = v.s
+	} else if n.s != strings.TrimSpace(v.s) {
+		n.flags |= rawShort
+	}
+	return n
+}
+
+func normalize(info FieldInfo, s string) Value {
 	switch info.Kind {
 	case KindDouble:
 		if x, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
@@ -52,7 +65,7 @@ func Normalize(f Field, v Value) Value {
 			return LocationValue(lat, lon)
 		}
 	}
-	return v
+	return Value{kind: KindStringValue}
 }
 
 // ParseLocation parses the location string older firmware sends, such as

@@ -39,8 +39,8 @@ func (k ValueKind) String() string {
 	return "ValueKind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Value is one typed signal value. It is a small comparable struct, passed
-// by value; strings it holds are never modified.
+// Value is one typed signal value, a small struct passed by value; strings
+// it holds are never modified. Compare values with Equal.
 type Value struct {
 	kind ValueKind
 	// bits is the precision a float arrived with (32 or 64), so that it
@@ -48,6 +48,8 @@ type Value struct {
 	bits uint8
 	// short is the length of the enum prefix to drop for the short name.
 	short uint8
+	// flags records how the value arrived (see Raw).
+	flags uint8
 	i     int64   // int, bool (0/1), enum number, door/tire bits, time (h*3600+m*60+s)
 	f     float64 // float, latitude
 	g     float64 // longitude
@@ -110,6 +112,52 @@ func TimeValue(hour, minute, second int32) Value {
 
 // InvalidValue returns the value of a signal the car has no valid value for.
 func InvalidValue() Value { return Value{kind: KindInvalid} }
+
+const (
+	// fromString marks a value parsed from a string the car sent; s keeps
+	// that string unless the value is an enum.
+	fromString uint8 = 1 << iota
+	// rawShort marks an enum parsed from its short name rather than its
+	// full name.
+	rawShort
+)
+
+// Raw returns the string the car sent when the value was normalised from a
+// string (older firmware), and false for values that arrived typed. Tools
+// that reproduce Tesla's reference output need it.
+func (v Value) Raw() (string, bool) {
+	if v.flags&fromString == 0 {
+		return "", false
+	}
+	if v.kind == KindEnumValue {
+		if v.flags&rawShort != 0 {
+			return v.s[v.short:], true
+		}
+		return v.s, true
+	}
+	return v.s, true
+}
+
+// Equal reports whether v and w carry the same typed value, however each
+// arrived (typed, or parsed from a string).
+func (v Value) Equal(w Value) bool {
+	if v.kind != w.kind {
+		return false
+	}
+	switch v.kind {
+	case KindStringValue:
+		return v.s == w.s
+	case KindFloatValue:
+		return v.f == w.f
+	case KindEnumValue:
+		return v.i == w.i && v.s == w.s
+	case KindLocationValue:
+		return v.f == w.f && v.g == w.g
+	case KindNone, KindInvalid:
+		return true
+	}
+	return v.i == w.i
+}
 
 // Kind tells which member is set.
 func (v Value) Kind() ValueKind { return v.kind }
