@@ -282,6 +282,8 @@ func (v Value) AppendText(dst []byte) []byte {
 		return append(dst, v.s...)
 	case KindEnumValue:
 		return append(dst, v.s[v.short:]...)
+	case KindTimeValue:
+		return v.appendClock(dst)
 	case KindInvalid, KindNone:
 		return dst
 	}
@@ -291,7 +293,7 @@ func (v Value) AppendText(dst []byte) []byte {
 // AppendJSON appends the value as JSON: numbers as JSON numbers, booleans,
 // strings and enum short names as JSON strings, a location as
 // {"latitude":…,"longitude":…}, doors and tires as an object of booleans, a
-// time as {"hour":…,"minute":…,"second":…}, invalid and none as null.
+// time of day as "HH:MM:SS", invalid and none as null.
 // Non-finite floats, which JSON cannot carry, become null.
 func (v Value) AppendJSON(dst []byte) []byte {
 	switch v.kind {
@@ -316,14 +318,9 @@ func (v Value) AppendJSON(dst []byte) []byte {
 	case KindTiresValue:
 		return appendBits(dst, uint64(v.i), TireNames[:])
 	case KindTimeValue:
-		h, m, s := v.Time()
-		dst = append(dst, `{"hour":`...)
-		dst = strconv.AppendInt(dst, int64(h), 10)
-		dst = append(dst, `,"minute":`...)
-		dst = strconv.AppendInt(dst, int64(m), 10)
-		dst = append(dst, `,"second":`...)
-		dst = strconv.AppendInt(dst, int64(s), 10)
-		return append(dst, '}')
+		dst = append(dst, '"')
+		dst = v.appendClock(dst)
+		return append(dst, '"')
 	}
 	return append(dst, "null"...)
 }
@@ -338,6 +335,21 @@ func (v Value) String() string {
 		return "<none>"
 	}
 	return string(v.AppendText(nil))
+}
+
+// appendClock appends a time of day as HH:MM:SS.
+func (v Value) appendClock(dst []byte) []byte {
+	h, m, s := v.Time()
+	for i, n := range [3]int32{h, m, s} {
+		if i > 0 {
+			dst = append(dst, ':')
+		}
+		if n >= 0 && n < 10 {
+			dst = append(dst, '0')
+		}
+		dst = strconv.AppendInt(dst, int64(n), 10)
+	}
+	return dst
 }
 
 func appendFloat(dst []byte, f float64, bits int) []byte {
