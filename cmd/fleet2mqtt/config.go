@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+)
+
+// Config is the whole configuration file. Each section belongs to the
+// package that uses it; this type only composes them.
+type Config struct {
+	// DataDir holds what fleet2mqtt keeps between runs: certificates it
+	// made, retained MQTT state, the setup page's secrets (mode 0600).
+	DataDir string `yaml:"data_dir"`
+	// Log sets how fleet2mqtt logs.
+	Log LogConfig `yaml:"log"`
+	// Vehicle is the listener cars connect to.
+	Vehicle ingest.Config `yaml:"vehicle"`
+}
+
+// LogConfig sets the logger.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// defaultConfig returns the configuration fleet2mqtt runs with when no file
+// is given.
+func defaultConfig() Config {
+	return Config{
+		DataDir: defaultDataDir(),
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Vehicle: ingest.DefaultConfig(),
+	}
+}
+
+// defaultDataDir is $FLEET2MQTT_DATA_DIR, else the user's data directory
+// ($XDG_DATA_HOME or ~/.local/share) with fleet2mqtt appended, else ./data.
+func defaultDataDir() string {
+	if d := os.Getenv("FLEET2MQTT_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "fleet2mqtt")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "fleet2mqtt")
+	}
+	return "data"
+}
+
+// loadConfig reads path (if not empty) over the defaults. Unknown keys are
+// errors, so that a misspelt option never silently does nothing.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := decodeConfig(raw, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func decodeConfig(raw []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cleanYAMLError(err)
+	}
+	return nil
+}
+
+// cleanYAMLError makes yaml.v3's messages read like ours: "line 3: field
+// listn not found in type ingest.Config" becomes "line 3: unknown key
+// \"listn\"".
+func cleanYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if before, after, ok := strings.Cut(m, "field "); ok {
+			if key, _, ok := strings.Cut(after, " not found in type"); ok {
+				m = before + fmt.Sprintf("unknown key %q", key)
+			}
+		}
+		msgs[i] = m
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// Validate checks every section.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("data_dir: must be set")
+	}
+	if _, err := c.Log.level(); err != nil {
+		return err
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
+	}
+	return c.Vehicle.Validate()
+}
+
+func (l LogConfig) level() (slog.Level, error) {
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log.level: %q is not debug, info, warn or error", l.Level)
+}
+
+func (l LogConfig) logger(w io.Writer) *slog.Logger {
+	level, _ := l.level()
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

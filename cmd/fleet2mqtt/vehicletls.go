@@ -1,0 +1,96 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+)
+
+// devPKIDir is where fleet2mqtt keeps the development certificates it makes
+// when no server certificate or vehicle CA is configured.
+func devPKIDir(dataDir string) string { return filepath.Join(dataDir, "dev-pki") }
+
+// vehicleTLS builds the TLS configuration of the vehicle listener: the
+// configured certificate and vehicle CA bundles, or else a development PKI
+// kept in the data directory, so that fleet2mqtt starts with no
+// configuration at all and simulated cars can connect to it.
+func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+
+	var dev *certs.Bundle
+	devBundle := func() (*certs.Bundle, error) {
+		if dev != nil {
+			return dev, nil
+		}
+		var err error
+		dev, err = ensureDevPKI(devPKIDir(dataDir), log)
+		return dev, err
+	}
+
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("vehicle.cert_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	} else {
+		b, err := devBundle()
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{b.Server}
+		log.Warn("no vehicle.cert_file: serving a development certificate that real cars do not accept",
+			"ca", filepath.Join(devPKIDir(dataDir), certs.CAFile))
+	}
+
+	if len(cfg.ClientCAFiles) > 0 {
+		pool := x509.NewCertPool()
+		for _, f := range cfg.ClientCAFiles {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("vehicle.client_ca_files: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("vehicle.client_ca_files: %s holds no PEM certificate", f)
+			}
+		}
+		tc.ClientCAs = pool
+	} else {
+		b, err := devBundle()
+		if err != nil {
+			return nil, err
+		}
+		tc.ClientCAs = b.VehicleCA.Pool()
+		log.Warn("no vehicle.client_ca_files: only simulated cars with development certificates can connect; add Tesla's vehicle CA bundle for real cars",
+			"vehicle_ca", filepath.Join(devPKIDir(dataDir), certs.VehicleCAFile))
+	}
+	return tc, nil
+}
+
+// ensureDevPKI loads the development PKI from dir, creating it on first use.
+func ensureDevPKI(dir string, log *slog.Logger) (*certs.Bundle, error) {
+	b, err := certs.LoadDir(dir)
+	if err == nil && b.ServerCA != nil && b.VehicleCA != nil && b.Server.Certificate != nil {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("development certificates in %s: %w", dir, err)
+	}
+	b, err = certs.NewBundle(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := certs.WriteDir(dir, b); err != nil {
+		return nil, err
+	}
+	log.Info("created development certificates", "dir", dir)
+	return b, nil
+}
