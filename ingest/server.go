@@ -112,7 +112,12 @@ func New(cfg Config, tlsConfig *tls.Config, sink Sink, opts ...Option) (*Server,
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		WriteBufferPool:  &writeBufferPool,
+		// Small read buffers: a typical frame is a few hundred bytes and
+		// TLS buffers each record already; an idle car then holds 1 KB
+		// here instead of the HTTP server's 4 KB.
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &writeBufferPool,
 		// Cars send no Origin; browsers cannot present a vehicle
 		// certificate, so there is no cross-site risk to guard against.
 		CheckOrigin: func(*http.Request) bool { return true },
@@ -247,8 +252,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.Close()
 		return
 	}
-	defer s.untrack(vc)
-	vc.run(ctx)
+	// The connection continues on a goroutine of its own, so that the
+	// request and the stack the TLS handshake grew are released while the
+	// car sits idle.
+	go func() {
+		defer s.untrack(vc)
+		vc.run(ctx)
+	}()
 }
 
 // ErrNotVehicle is returned for a verified device that is not a car.
