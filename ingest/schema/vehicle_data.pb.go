@@ -848,6 +848,7 @@ func (Field) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{0}
 }
 
+// ChargingState is the type of Value.charging_value.
 type ChargingState int32
 
 const (
@@ -909,6 +910,7 @@ func (ChargingState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{1}
 }
 
+// DetailedChargeStateValue is the type of Value.detailed_charge_state_value.
 type DetailedChargeStateValue int32
 
 const (
@@ -970,6 +972,7 @@ func (DetailedChargeStateValue) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{2}
 }
 
+// ShiftState is the type of Value.shift_state_value.
 type ShiftState int32
 
 const (
@@ -1031,6 +1034,7 @@ func (ShiftState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{3}
 }
 
+// FollowDistance is the type of Value.follow_distance_value.
 type FollowDistance int32
 
 const (
@@ -1095,6 +1099,7 @@ func (FollowDistance) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{4}
 }
 
+// ForwardCollisionSensitivity is the type of Value.forward_collision_sensitivity_value.
 type ForwardCollisionSensitivity int32
 
 const (
@@ -1150,6 +1155,7 @@ func (ForwardCollisionSensitivity) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{5}
 }
 
+// GuestModeMobileAccess is the type of Value.guest_mode_mobile_access_value.
 type GuestModeMobileAccess int32
 
 const (
@@ -1247,6 +1253,7 @@ func (GuestModeMobileAccess) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{6}
 }
 
+// LaneAssistLevel is the type of Value.lane_assist_level_value.
 type LaneAssistLevel int32
 
 const (
@@ -1299,6 +1306,7 @@ func (LaneAssistLevel) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{7}
 }
 
+// ScheduledChargingModeValue is the type of Value.scheduled_charging_mode_value.
 type ScheduledChargingModeValue int32
 
 const (
@@ -1351,6 +1359,7 @@ func (ScheduledChargingModeValue) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{8}
 }
 
+// SentryModeState is the type of Value.sentry_mode_state_value.
 type SentryModeState int32
 
 const (
@@ -1412,6 +1421,7 @@ func (SentryModeState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{9}
 }
 
+// SpeedAssistLevel is the type of Value.speed_assist_level_value.
 type SpeedAssistLevel int32
 
 const (
@@ -1464,6 +1474,7 @@ func (SpeedAssistLevel) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{10}
 }
 
+// BMSStateValue is the type of Value.bms_state_value.
 type BMSStateValue int32
 
 const (
@@ -1537,6 +1548,7 @@ func (BMSStateValue) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{11}
 }
 
+// BuckleStatus is the type of Value.buckle_status_value.
 type BuckleStatus int32
 
 const (
@@ -1589,6 +1601,7 @@ func (BuckleStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{12}
 }
 
+// CarTypeValue is the type of Value.car_type_value.
 type CarTypeValue int32
 
 const (
@@ -1650,6 +1663,7 @@ func (CarTypeValue) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{13}
 }
 
+// ChargePortValue is the type of Value.charge_port_value.
 type ChargePortValue int32
 
 const (
@@ -1705,6 +1719,7 @@ func (ChargePortValue) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{14}
 }
 
+// ChargePortLatchValue is the type of Value.charge_port_latch_value.
 type ChargePortLatchValue int32
 
 const (
@@ -1760,6 +1775,7 @@ func (ChargePortLatchValue) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{15}
 }
 
+// DriveInverterState is the type of Value.drive_inverter_state_value.
 type DriveInverterState int32
 
 const (
@@ -1818,6 +1834,7 @@ func (DriveInverterState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{16}
 }
 
+// HvilStatus is the type of Value.hvil_status_value.
 type HvilStatus int32
 
 const (
@@ -1867,6 +1884,7 @@ func (HvilStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{17}
 }
 
+// WindowState is the type of Value.window_state_value.
 type WindowState int32
 
 const (
@@ -1919,6 +1937,7 @@ func (WindowState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{18}
 }
 
+// SeatFoldPosition is the type of Value.seat_fold_position_value.
 type SeatFoldPosition int32
 
 const (
@@ -1977,6 +1996,7 @@ func (SeatFoldPosition) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{19}
 }
 
+// TractorAirStatus is the type of Value.tractor_air_status_value.
 type TractorAirStatus int32
 
 const (
@@ -2038,6 +2058,7 @@ func (TractorAirStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{20}
 }
 
+// TrailerAirStatus is the type of Value.trailer_air_status_value.
 type TrailerAirStatus int32
 
 const (
@@ -2102,6 +2123,7 @@ func (TrailerAirStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{21}
 }
 
+// HvacAutoModeState is the type of Value.hvac_auto_mode_value.
 type HvacAutoModeState int32
 
 const (
@@ -2151,6 +2173,7 @@ func (HvacAutoModeState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{22}
 }
 
+// CabinOverheatProtectionModeState is the type of Value.cabin_overheat_protection_mode_value.
 type CabinOverheatProtectionModeState int32
 
 const (
@@ -2203,6 +2226,7 @@ func (CabinOverheatProtectionModeState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{23}
 }
 
+// ClimateOverheatProtectionTempLimit is the type of Value.cabin_overheat_protection_temperature_limit_value.
 type ClimateOverheatProtectionTempLimit int32
 
 const (
@@ -2255,6 +2279,7 @@ func (ClimateOverheatProtectionTempLimit) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{24}
 }
 
+// DefrostModeState is the type of Value.defrost_mode_value.
 type DefrostModeState int32
 
 const (
@@ -2310,6 +2335,7 @@ func (DefrostModeState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{25}
 }
 
+// ClimateKeeperModeState is the type of Value.climate_keeper_mode_value.
 type ClimateKeeperModeState int32
 
 const (
@@ -2365,6 +2391,7 @@ func (ClimateKeeperModeState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{26}
 }
 
+// HvacPowerState is the type of Value.hvac_power_value.
 type HvacPowerState int32
 
 const (
@@ -2420,6 +2447,7 @@ func (HvacPowerState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{27}
 }
 
+// FastCharger is the type of Value.fast_charger_value.
 type FastCharger int32
 
 const (
@@ -2487,6 +2515,7 @@ func (FastCharger) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{28}
 }
 
+// CableType is the type of Value.cable_type_value.
 type CableType int32
 
 const (
@@ -2545,6 +2574,7 @@ func (CableType) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{29}
 }
 
+// TonneauTentModeState is the type of Value.tonneau_tent_mode_value.
 type TonneauTentModeState int32
 
 const (
@@ -2600,6 +2630,7 @@ func (TonneauTentModeState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{30}
 }
 
+// TonneauPositionState is the type of Value.tonneau_position_value.
 type TonneauPositionState int32
 
 const (
@@ -2655,6 +2686,7 @@ func (TonneauPositionState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{31}
 }
 
+// PowershareState is the type of Value.powershare_state_value.
 type PowershareState int32
 
 const (
@@ -2716,6 +2748,7 @@ func (PowershareState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{32}
 }
 
+// PowershareStopReasonStatus is the type of Value.powershare_stop_reason_value.
 type PowershareStopReasonStatus int32
 
 const (
@@ -2780,6 +2813,7 @@ func (PowershareStopReasonStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{33}
 }
 
+// PowershareTypeStatus is the type of Value.powershare_type_value.
 type PowershareTypeStatus int32
 
 const (
@@ -2832,6 +2866,7 @@ func (PowershareTypeStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{34}
 }
 
+// DisplayState is the type of Value.display_state_value.
 type DisplayState int32
 
 const (
@@ -2905,6 +2940,7 @@ func (DisplayState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{35}
 }
 
+// DistanceUnit is the type of Value.distance_unit_value.
 type DistanceUnit int32
 
 const (
@@ -2954,6 +2990,7 @@ func (DistanceUnit) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{36}
 }
 
+// TemperatureUnit is the type of Value.temperature_unit_value.
 type TemperatureUnit int32
 
 const (
@@ -3003,6 +3040,7 @@ func (TemperatureUnit) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{37}
 }
 
+// PressureUnit is the type of Value.pressure_unit_value.
 type PressureUnit int32
 
 const (
@@ -3052,6 +3090,7 @@ func (PressureUnit) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{38}
 }
 
+// ChargeUnitPreference is the type of Value.charge_unit_preference_value.
 type ChargeUnitPreference int32
 
 const (
@@ -3101,6 +3140,7 @@ func (ChargeUnitPreference) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{39}
 }
 
+// SunroofInstalledState is the type of Value.sunroof_installed_state_value.
 type SunroofInstalledState int32
 
 const (
@@ -3153,6 +3193,7 @@ func (SunroofInstalledState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{40}
 }
 
+// TurnSignalState is the type of Value.turn_signal_state_value.
 type TurnSignalState int32
 
 const (
@@ -3208,6 +3249,7 @@ func (TurnSignalState) EnumDescriptor() ([]byte, []int) {
 	return file_ingest_schema_vehicle_data_proto_rawDescGZIP(), []int{41}
 }
 
+// MediaStatus is the type of Value.media_status_value.
 type MediaStatus int32
 
 const (

@@ -186,6 +186,19 @@ func loadSpec(dir string) (*spec, error) {
 	if err := checkNumbers("Value", s.members); err != nil {
 		return nil, err
 	}
+	for _, e := range s.valueEnums {
+		var users []string
+		for _, m := range s.members {
+			if m.typ == e.name {
+				users = append(users, "Value."+m.name)
+			}
+		}
+		if len(users) == 0 {
+			e.comment = e.name + " is not used by any Value member yet."
+		} else {
+			e.comment = e.name + " is the type of " + strings.Join(users, ", ") + "."
+		}
+	}
 	return s, nil
 }
 

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestCheckedInFilesAreCurrent fails when the spec tables changed and the
+// .proto files were not regenerated.
+func TestCheckedInFilesAreCurrent(t *testing.T) {
+	s, err := loadSpec("../../../../telemetry/spec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := buildFiles(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		have, err := os.ReadFile(filepath.Join("../..", f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(have) != f.render() {
+			t.Errorf("%s is stale: run go generate ./ingest/schema/", f.name)
+		}
+	}
+}
+
+func TestUniqueNames(t *testing.T) {
+	enum := func(name string, values ...string) *enumType {
+		e := &enumType{name: name}
+		for i, v := range values {
+			e.values = append(e.values, enumValue{name: v, number: int32(i)})
+		}
+		return e
+	}
+	tests := []struct {
+		name    string
+		files   []*protoFile
+		want    []string // every enum value name after the rule, in order
+		wantErr error
+	}{
+		{
+			name:  "no collision",
+			files: []*protoFile{{enums: []*enumType{enum("A", "AUnknown", "AOne"), enum("B", "BUnknown")}}},
+			want:  []string{"AUnknown", "AOne", "BUnknown"},
+		},
+		{
+			name: "later value is renamed, across files",
+			files: []*protoFile{
+				{enums: []*enumType{enum("Field", "Unknown", "Soc")}},
+				{enums: []*enumType{enum("Audience", "Unknown", "Customer")}},
+			},
+			want: []string{"Unknown", "Soc", "AudienceUnknown", "Customer"},
+		},
+		{
+			name: "value named like a type is renamed",
+			files: []*protoFile{{
+				enums:    []*enumType{enum("Field", "Unknown", "Time")},
+				messages: []*message{{name: "Time"}},
+			}},
+			want: []string{"Unknown", "FieldTime"},
+		},
+		{
+			name: "renamed value still taken",
+			files: []*protoFile{{enums: []*enumType{
+				enum("A", "X", "BX"),
+				enum("B", "X"),
+			}}},
+			wantErr: errCollision,
+		},
+		{
+			name:    "duplicate type",
+			files:   []*protoFile{{enums: []*enumType{enum("A", "A0")}, messages: []*message{{name: "A"}}}},
+			wantErr: errCollision,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := uniqueNames(tt.files)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var got []string
+			for _, f := range tt.files {
+				for _, e := range f.enums {
+					for _, v := range e.values {
+						got = append(got, v.name)
+					}
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("names = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadSpecRejects(t *testing.T) {
+	const (
+		fields  = "0\tUnknown\n1\tSoc\n"
+		members = "1\tstring_value\tstring\n2\tshift_state_value\tShiftState\n"
+		enums   = "enum\tnumber\tname\nShiftState\t0\tShiftStateUnknown\nShiftState\t1\tShiftStateP\n"
+	)
+	tests := []struct {
+		name                   string
+		fields, members, enums string
+		wantErr                error
+	}{
+		{"valid", fields, members, enums, nil},
+		{"bad number", "0\tUnknown\nx\tSoc\n", members, enums, errSyntax},
+		{"missing column", "0\tUnknown\n1\n", members, enums, errSyntax},
+		{"bad identifier", "0\tUnknown\n1\tState of charge\n", members, enums, errSyntax},
+		{"no zero value", "1\tSoc\n", members, enums, errNoZero},
+		{"duplicate field number", "0\tUnknown\n0\tSoc\n", members, enums, errDuplicate},
+		{"duplicate member number", fields, "1\tstring_value\tstring\n1\tint_value\tint32\n", enums, errDuplicate},
+		{"duplicate member name", fields, "1\tstring_value\tstring\n2\tstring_value\tint32\n", enums, errDuplicate},
+		{"unknown member type", fields, "1\tgear_value\tGear\n", enums, errUnknown},
+		{"enum without zero", fields, members, "ShiftState\t1\tShiftStateP\n", errNoZero},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, text := range map[string]string{
+				"field_enum.tsv":  tt.fields,
+				"value_oneof.tsv": tt.members,
+				"value_enums.tsv": tt.enums,
+			} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := loadSpec(dir)
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestGaps(t *testing.T) {
+	got := gaps([]field{{number: 1}, {number: 4}, {number: 2}, {number: 7}})
+	if want := []int32{3, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("gaps = %v, want %v", got, want)
+	}
+}
