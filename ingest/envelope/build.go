@@ -7,30 +7,34 @@ import (
 
 // The Append functions reproduce, call for call, the sequence in which Tesla's
 // reference server drives the FlatBuffers Go builder, so their output is
-// byte-identical to the reference frames and responses. Each runs that
-// sequence twice on a back-to-front builder: once to measure, once to write
-// into the exact room it grows in dst.
+// byte-identical to the reference frames and responses. They build back to
+// front at the end of dst's spare capacity and then move the result into
+// place; only when that room is too small do they grow dst and build again.
 
 // AppendAck appends the server's acknowledgement of a record to dst: an
 // envelope with message_type StreamAck, txid and topic echoed, an empty
 // message_id, and the message slot pointing at an empty vector.
 func AppendAck(dst, txid, topic []byte) []byte {
-	var b builder
-	writeAck(&b, txid, topic, nil)
-	dst, b = b.into(dst)
-	writeAck(&b, txid, topic, nil)
-	return dst
+	b := newBuilder(dst)
+	writeEmptyMessage(&b, txid, topic, nil, TypeStreamAck)
+	if b.short() {
+		b = b.grow(&dst)
+		writeEmptyMessage(&b, txid, topic, nil, TypeStreamAck)
+	}
+	return b.appendTo(dst)
 }
 
 // AppendError appends the server's error response to dst: an envelope with
 // message_type Stream whose Stream payload is text (ErrorText in practice),
 // txid echoed, every other vector empty.
 func AppendError(dst, txid []byte, text string) []byte {
-	var b builder
+	b := newBuilder(dst)
 	writeError(&b, txid, text)
-	dst, b = b.into(dst)
-	writeError(&b, txid, text)
-	return dst
+	if b.short() {
+		b = b.grow(&dst)
+		writeError(&b, txid, text)
+	}
+	return b.appendTo(dst)
 }
 
 // AppendFrame appends f as a vehicle would send it. For TypeStream it writes
@@ -38,16 +42,20 @@ func AppendError(dst, txid []byte, text string) []byte {
 // reference acknowledgement, points the message slot at an empty vector.
 // Nil and empty vectors are both written as present and empty.
 func AppendFrame(dst []byte, f Frame) []byte {
-	var b builder
+	b := newBuilder(dst)
 	writeFrame(&b, &f)
-	dst, b = b.into(dst)
-	writeFrame(&b, &f)
-	return dst
+	if b.short() {
+		b = b.grow(&dst)
+		writeFrame(&b, &f)
+	}
+	return b.appendTo(dst)
 }
 
-func writeAck(b *builder, txid, topic, messageID []byte) {
+// writeEmptyMessage writes an envelope of type t whose message slot points
+// at an empty vector, as the reference acknowledgement does.
+func writeEmptyMessage(b *builder, txid, topic, messageID []byte, t MessageType) {
 	empty := byteString(b, "")
-	writeEnvelope(b, txid, topic, empty, messageID, TypeStreamAck)
+	writeEnvelope(b, txid, topic, empty, messageID, t)
 }
 
 func writeError(b *builder, txid []byte, text string) {
@@ -57,16 +65,11 @@ func writeError(b *builder, txid []byte, text string) {
 
 func writeFrame(b *builder, f *Frame) {
 	if f.Type != TypeStream {
-		writeAckTyped(b, f)
+		writeEmptyMessage(b, f.TxID, f.Topic, f.MessageID, f.Type)
 		return
 	}
 	msg := writeStream(b, &f.Stream, f.Stream.Payload)
 	writeEnvelope(b, f.TxID, f.Topic, msg, f.MessageID, TypeStream)
-}
-
-func writeAckTyped(b *builder, f *Frame) {
-	empty := byteString(b, "")
-	writeEnvelope(b, f.TxID, f.Topic, empty, f.MessageID, f.Type)
 }
 
 // writeStream writes the Stream table of s with the given payload (s.Payload
@@ -84,9 +87,10 @@ func writeStream[P ~string | ~[]byte](b *builder, s *Stream, payload P) int {
 	b.addOffset(strDeviceType, devType)
 	b.addOffset(strDeviceID, devID)
 	b.addUint64(strDeliveredAt, s.DeliveredAtEpochMS)
-	// The Stream vtable never equals the Envelope's (slot 2 holds a byte at
-	// an odd offset or nothing there, a uoffset here), so the reference
-	// builder's vtable deduplication never applies and is not reproduced.
+	// This vtable never equals the Envelope's: there slot 2 is the type byte,
+	// absent or at an odd offset; here it is the payload offset, always
+	// present at an even one. So the reference builder's vtable
+	// deduplication never applies and is not reproduced.
 	return b.endTable()
 }
 
@@ -107,42 +111,57 @@ func writeEnvelope(b *builder, txid, topic []byte, msg int, messageID []byte, t 
 
 // builder writes a FlatBuffer back to front as the FlatBuffers Go builder
 // does: offsets are counted from the end of the buffer and alignment is
-// relative to that end. With a nil buf it only measures.
+// relative to that end. Once buf is full it goes on measuring only.
 type builder struct {
-	buf      []byte // output, filled from its end; nil while measuring
-	off      int    // bytes written so far
+	buf      []byte // filled from its end
+	off      int    // bytes written so far, or that would have been
 	minalign int    // largest alignment requested
 	slots    [strSlots]int
 	nslots   int // slots in the current table
 	tableEnd int // off when the current table was started
 }
 
-// into grows dst by the size b measured and returns dst and a fresh builder
-// writing into the new, zeroed bytes.
-func (b *builder) into(dst []byte) ([]byte, builder) {
-	n := b.off
-	dst = slices.Grow(dst, n)
-	out := dst[len(dst) : len(dst)+n]
-	clear(out)
-	return dst[:len(dst)+n], builder{buf: out}
+// newBuilder returns a builder writing into the spare capacity of dst.
+func newBuilder(dst []byte) builder {
+	return builder{buf: dst[len(dst):cap(dst)]}
+}
+
+// short reports whether the buffer was too small for what was built.
+func (b *builder) short() bool { return b.off > len(b.buf) }
+
+// grow makes room in *dst for exactly what b measured and returns a builder
+// writing there.
+func (b *builder) grow(dst *[]byte) builder {
+	*dst = slices.Grow(*dst, b.off)
+	return builder{buf: (*dst)[len(*dst) : len(*dst)+b.off]}
+}
+
+// appendTo moves the finished buffer to the end of dst and returns the
+// extended slice; dst's capacity must hold it (built by newBuilder or grow).
+func (b *builder) appendTo(dst []byte) []byte {
+	n := len(dst) + b.off
+	copy(dst[len(dst):n], b.buf[len(b.buf)-b.off:])
+	return dst[:n]
 }
 
 // claim reserves the next n bytes, which come before those already written,
-// and returns them, or nil while measuring.
+// and returns them, or nil once the buffer is full.
 func (b *builder) claim(n int) []byte {
 	b.off += n
-	if b.buf == nil {
+	if b.off > len(b.buf) {
 		return nil
 	}
 	i := len(b.buf) - b.off
 	return b.buf[i : i+n]
 }
 
-// prep pads so that an item of size bytes is aligned once additional bytes
-// have been written after the padding. Padding is zero: into clears the room.
+// prep writes zero padding so that an item of size bytes is aligned once
+// additional bytes have been written after the padding.
 func (b *builder) prep(size, additional int) {
 	b.minalign = max(b.minalign, size)
-	b.off += -(b.off + additional) & (size - 1)
+	if n := -(b.off + additional) & (size - 1); n > 0 {
+		clear(b.claim(n))
+	}
 }
 
 func (b *builder) putUint8(v uint8) {
@@ -245,7 +264,7 @@ func (b *builder) endTable() int {
 	b.putUint16(uint16(table - b.tableEnd))
 	b.prep(2, 0)
 	b.putUint16(uint16((n + 2) * 2))
-	if b.buf != nil {
+	if !b.short() {
 		binary.LittleEndian.PutUint32(b.buf[len(b.buf)-table:], uint32(int32(b.off-table)))
 	}
 	return table

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -67,7 +68,9 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // TestAppendKeepsDst checks that the Append functions only add to dst, and
-// write the same bytes whatever stale data dst's spare capacity holds.
+// write the same bytes whatever dst's spare capacity: none, too little
+// (stale bytes written, then regrown), exactly enough, or plenty of stale
+// bytes.
 func TestAppendKeepsDst(t *testing.T) {
 	f := Frame{TxID: []byte("tx"), Topic: []byte("V"), MessageID: []byte("m"), Type: TypeStream,
 		Stream: Stream{CreatedAt: 1, Payload: []byte("p"), DeliveredAtEpochMS: 9}}
@@ -79,18 +82,20 @@ func TestAppendKeepsDst(t *testing.T) {
 		{"AppendError", func(dst []byte) []byte { return AppendError(dst, f.TxID, ErrorText) }},
 		{"AppendFrame", func(dst []byte) []byte { return AppendFrame(dst, f) }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			want := tc.append(nil)
-			dirty := bytes.Repeat([]byte{0xa5}, 1024)
-			dst := append(dirty[:0], "prefix"...)
-			got := tc.append(dst)
-			if string(got[:6]) != "prefix" || !bytes.Equal(got[6:], want) {
-				t.Fatalf("appending to a dirty buffer\n got %x\nwant prefix+%x", got, want)
-			}
-			if &got[0] != &dirty[0] {
-				t.Errorf("buffer with room was reallocated")
-			}
-		})
+		want := tc.append(nil)
+		for _, room := range []int{0, 1, 9, len(want) - 1, len(want), len(want) + 1, 1024} {
+			t.Run(fmt.Sprintf("%s/room_%d", tc.name, room), func(t *testing.T) {
+				buf := bytes.Repeat([]byte{0xa5}, 6+room)
+				dst := append(buf[:0], "prefix"...)
+				got := tc.append(dst)
+				if string(got[:6]) != "prefix" || !bytes.Equal(got[6:], want) {
+					t.Fatalf("got %x\nwant prefix+%x", got, want)
+				}
+				if reused := &got[0] == &buf[0]; reused != (room >= len(want)) {
+					t.Errorf("buffer reused = %v with %d bytes of room for %d", reused, room, len(want))
+				}
+			})
+		}
 	}
 }
 

@@ -40,41 +40,39 @@ const (
 // (TxID, Topic, MessageID, Type), so a caller can echo the txid as Tesla's
 // reference server does.
 func Parse(frame []byte) (Frame, error) {
-	root, err := deref(frame, 0, "root")
+	root, err := deref(frame, 0)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, fail("root offset", err, frame)
 	}
-	env, err := readTable(frame, root, "envelope")
+	env, err := readTable(frame, root)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, fail("envelope table", err, frame)
 	}
 	var f Frame
-	if f.TxID, err = env.vector(frame, envTxID, "envelope txid"); err != nil {
-		return Frame{}, err
+	if f.TxID, err = env.vector(frame, envTxID); err != nil {
+		return Frame{}, fail("envelope txid", err, frame)
 	}
-	if f.Topic, err = env.vector(frame, envTopic, "envelope topic"); err != nil {
-		return Frame{}, err
+	if f.Topic, err = env.vector(frame, envTopic); err != nil {
+		return Frame{}, fail("envelope topic", err, frame)
 	}
-	if f.MessageID, err = env.vector(frame, envMessageID, "envelope message_id"); err != nil {
-		return Frame{}, err
+	if f.MessageID, err = env.vector(frame, envMessageID); err != nil {
+		return Frame{}, fail("envelope message_id", err, frame)
 	}
-	p, err := env.field(frame, envMessageType, 1, "envelope message_type")
+	p, err := env.field(frame, envMessageType, 1)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, fail("envelope message_type", err, frame)
 	}
 	if p >= 0 {
 		f.Type = MessageType(frame[p])
 	}
-	msg, err := env.field(frame, envMessage, 4, "envelope message")
-	if err != nil {
-		return Frame{}, err
-	}
-	if msg >= 0 {
+	msg, err := env.field(frame, envMessage, 4)
+	if err == nil && msg >= 0 {
 		// StreamAck has no fields and the reference points its slot at an
 		// empty vector, so the target is only bounds-checked here.
-		if msg, err = deref(frame, msg, "envelope message"); err != nil {
-			return Frame{}, err
-		}
+		msg, err = deref(frame, msg)
+	}
+	if err != nil {
+		return Frame{}, fail("envelope message", err, frame)
 	}
 
 	switch f.Type {
@@ -82,43 +80,53 @@ func Parse(frame []byte) (Frame, error) {
 		return f, nil
 	case TypeStream:
 		if msg < 0 {
-			return f, fmt.Errorf("envelope message: %w", ErrNoMessage)
+			return f, fail("envelope message", ErrNoMessage, frame)
 		}
 	default:
-		return f, fmt.Errorf("envelope message_type %d: %w", f.Type, ErrUnknownType)
+		return f, fail("envelope message_type "+f.Type.String(), ErrUnknownType, frame)
 	}
 
-	st, err := readTable(frame, msg, "stream")
+	st, err := readTable(frame, msg)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, fail("stream table", err, frame)
 	}
 	s := &f.Stream
-	if p, err = st.field(frame, strCreatedAt, 4, "stream created_at"); err != nil {
-		return Frame{}, err
+	if p, err = st.field(frame, strCreatedAt, 4); err != nil {
+		return Frame{}, fail("stream created_at", err, frame)
 	}
 	if p >= 0 {
 		s.CreatedAt = binary.LittleEndian.Uint32(frame[p:])
 	}
-	if s.SenderID, err = st.vector(frame, strSenderID, "stream sender_id"); err != nil {
-		return Frame{}, err
+	if s.SenderID, err = st.vector(frame, strSenderID); err != nil {
+		return Frame{}, fail("stream sender_id", err, frame)
 	}
-	if s.Payload, err = st.vector(frame, strPayload, "stream payload"); err != nil {
-		return Frame{}, err
+	if s.Payload, err = st.vector(frame, strPayload); err != nil {
+		return Frame{}, fail("stream payload", err, frame)
 	}
-	if s.DeviceType, err = st.vector(frame, strDeviceType, "stream device_type"); err != nil {
-		return Frame{}, err
+	if s.DeviceType, err = st.vector(frame, strDeviceType); err != nil {
+		return Frame{}, fail("stream device_type", err, frame)
 	}
-	if s.DeviceID, err = st.vector(frame, strDeviceID, "stream device_id"); err != nil {
-		return Frame{}, err
+	if s.DeviceID, err = st.vector(frame, strDeviceID); err != nil {
+		return Frame{}, fail("stream device_id", err, frame)
 	}
-	if p, err = st.field(frame, strDeliveredAt, 8, "stream delivered_at_epoch_ms"); err != nil {
-		return Frame{}, err
+	if p, err = st.field(frame, strDeliveredAt, 8); err != nil {
+		return Frame{}, fail("stream delivered_at_epoch_ms", err, frame)
 	}
 	if p >= 0 {
 		s.DeliveredAtEpochMS = binary.LittleEndian.Uint64(frame[p:])
 	}
 	return f, nil
 }
+
+// fail wraps a sentinel with the part of the frame being read. It is kept
+// out of line so that the success path stays small.
+//
+//go:noinline
+func fail(what string, err error, frame []byte) error {
+	return fmt.Errorf("%s (%d-byte frame): %w", what, len(frame), err)
+}
+
+// The readers below return bare sentinels; Parse names the part that failed.
 
 // table is a validated table: its position and its vtable's.
 type table struct {
@@ -127,80 +135,79 @@ type table struct {
 	vtSize int // vtable size in bytes, at least 4, inside the frame
 }
 
-// readTable validates the table starting at pos and its vtable header.
-func readTable(b []byte, pos int, what string) (table, error) {
-	if pos < 0 || pos > len(b)-4 {
-		return table{}, fmt.Errorf("%s table at %d: %d-byte frame: %w", what, pos, len(b), ErrTruncated)
+// readTable validates the table starting at pos (inside b) and its vtable.
+func readTable(b []byte, pos int) (table, error) {
+	if pos > len(b)-4 {
+		return table{}, ErrTruncated
 	}
 	vt := int64(pos) - int64(int32(binary.LittleEndian.Uint32(b[pos:])))
 	if vt < 0 {
-		return table{}, fmt.Errorf("%s vtable at %d: %w", what, vt, ErrBadOffset)
+		return table{}, ErrBadOffset
 	}
 	if vt > int64(len(b)-4) {
-		return table{}, fmt.Errorf("%s vtable at %d: %d-byte frame: %w", what, vt, len(b), ErrTruncated)
+		return table{}, ErrTruncated
 	}
 	size := int(binary.LittleEndian.Uint16(b[vt:]))
 	if size < 4 {
-		return table{}, fmt.Errorf("%s vtable at %d: size %d: %w", what, vt, size, ErrBadVTable)
+		return table{}, ErrBadVTable
 	}
 	if size > len(b)-int(vt) {
-		return table{}, fmt.Errorf("%s vtable at %d: size %d: %d-byte frame: %w", what, vt, size, len(b), ErrTruncated)
+		return table{}, ErrTruncated
 	}
 	return table{pos: pos, vt: int(vt), vtSize: size}, nil
 }
 
 // field returns where the n-byte field in slot lies in b, or -1 when the
 // vtable marks it absent (left at its default).
-func (t table) field(b []byte, slot, n int, what string) (int, error) {
-	entry := 4 + 2*slot
-	if entry+2 > t.vtSize {
+func (t table) field(b []byte, slot, n int) (int, error) {
+	entry := t.vt + 4 + 2*slot
+	if entry > t.vt+t.vtSize-2 {
 		return -1, nil
 	}
-	off := int(binary.LittleEndian.Uint16(b[t.vt+entry:]))
+	off := int(binary.LittleEndian.Uint16(b[entry:]))
 	if off == 0 {
 		return -1, nil
 	}
-	p := t.pos + off
-	if p > len(b)-n {
-		return -1, fmt.Errorf("%s at %d: %d-byte frame: %w", what, p, len(b), ErrTruncated)
+	if p := t.pos + off; p <= len(b)-n {
+		return p, nil
 	}
-	return p, nil
+	return -1, ErrTruncated
 }
 
 // vector returns the byte vector referenced by slot, nil when absent.
-func (t table) vector(b []byte, slot int, what string) ([]byte, error) {
-	p, err := t.field(b, slot, 4, what)
+func (t table) vector(b []byte, slot int) ([]byte, error) {
+	p, err := t.field(b, slot, 4)
 	if err != nil || p < 0 {
 		return nil, err
 	}
-	v, err := deref(b, p, what)
+	v, err := deref(b, p)
 	if err != nil {
 		return nil, err
 	}
 	if v > len(b)-4 {
-		return nil, fmt.Errorf("%s vector at %d: %d-byte frame: %w", what, v, len(b), ErrTruncated)
+		return nil, ErrTruncated
 	}
 	n := binary.LittleEndian.Uint32(b[v:])
 	start := v + 4
 	if uint64(n) > uint64(len(b)-start) {
-		return nil, fmt.Errorf("%s vector of %d bytes at %d: %d-byte frame: %w", what, n, v, len(b), ErrTruncated)
+		return nil, ErrTruncated
 	}
 	end := start + int(n)
 	return b[start:end:end], nil
 }
 
-// deref follows the uoffset stored at p to the position it points to,
-// which is inside b. The caller ensures b[p:p+4] exists, except for the root.
-func deref(b []byte, p int, what string) (int, error) {
+// deref follows the uoffset stored at p to the position it points to, which
+// is inside b.
+func deref(b []byte, p int) (int, error) {
 	if p > len(b)-4 {
-		return -1, fmt.Errorf("%s offset at %d: %d-byte frame: %w", what, p, len(b), ErrTruncated)
+		return -1, ErrTruncated
 	}
 	u := binary.LittleEndian.Uint32(b[p:])
 	if u == 0 || u > math.MaxInt32 {
-		return -1, fmt.Errorf("%s offset %d at %d: %w", what, u, p, ErrBadOffset)
+		return -1, ErrBadOffset
 	}
 	if uint64(u) >= uint64(len(b)-p) {
-		return -1, fmt.Errorf("%s offset %d at %d: %d-byte frame: %w", what, u, p, len(b), ErrTruncated)
+		return -1, ErrTruncated
 	}
 	return p + int(u), nil
 }
