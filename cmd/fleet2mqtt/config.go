@@ -12,6 +12,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 )
 
@@ -25,6 +28,34 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// Vehicle is the listener cars connect to.
 	Vehicle ingest.Config `yaml:"vehicle"`
+	// MQTT is where and how signals are published.
+	MQTT MQTTConfig `yaml:"mqtt"`
+	// HTTP is the local web listener (health and, later, the setup page).
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// MQTTConfig is the topic layout plus the broker the messages go to.
+type MQTTConfig struct {
+	bridge.Config `yaml:",inline"`
+	// Broker is "embedded" (default: fleet2mqtt runs its own broker) or
+	// "external" (publish to the broker in the external section).
+	Broker string `yaml:"broker"`
+	// Embedded configures the built-in broker.
+	Embedded embedded.Config `yaml:"embedded"`
+	// External is the user's own broker, used when broker is "external".
+	External external.Config `yaml:"external"`
+}
+
+// Broker choices.
+const (
+	brokerEmbedded = "embedded"
+	brokerExternal = "external"
+)
+
+// HTTPConfig is the local web listener.
+type HTTPConfig struct {
+	// Listen is the host:port of the web listener; empty disables it.
+	Listen string `yaml:"listen"`
 }
 
 // LogConfig sets the logger.
@@ -42,6 +73,12 @@ func defaultConfig() Config {
 		DataDir: defaultDataDir(),
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Vehicle: ingest.DefaultConfig(),
+		MQTT: MQTTConfig{
+			Config:   bridge.DefaultConfig(),
+			Broker:   brokerEmbedded,
+			Embedded: embedded.DefaultConfig(),
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 	}
 }
 
@@ -110,7 +147,7 @@ func cleanYAMLError(err error) error {
 }
 
 // Validate checks every section.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data_dir: must be set")
 	}
@@ -120,7 +157,28 @@ func (c Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
 	}
-	return c.Vehicle.Validate()
+	if err := c.Vehicle.Validate(); err != nil {
+		return err
+	}
+	return c.MQTT.Validate()
+}
+
+// Validate checks the layout and the chosen broker's section.
+func (m *MQTTConfig) Validate() error {
+	if err := m.Config.Validate(); err != nil {
+		return err
+	}
+	switch m.Broker {
+	case brokerEmbedded:
+		return m.Embedded.Validate()
+	case brokerExternal:
+		m.External.Defaults()
+		if err := m.External.Validate(); err != nil {
+			return fmt.Errorf("mqtt.external.%w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("mqtt.broker: %q is not embedded or external", m.Broker)
 }
 
 func (l LogConfig) level() (slog.Level, error) {
