@@ -197,7 +197,7 @@ var (
 	}}
 	EnumLaneAssistLevel = &EnumType{Name: "LaneAssistLevel", Prefix: "LaneAssistLevel", Values: []EnumValue{
 		{Number: 0, Name: "LaneAssistLevelUnknown", Short: "Unknown"},
-		{Number: 1, Name: "LaneAssistLevelNone", Short: "None"},
+		{Number: 1, Name: "LaneAssistLevelNone", Short: "none"},
 		{Number: 2, Name: "LaneAssistLevelWarning", Short: "Warning"},
 		{Number: 3, Name: "LaneAssistLevelAssist", Short: "Assist"},
 	}}
@@ -218,7 +218,7 @@ var (
 	}}
 	EnumPowershareStopReasonStatus = &EnumType{Name: "PowershareStopReasonStatus", Prefix: "PowershareStopReasonStatus", Values: []EnumValue{
 		{Number: 0, Name: "PowershareStopReasonStatusUnknown", Short: "Unknown"},
-		{Number: 1, Name: "PowershareStopReasonStatusNone", Short: "None"},
+		{Number: 1, Name: "PowershareStopReasonStatusNone", Short: "none"},
 		{Number: 2, Name: "PowershareStopReasonStatusSOCTooLow", Short: "SOCTooLow"},
 		{Number: 3, Name: "PowershareStopReasonStatusRetry", Short: "Retry"},
 		{Number: 4, Name: "PowershareStopReasonStatusFault", Short: "Fault"},
@@ -228,7 +228,7 @@ var (
 	}}
 	EnumPowershareTypeStatus = &EnumType{Name: "PowershareTypeStatus", Prefix: "PowershareTypeStatus", Values: []EnumValue{
 		{Number: 0, Name: "PowershareTypeStatusUnknown", Short: "Unknown"},
-		{Number: 1, Name: "PowershareTypeStatusNone", Short: "None"},
+		{Number: 1, Name: "PowershareTypeStatusNone", Short: "none"},
 		{Number: 2, Name: "PowershareTypeStatusLoad", Short: "Load"},
 		{Number: 3, Name: "PowershareTypeStatusHome", Short: "Home"},
 	}}
@@ -271,7 +271,7 @@ var (
 	}}
 	EnumSpeedAssistLevel = &EnumType{Name: "SpeedAssistLevel", Prefix: "SpeedAssistLevel", Values: []EnumValue{
 		{Number: 0, Name: "SpeedAssistLevelUnknown", Short: "Unknown"},
-		{Number: 1, Name: "SpeedAssistLevelNone", Short: "None"},
+		{Number: 1, Name: "SpeedAssistLevelNone", Short: "none"},
 		{Number: 2, Name: "SpeedAssistLevelDisplay", Short: "Display"},
 		{Number: 3, Name: "SpeedAssistLevelChime", Short: "Chime"},
 	}}

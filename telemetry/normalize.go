@@ -107,7 +107,7 @@ func parseCoordinate(s string, pos, neg byte, limit float64) (float64, bool) {
 		return 0, false
 	}
 	x *= sign
-	if x < -limit || x > limit {
+	if !(x >= -limit && x <= limit) { // also refuses NaN
 		return 0, false
 	}
 	return x, true

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -44,8 +45,14 @@ func TestEnumShortNamesAreUnique(t *testing.T) {
 				t.Errorf("%s: short name %q of %s empty or repeated", e.Name, v.Short, v.Name)
 			}
 			seen[v.Short] = true
-			if e.Prefix+v.Short != v.Name {
+			if !strings.EqualFold(e.Prefix+v.Short, v.Name) {
 				t.Errorf("%s: %q + %q != %q", e.Name, e.Prefix, v.Short, v.Name)
+			}
+			if v.Short == "None" {
+				t.Errorf("%s: short name None reads as \"no valid value\" in Home Assistant", v.Name)
+			}
+			if got := EnumOf(e, v).EnumShort(); got != v.Short {
+				t.Errorf("EnumOf(%s).EnumShort() = %q, want the catalog's %q", v.Name, got, v.Short)
 			}
 		}
 	}

@@ -131,7 +131,7 @@ func (v Value) Raw() (string, bool) {
 	}
 	if v.kind == KindEnumValue {
 		if v.flags&rawShort != 0 {
-			return v.s[v.short:], true
+			return v.EnumShort(), true
 		}
 		return v.s, true
 	}
@@ -204,12 +204,23 @@ func (v Value) EnumName() string {
 	return ""
 }
 
-// EnumShort returns the name of an enum value for people, such as "D".
+// EnumShort returns the name of an enum value for people, such as "D". It
+// equals the catalog's EnumValue.Short.
 func (v Value) EnumShort() string {
 	if v.kind == KindEnumValue {
-		return v.s[v.short:]
+		return enumShort(v.s[v.short:])
 	}
 	return ""
+}
+
+// enumShort is the rule the catalog generator applies too: Home Assistant
+// reads the payload None as "no valid value", so a value named None (such
+// as LaneAssistLevelNone) is published as "none".
+func enumShort(rest string) string {
+	if rest == "None" {
+		return "none"
+	}
+	return rest
 }
 
 // EnumNumber returns the protocol number of an enum value.
@@ -281,7 +292,7 @@ func (v Value) AppendText(dst []byte) []byte {
 	case KindStringValue:
 		return append(dst, v.s...)
 	case KindEnumValue:
-		return append(dst, v.s[v.short:]...)
+		return append(dst, v.EnumShort()...)
 	case KindTimeValue:
 		return v.appendClock(dst)
 	case KindInvalid, KindNone:
@@ -306,7 +317,7 @@ func (v Value) AppendJSON(dst []byte) []byte {
 	case KindBoolValue:
 		return strconv.AppendBool(dst, v.i != 0)
 	case KindEnumValue:
-		return AppendJSONString(dst, v.s[v.short:])
+		return AppendJSONString(dst, v.EnumShort())
 	case KindLocationValue:
 		dst = append(dst, `{"latitude":`...)
 		dst = appendFloat(dst, v.f, 64)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,9 @@ type LogConfig struct {
 // defaultConfig returns the configuration fleet2mqtt runs with when no file
 // is given.
 func defaultConfig() Config {
+	ext := external.Config{}
+	ext.Defaults()
+	ext.ClientID = "" // chosen when the external broker is used (host name based)
 	return Config{
 		DataDir: defaultDataDir(),
 		Log:     LogConfig{Level: "info", Format: "text"},
@@ -77,6 +81,7 @@ func defaultConfig() Config {
 			Config:   bridge.DefaultConfig(),
 			Broker:   brokerEmbedded,
 			Embedded: embedded.DefaultConfig(),
+			External: ext,
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
 	}
@@ -159,6 +164,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Vehicle.Validate(); err != nil {
 		return err
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			return fmt.Errorf("http.listen: %q is not host:port, e.g. \"127.0.0.1:8080\"", c.HTTP.Listen)
+		}
 	}
 	return c.MQTT.Validate()
 }

@@ -105,10 +105,20 @@ func readEnums(path string) (map[string]*enum, error) {
 		sort.Slice(e.values, func(i, j int) bool { return e.values[i].number < e.values[j].number })
 		e.prefix = commonWordPrefix(e.values)
 		for i := range e.values {
-			e.values[i].short = strings.TrimPrefix(e.values[i].name, e.prefix)
+			e.values[i].short = shortName(strings.TrimPrefix(e.values[i].name, e.prefix))
 		}
 	}
 	return enums, nil
+}
+
+// shortName keeps a short name from reading "None": Home Assistant takes
+// the payload None for "no valid value", so LaneAssistLevelNone and its like
+// are published as "none".
+func shortName(s string) string {
+	if s == "None" {
+		return "none"
+	}
+	return s
 }
 
 // commonWordPrefix is the longest prefix shared by every value name that ends

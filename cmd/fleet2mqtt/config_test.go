@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestExampleConfigIsTheDefault keeps config.example.yaml honest: every key
+// it shows exists, and its values are the defaults.
+func TestExampleConfigIsTheDefault(t *testing.T) {
+	raw, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := defaultConfig()
+	if err := decodeConfig(raw, &got); err != nil {
+		t.Fatalf("config.example.yaml: %v", err)
+	}
+	want := defaultConfig()
+	if !reflect.DeepEqual(normalized(got), normalized(want)) {
+		t.Errorf("config.example.yaml differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// normalized treats empty and nil lists alike.
+func normalized(c Config) Config {
+	if len(c.Vehicle.ClientCAFiles) == 0 {
+		c.Vehicle.ClientCAFiles = nil
+	}
+	if len(c.MQTT.Embedded.Users) == 0 {
+		c.MQTT.Embedded.Users = nil
+	}
+	if len(c.MQTT.Embedded.WebSocket.AllowedOrigins) == 0 {
+		c.MQTT.Embedded.WebSocket.AllowedOrigins = nil
+	}
+	return c
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "vehicle:\n  listn: :443\n", `line 2: unknown key "listn"`},
+		{"bad type", "mqtt:\n  qos: high\n", "cannot unmarshal"},
+		{"bad qos", "mqtt:\n  qos: 2\n", "mqtt.qos: 2 is not supported"},
+		{"bad broker", "mqtt:\n  broker: cloud\n", `mqtt.broker: "cloud" is not embedded or external`},
+		{"external without url", "mqtt:\n  broker: external\n", "mqtt.external.url: missing"},
+		{"bad level", "log:\n  level: loud\n", `log.level: "loud" is not debug, info, warn or error`},
+		{"bad listen", "vehicle:\n  listen: nowhere\n", `vehicle.listen: "nowhere" is not host:port`},
+		{"bad anonymous", "mqtt:\n  embedded:\n    allow_anonymous: sometimes\n", `mqtt.embedded.allow_anonymous: "sometimes"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadConfig(path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadConfig: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
