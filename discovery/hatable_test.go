@@ -346,13 +346,10 @@ func TestPayloadsSatisfyConfigs(t *testing.T) {
 }
 
 // noneCollisions are the fields with an enum value whose short name is
-// None, the bridge's payload for "no valid value": Home Assistant shows
-// that value as unknown. Known, reported to the bridge; the fix belongs to
-// the bridge's or telemetry's enum names, and this package follows them.
-var noneCollisions = map[string]bool{
-	"LaneDepartureAvoidance": true, "SpeedLimitWarning": true,
-	"PowershareStopReason": true, "PowershareType": true,
-}
+// None, the bridge's payload for "no valid value": Home Assistant would
+// show that value as unknown. The catalog names such values "none", so
+// there are none left.
+var noneCollisions = map[string]bool{}
 
 // accepts returns why a component's config does not take payload, or "".
 func accepts(c haComponent, payload string) string {
