@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"time"
@@ -39,9 +41,11 @@ const millisThreshold = 315576000000
 // rec.Errors, or sets rec.Connectivity. It does not reset rec: callers Reset
 // it and reuse its slices. It leaves VIN, TxID and ReceivedAt alone.
 //
-// Every signal value goes through telemetry.Normalize. A Datum without a
-// value, or with a Value that has no member set, yields the zero Value
-// (telemetry.KindNone); the invalid member yields telemetry.InvalidValue.
+// Every signal value is normalised by telemetry.Normalize (which, as it
+// documents, changes only strings). A Datum without a value, or with a Value
+// that has no member set, yields the zero Value (telemetry.KindNone); the
+// invalid member, whatever its boolean, yields telemetry.InvalidValue, as
+// Tesla's reference server reads it.
 // Unknown fields are skipped, so newer firmware still decodes. Strings are
 // taken as they are, without UTF-8 validation. A timestamp of exactly zero
 // is treated as absent. Alert start and end times in milliseconds (see
@@ -49,13 +53,15 @@ const millisThreshold = 315576000000
 //
 // Memory: payload is only read during the call and never referenced after
 // it, so the caller may reuse its buffer. All strings of the decoded record
-// (string values that stay strings after normalisation, alert and error
-// names, error tags and bodies, connectivity ids) share one backing array: a
-// private copy of payload, made once, on the first string that needs it. It
-// is never written after the copy, and it stays alive as long as any of
-// those strings does. A record without such strings makes no copy. Decoding
-// allocates nothing else per field: a V record costs at most that one
-// allocation plus the growth of rec.Data.
+// (string values, also the raw strings normalised values keep, alert and
+// error names, error tags and bodies, connectivity ids) share one backing
+// array: a private copy of payload, made once, on the first non-empty
+// string. It is never written after the copy, and it stays alive as long as
+// any of those strings does (a payload is at most a frame, 1 MB). A record
+// without strings makes no copy. Decoding allocates nothing else per field:
+// a V record costs at most that one allocation plus the growth of rec.Data
+// (and the name of an enum number newer than the catalog). Alerts add one
+// slice for their audiences, errors a map per error with tags.
 //
 // Malformed input yields an error wrapping ErrMalformedPayload, never a
 // panic; rec then holds a partial record that callers must discard. An
@@ -112,10 +118,10 @@ type decoder struct {
 	arena []byte
 }
 
-// pos returns the position of b[0] in the payload. b must be a non-empty
-// part of it.
-func (d *decoder) pos(b []byte) int {
-	return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(d.payload))))
+// offset returns the position of b[0] in base. b must be a non-empty part
+// of base.
+func offset(base, b []byte) int {
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(base))))
 }
 
 // str returns b, a part of the payload, as a string that outlives the call:
@@ -128,61 +134,50 @@ func (d *decoder) str(b []byte) string {
 		d.arena = make([]byte, len(d.payload))
 		copy(d.arena, d.payload)
 	}
-	return unsafe.String(&d.arena[d.pos(b)], len(b))
-}
-
-// borrow returns b as a string over the caller's buffer. It must not outlive
-// the call: keep moves what survives normalisation to the arena.
-func borrow(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
-// keep returns v made safe to outlive the call: a string value over the
-// caller's buffer (as borrow made it, or a part of it) is moved to the arena.
-func (d *decoder) keep(v telemetry.Value) telemetry.Value {
-	if v.Kind() != telemetry.KindStringValue {
-		return v
-	}
-	s := v.Str()
-	if len(s) == 0 || len(d.payload) == 0 {
-		return v
-	}
-	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(d.payload)))
-	if p < base || p-base > uintptr(len(d.payload)-len(s)) {
-		return v // not from the payload: already owned
-	}
-	off := int(p - base)
-	return telemetry.StringValue(d.str(d.payload[off : off+len(s)]))
+	return unsafe.String(&d.arena[offset(d.payload, b)], len(b))
 }
 
 // reader walks the fields of one protobuf message. Its methods record the
 // first error and make next report false from then on.
 type reader struct {
-	d   *decoder
-	msg string // message type, for errors
-	b   []byte // what is left of the message
-	at  []byte // the current field, from its tag
-	num protowire.Number
-	typ protowire.Type
-	err error
+	// base is the whole payload, for positions in errors. (A pointer to the
+	// decoder here would make the decoder escape to the heap.)
+	base []byte
+	msg  string // message type, for errors
+	b    []byte // what is left of the message
+	at   []byte // the current field, from its tag
+	num  protowire.Number
+	typ  protowire.Type
+	err  error
 }
+
+// The reader's methods come in two halves: a short path for the common
+// one-byte tags, lengths and varints, and a slow path that handles the rest
+// and says what is wrong. On an error the slow path also empties b, so that
+// next stops.
 
 // next reads the tag of the next field, reporting false at the end of the
 // message or after an error.
 func (r *reader) next() bool {
-	if r.err != nil || len(r.b) == 0 {
+	if len(r.b) > 0 && r.b[0] < 0x80 && r.b[0] >= 1<<3 {
+		r.at = r.b
+		r.num, r.typ, r.b = protowire.Number(r.b[0]>>3), protowire.Type(r.b[0]&7), r.b[1:]
+		return true
+	}
+	return r.nextSlow()
+}
+
+func (r *reader) nextSlow() bool {
+	if len(r.b) == 0 {
+		return false
+	}
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 {
+		r.err = fmt.Errorf("%w: %s at byte %d: tag: %w", ErrMalformedPayload, r.msg, offset(r.base, r.b), protowire.ParseError(n))
+		r.b = nil
 		return false
 	}
 	r.at = r.b
-	num, typ, n := protowire.ConsumeTag(r.b)
-	if n < 0 {
-		r.err = fmt.Errorf("%w: %s at byte %d: tag: %w", ErrMalformedPayload, r.msg, r.d.pos(r.at), protowire.ParseError(n))
-		return false
-	}
 	r.num, r.typ, r.b = num, typ, r.b[n:]
 	return true
 }
@@ -190,13 +185,13 @@ func (r *reader) next() bool {
 // fail records what is wrong with the current field: what names the part
 // that is wrong (may be empty), err the cause.
 func (r *reader) fail(what string, err error) {
-	if r.err != nil {
-		return
+	if r.err == nil {
+		if what != "" {
+			what += ": "
+		}
+		r.err = fmt.Errorf("%w: %s field %d at byte %d: %s%w", ErrMalformedPayload, r.msg, r.num, offset(r.base, r.at), what, err)
 	}
-	if what != "" {
-		what += ": "
-	}
-	r.err = fmt.Errorf("%w: %s field %d at byte %d: %s%w", ErrMalformedPayload, r.msg, r.num, r.d.pos(r.at), what, err)
+	r.b = nil
 }
 
 // wireTypeError reports a known field encoded with another wire type than
@@ -236,6 +231,15 @@ func (r *reader) want(t protowire.Type) bool {
 }
 
 func (r *reader) varint() uint64 {
+	if r.typ == protowire.VarintType && len(r.b) > 0 && r.b[0] < 0x80 {
+		v := r.b[0]
+		r.b = r.b[1:]
+		return uint64(v)
+	}
+	return r.varintSlow()
+}
+
+func (r *reader) varintSlow() uint64 {
 	if !r.want(protowire.VarintType) {
 		return 0
 	}
@@ -249,33 +253,43 @@ func (r *reader) varint() uint64 {
 }
 
 func (r *reader) fixed32() uint32 {
-	if !r.want(protowire.Fixed32Type) {
-		return 0
+	if r.typ == protowire.Fixed32Type && len(r.b) >= 4 {
+		v := binary.LittleEndian.Uint32(r.b)
+		r.b = r.b[4:]
+		return v
 	}
-	v, n := protowire.ConsumeFixed32(r.b)
-	if n < 0 {
-		r.fail("fixed32", protowire.ParseError(n))
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
+	return uint32(r.fixedSlow(protowire.Fixed32Type))
 }
 
 func (r *reader) fixed64() uint64 {
-	if !r.want(protowire.Fixed64Type) {
-		return 0
+	if r.typ == protowire.Fixed64Type && len(r.b) >= 8 {
+		v := binary.LittleEndian.Uint64(r.b)
+		r.b = r.b[8:]
+		return v
 	}
-	v, n := protowire.ConsumeFixed64(r.b)
-	if n < 0 {
-		r.fail("fixed64", protowire.ParseError(n))
-		return 0
+	return r.fixedSlow(protowire.Fixed64Type)
+}
+
+func (r *reader) fixedSlow(t protowire.Type) uint64 {
+	if r.want(t) {
+		r.fail(wireTypeName(t), io.ErrUnexpectedEOF)
 	}
-	r.b = r.b[n:]
-	return v
+	return 0
 }
 
 // bytes returns the contents of a length-delimited field (nil on error).
 func (r *reader) bytes() []byte {
+	if r.typ == protowire.BytesType && len(r.b) > 0 {
+		if m := int(r.b[0]); m < 0x80 && m < len(r.b) {
+			v := r.b[1 : 1+m]
+			r.b = r.b[1+m:]
+			return v
+		}
+	}
+	return r.bytesSlow()
+}
+
+func (r *reader) bytesSlow() []byte {
 	if !r.want(protowire.BytesType) {
 		return nil
 	}
@@ -304,10 +318,10 @@ type timestamp struct {
 	nanos   int32
 }
 
-// timestamp merges the Timestamp message b into ts, as protobuf merges a message
-// field that appears twice.
+// timestamp merges the Timestamp message b into ts, as protobuf merges a
+// message field that appears twice.
 func (d *decoder) timestamp(b []byte, ts *timestamp) error {
-	r := reader{d: d, msg: "Timestamp", b: b}
+	r := reader{base: d.payload, msg: "Timestamp", b: b}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -341,7 +355,7 @@ func (ts timestamp) alertTime() time.Time {
 // vehicleData decodes a Payload: data=1, created_at=2, vin=3, is_resend=4.
 func (d *decoder) vehicleData(rec *telemetry.Record) error {
 	var created timestamp
-	r := reader{d: d, msg: "Payload", b: d.payload}
+	r := reader{base: d.payload, msg: "Payload", b: d.payload}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -350,8 +364,11 @@ func (d *decoder) vehicleData(rec *telemetry.Record) error {
 				break
 			}
 			rec.Data = append(rec.Data, telemetry.Datum{})
-			if err := d.datum(b, &rec.Data[len(rec.Data)-1]); err != nil {
-				return err
+			dt := &rec.Data[len(rec.Data)-1]
+			if !d.datumFast(b, dt) {
+				if err := d.datum(b, dt); err != nil {
+					return err
+				}
 			}
 		case 2:
 			if b := r.bytes(); r.err == nil {
@@ -382,11 +399,116 @@ type valueState struct {
 	h, m, s  int32            // time
 }
 
+// datumFast decodes the Datum b into dt if it has the shape cars send: the
+// key (a varint of one or two bytes), then a Value shorter than 128 bytes
+// holding one member, or no member, or no Value at all. It reports false
+// for any other shape, valid or not: datum then decodes it field by field,
+// overwriting dt. The fuzz tests check that both agree.
+func (d *decoder) datumFast(b []byte, dt *telemetry.Datum) bool {
+	if len(b) < 2 || b[0] != 1<<3|byte(protowire.VarintType) {
+		return false
+	}
+	var key uint64
+	switch {
+	case b[1] < 0x80:
+		key, b = uint64(b[1]), b[2:]
+	case len(b) > 2 && b[2] < 0x80:
+		key, b = uint64(b[1]&0x7f)|uint64(b[2])<<7, b[3:]
+	default:
+		return false
+	}
+	if len(b) > 0 && (len(b) < 2 || b[0] != 2<<3|byte(protowire.BytesType) || int(b[1]) != len(b)-2) {
+		return false
+	}
+	if len(b) == 0 {
+		dt.Value = telemetry.Value{}
+	} else if !d.valueFast(b[2:], &dt.Value) {
+		return false
+	}
+	dt.Field = telemetry.Field(key)
+	if dt.Value.Kind() == telemetry.KindStringValue {
+		// Normalize returns values of other kinds unchanged.
+		dt.Value = telemetry.Normalize(dt.Field, dt.Value)
+	}
+	return true
+}
+
+// valueFast decodes into v a Value message b that holds no member or
+// exactly one member (a message member shorter than 128 bytes), reporting
+// false for anything else.
+func (d *decoder) valueFast(b []byte, v *telemetry.Value) bool {
+	if len(b) == 0 {
+		*v = telemetry.Value{}
+		return true
+	}
+	var tag uint64
+	switch {
+	case b[0] < 0x80:
+		tag, b = uint64(b[0]), b[1:]
+	case len(b) > 1 && b[1] < 0x80:
+		tag, b = uint64(b[0]&0x7f)|uint64(b[1])<<7, b[2:]
+	default:
+		return false
+	}
+	num, typ := tag>>3, protowire.Type(tag&7)
+	if num >= uint64(len(valueMembers)) {
+		return false
+	}
+	m := &valueMembers[num]
+	var raw uint64
+	switch m.kind {
+	case memberDouble:
+		if typ != protowire.Fixed64Type || len(b) != 8 {
+			return false
+		}
+		*v = telemetry.FloatValue(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+		return true
+	case memberFloat:
+		if typ != protowire.Fixed32Type || len(b) != 4 {
+			return false
+		}
+		*v = telemetry.Float32Value(math.Float32frombits(binary.LittleEndian.Uint32(b)))
+		return true
+	case memberInt32, memberInt64, memberBool, memberInvalid, memberEnum:
+		var n int
+		if typ != protowire.VarintType {
+			return false
+		}
+		if raw, n = protowire.ConsumeVarint(b); n != len(b) {
+			return false
+		}
+	case memberString:
+		if typ != protowire.BytesType {
+			return false
+		}
+		s, n := protowire.ConsumeBytes(b)
+		if n != len(b) {
+			return false
+		}
+		*v = telemetry.StringValue(d.str(s))
+		return true
+	case memberLocation, memberDoors, memberTires, memberTime:
+		if typ != protowire.BytesType || len(b) == 0 || int(b[0]) != len(b)-1 {
+			return false
+		}
+		st := valueState{member: protowire.Number(num)}
+		if d.composite(m, b[1:], &st) != nil {
+			return false
+		}
+		*v = st.value(d)
+		return true
+	default:
+		return false
+	}
+	*v = scalarValue(m, raw)
+	return true
+}
+
 // datum decodes a Datum (key=1, value=2) into dt.
 func (d *decoder) datum(b []byte, dt *telemetry.Datum) error {
 	var st valueState
 	var key uint64
-	r := reader{d: d, msg: "Datum", b: b}
+	r := reader{base: d.payload, msg: "Datum", b: b}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -405,13 +527,13 @@ func (d *decoder) datum(b []byte, dt *telemetry.Datum) error {
 		return r.err
 	}
 	dt.Field = telemetry.Field(int32(key))
-	dt.Value = d.keep(telemetry.Normalize(dt.Field, st.value()))
+	dt.Value = telemetry.Normalize(dt.Field, st.value(d))
 	return nil
 }
 
 // value merges the Value message b into st.
 func (d *decoder) value(b []byte, st *valueState) error {
-	r := reader{d: d, msg: "Value", b: b}
+	r := reader{base: d.payload, msg: "Value", b: b}
 	for r.next() {
 		if r.num >= protowire.Number(len(valueMembers)) || valueMembers[r.num].kind == 0 {
 			r.skip() // a member newer than our table
@@ -448,7 +570,7 @@ func (d *decoder) value(b []byte, st *valueState) error {
 // composite merges a message member of Value (location, doors, tires, time)
 // into st.
 func (d *decoder) composite(m *valueMember, b []byte, st *valueState) error {
-	r := reader{d: d, msg: m.name, b: b}
+	r := reader{base: d.payload, msg: m.name, b: b}
 	for r.next() {
 		switch m.kind {
 		case memberLocation:
@@ -491,29 +613,13 @@ func (d *decoder) composite(m *valueMember, b []byte, st *valueState) error {
 	return r.err
 }
 
-// value returns the Value st holds. A string value borrows the caller's
-// buffer: pass the result through decoder.keep.
-func (st *valueState) value() telemetry.Value {
+// value returns the Value st holds; a string goes to d's arena, since
+// normalisation keeps the string a value was parsed from.
+func (st *valueState) value(d *decoder) telemetry.Value {
 	m := &valueMembers[st.member]
 	switch m.kind {
 	case memberString:
-		return telemetry.StringValue(borrow(st.str))
-	case memberInt32:
-		return telemetry.IntValue(int64(int32(st.raw)))
-	case memberInt64:
-		return telemetry.IntValue(int64(st.raw))
-	case memberFloat:
-		return telemetry.Float32Value(math.Float32frombits(uint32(st.raw)))
-	case memberDouble:
-		return telemetry.FloatValue(math.Float64frombits(st.raw))
-	case memberBool:
-		return telemetry.BoolValue(st.raw != 0)
-	case memberInvalid:
-		// Any value of the member means invalid, as the reference server
-		// reads it.
-		return telemetry.InvalidValue()
-	case memberEnum:
-		return telemetry.EnumNumber(m.enum, int32(st.raw))
+		return telemetry.StringValue(d.str(st.str))
 	case memberLocation:
 		return telemetry.LocationValue(st.lat, st.lon)
 	case memberDoors:
@@ -523,6 +629,30 @@ func (st *valueState) value() telemetry.Value {
 	case memberTime:
 		return telemetry.TimeValue(st.h, st.m, st.s)
 	}
+	return scalarValue(m, st.raw)
+}
+
+// scalarValue returns the value of a scalar or enum member m whose varint
+// or fixed-size bits are raw; the zero Value for other members.
+func scalarValue(m *valueMember, raw uint64) telemetry.Value {
+	switch m.kind {
+	case memberInt32:
+		return telemetry.IntValue(int64(int32(raw)))
+	case memberInt64:
+		return telemetry.IntValue(int64(raw))
+	case memberFloat:
+		return telemetry.Float32Value(math.Float32frombits(uint32(raw)))
+	case memberDouble:
+		return telemetry.FloatValue(math.Float64frombits(raw))
+	case memberBool:
+		return telemetry.BoolValue(raw != 0)
+	case memberInvalid:
+		// Any value of the member means invalid, as the reference server
+		// reads it.
+		return telemetry.InvalidValue()
+	case memberEnum:
+		return telemetry.EnumNumber(m.enum, int32(raw))
+	}
 	return telemetry.Value{}
 }
 
@@ -530,7 +660,7 @@ func (st *valueState) value() telemetry.Value {
 func (d *decoder) vehicleAlerts(rec *telemetry.Record) error {
 	var created timestamp
 	var audiences []telemetry.Audience // shared by the record's alerts
-	r := reader{d: d, msg: "VehicleAlerts", b: d.payload}
+	r := reader{base: d.payload, msg: "VehicleAlerts", b: d.payload}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -563,7 +693,7 @@ func (d *decoder) vehicleAlerts(rec *telemetry.Record) error {
 func (d *decoder) alert(b []byte, a *telemetry.Alert, audiences *[]telemetry.Audience) error {
 	var started, ended timestamp
 	first := len(*audiences)
-	r := reader{d: d, msg: "VehicleAlert", b: b}
+	r := reader{base: d.payload, msg: "VehicleAlert", b: b}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -616,7 +746,7 @@ func audience(v uint64) telemetry.Audience {
 // vehicleErrors decodes VehicleErrors: errors=1, created_at=2, vin=3.
 func (d *decoder) vehicleErrors(rec *telemetry.Record) error {
 	var created timestamp
-	r := reader{d: d, msg: "VehicleErrors", b: d.payload}
+	r := reader{base: d.payload, msg: "VehicleErrors", b: d.payload}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -648,7 +778,7 @@ func (d *decoder) vehicleErrors(rec *telemetry.Record) error {
 // entries key=1, value=2), body=4.
 func (d *decoder) vehicleError(b []byte, e *telemetry.VehicleError) error {
 	var created timestamp
-	r := reader{d: d, msg: "VehicleError", b: b}
+	r := reader{base: d.payload, msg: "VehicleError", b: b}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -684,7 +814,7 @@ func (d *decoder) vehicleError(b []byte, e *telemetry.VehicleError) error {
 
 // tag decodes one entry of the VehicleError tags map.
 func (d *decoder) tag(b []byte) (key, value string, err error) {
-	r := reader{d: d, msg: "VehicleError.TagsEntry", b: b}
+	r := reader{base: d.payload, msg: "VehicleError.TagsEntry", b: b}
 	for r.next() {
 		switch r.num {
 		case 1:
@@ -703,7 +833,7 @@ func (d *decoder) tag(b []byte) (key, value string, err error) {
 func (d *decoder) vehicleConnectivity(rec *telemetry.Record) error {
 	var created timestamp
 	c := &rec.Connectivity
-	r := reader{d: d, msg: "VehicleConnectivity", b: d.payload}
+	r := reader{base: d.payload, msg: "VehicleConnectivity", b: d.payload}
 	for r.next() {
 		switch r.num {
 		case 1:
