@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,6 +192,23 @@ func TestEndToEnd(t *testing.T) {
 	for _, field := range []string{"Soc", "Gear", "Location", "connected"} {
 		if got := late.wait(t, "tesla/"+e2eVIN+"/"+field); got != want[field] {
 			t.Errorf("retained %s = %q, want %q", field, got, want[field])
+		}
+	}
+
+	// The metrics count what happened.
+	resp, err := http.Get("http://" + a.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{
+		`fleet2mqtt_records_total{outcome="published",topic="V"} 4`,
+		"fleet2mqtt_vehicles_connected 1",
+		"fleet2mqtt_vehicle_acks_total 4",
+	} {
+		if !strings.Contains(string(body), line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
 		}
 	}
 

@@ -121,6 +121,7 @@ type app struct {
 	closeFn func() error // closes the broker
 	bridge  *bridge.Bridge
 	vehicle *ingest.Server
+	metrics *metrics
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -150,7 +151,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 
-	a.bridge, err = bridge.New(cfg.MQTT.Config, a.broker, log)
+	a.metrics = newMetrics()
+	a.bridge, err = bridge.New(cfg.MQTT.Config, instrumentedBroker{a.broker, a.metrics}, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -158,10 +160,11 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return fail(fmt.Errorf("publish bridge state: %w", err))
 	}
 
-	a.vehicle, err = ingest.New(cfg.Vehicle, tc, a.bridge, ingest.WithLogger(log.With("component", "vehicle")))
+	a.vehicle, err = ingest.New(cfg.Vehicle, tc, a.metrics.sink(a.bridge), ingest.WithLogger(log.With("component", "vehicle")))
 	if err != nil {
 		return fail(err)
 	}
+	a.metrics.watchVehicles(a.vehicle)
 	vln, err := net.Listen("tcp", cfg.Vehicle.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("vehicle.listen: %w", err))
@@ -267,6 +270,7 @@ func (a *app) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("GET /metrics", a.metrics.handler())
 	return mux
 }
 
@@ -282,7 +286,7 @@ func (a *app) banner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  Vehicles: mTLS WebSocket on %s\n", a.vehicleAddr)
 	if a.httpAddr != "" {
-		fmt.Fprintf(w, "  Web:      http://%s/healthz\n", a.httpAddr)
+		fmt.Fprintf(w, "  Web:      http://%s/healthz, http://%s/metrics\n", a.httpAddr, a.httpAddr)
 	}
 	if a.cfg.Vehicle.CertFile == "" || len(a.cfg.Vehicle.ClientCAFiles) == 0 {
 		dir := devPKIDir(a.cfg.DataDir)
