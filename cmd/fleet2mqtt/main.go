@@ -29,6 +29,11 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run fleet2mqtt (the default command)", runServe},
+		{"demo", "run fleet2mqtt with simulated cars streaming into it", runDemo},
+		{"simulate", "simulated cars for any fleet-telemetry server, and the load benchmark", runSimulate},
+		{"dev-certs", "write a development PKI (CA, server and vehicle certificates)", func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+			return runDevCerts(args, stdout, stderr)
+		}},
 		{"decode", "decode captured vehicle frames to JSON lines", func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return runDecode(args, stdout, stderr)
 		}},

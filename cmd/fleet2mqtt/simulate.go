@@ -266,6 +266,8 @@ func (f *simFlags) runScenario(ctx context.Context, url string, tc *tls.Config, 
 		Speed:    f.speed,
 		Interval: f.interval,
 		Log:      log,
+		// About one line a second in all, however many cars.
+		LogEvery: simulate.DefaultLogEvery * time.Duration(max(1, len(cars)/5)),
 	})
 	var total simulate.CarStats
 	for _, c := range cars {

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate"
+)
+
+// runDemo implements `fleet2mqtt demo`: fleet2mqtt on its embedded defaults
+// with simulated cars streaming into it, the quickest way to see topics
+// fill.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	f.register(fs)
+	cars := fs.Int("cars", 1, "number of simulated cars")
+	scenario := fs.String("scenario", string(simulate.ScenarioMixed), "what the cars do: drive, charge, park, alerts or mixed")
+	speed := fs.Float64("speed", 10, "speed-up factor of the simulated time")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: fleet2mqtt demo [flags]\n\nRuns fleet2mqtt on its embedded defaults together with simulated cars,\nand tells you where to look. Its data (certificates, retained state) is\nkept in the demo folder of the data directory. Stop it with Ctrl-C.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	sc, err := simulate.ParseScenario(*scenario)
+	if err != nil || *cars < 1 || !(*speed > 0) {
+		switch {
+		case err != nil:
+			fmt.Fprintln(stderr, "fleet2mqtt demo: --scenario:", err)
+		case *cars < 1:
+			fmt.Fprintf(stderr, "fleet2mqtt demo: --cars %d: must be at least 1\n", *cars)
+		default:
+			fmt.Fprintf(stderr, "fleet2mqtt demo: --speed %v: must be positive\n", *speed)
+		}
+		return 2
+	}
+	cfg, err := f.load()
+	if err != nil {
+		fmt.Fprintln(stderr, "fleet2mqtt demo:", err)
+		return 1
+	}
+	if f.dataDir == "" {
+		cfg.DataDir = filepath.Join(cfg.DataDir, "demo")
+	}
+	// The demo's cars carry development certificates: trust those, whatever
+	// a configuration file says about real cars.
+	cfg.Vehicle.CertFile, cfg.Vehicle.KeyFile, cfg.Vehicle.ClientCAFiles = "", "", nil
+
+	log := cfg.Log.logger(stderr)
+	a, err := start(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	fleet, err := demoCars(a, *cars)
+	if err != nil {
+		log.Error("cannot create the simulated cars", "err", err)
+		return 1
+	}
+	a.demoBanner(stdout, fleet, sc, *speed)
+
+	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator")})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("simulated cars stopped", "err", err)
+	}
+	if err := a.wait(); err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// demoCars makes n simulated cars with certificates from the development
+// vehicle CA of a's data directory.
+func demoCars(a *app, n int) ([]*simulate.Car, error) {
+	pki, err := certs.LoadDir(devPKIDir(a.cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	ids, _, err := simulate.Identities(pki, n)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{RootCAs: pki.ServerCA.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	base := simulate.CarConfig{URL: "wss://" + a.vehicleAddr + "/", TLS: tc, NetworkInterface: "wifi"}
+	cars := make([]*simulate.Car, len(ids))
+	for i, id := range ids {
+		if cars[i], err = simulate.NewCar(simulate.CarConfigFor(base, id)); err != nil {
+			return nil, err
+		}
+	}
+	return cars, nil
+}
+
+func (a *app) demoBanner(w io.Writer, cars []*simulate.Car, sc simulate.Scenario, speed float64) {
+	prefix := a.cfg.MQTT.Prefix
+	fmt.Fprintf(w, "\nfleet2mqtt %s demo: %d simulated car(s) playing %q at %gx speed.\n\n", version(), len(cars), sc, speed)
+	fmt.Fprintf(w, "  MQTT broker:  %s (anonymous from this machine)\n", a.mqttAddr)
+	fmt.Fprintf(w, "  Watch:        mosquitto_sub -h %s -p %s -t '%s/#' -v\n", hostOf(a.mqttAddr), portOf(a.mqttAddr), prefix)
+	fmt.Fprintf(w, "  One signal:   %s/%s/Soc   everything: %s/%s/state\n", prefix, cars[0].VIN(), prefix, cars[0].VIN())
+	if a.httpAddr != "" {
+		fmt.Fprintf(w, "  Metrics:      http://%s/metrics\n", a.httpAddr)
+	}
+	fmt.Fprintf(w, "  Data:         %s\n\nPress Ctrl-C to stop.\n\n", a.cfg.DataDir)
+}
