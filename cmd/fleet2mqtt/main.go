@@ -37,6 +37,7 @@ func commands() []command {
 		{"decode", "decode captured vehicle frames to JSON lines", func(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			return runDecode(args, stdout, stderr)
 		}},
+		{"healthcheck", "check a running fleet2mqtt's /healthz (for container health checks)", runHealthcheck},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "fleet2mqtt", version())
 			return 0

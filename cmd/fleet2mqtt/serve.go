@@ -83,7 +83,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "fleet2mqtt: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg, err := f.load()
+	cfg, notes, err := loadServeConfig(ctx, &f)
 	if err != nil {
 		fmt.Fprintln(stderr, "fleet2mqtt:", err)
 		return 1
@@ -93,6 +93,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	}
 	log := cfg.Log.logger(stderr)
+	for _, n := range notes {
+		log.Info(n, "component", "addon")
+	}
 	a, err := start(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
