@@ -1,0 +1,123 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// configKey is the name of this package's section in the configuration
+// file; error messages name keys under it.
+const configKey = "mqtt"
+
+// Config is how the bridge lays out its topics and publishes its messages.
+// Start from DefaultConfig and decode the configuration file over it, so
+// that keys the file leaves out keep their defaults.
+type Config struct {
+	// Prefix is the first level of every topic the bridge publishes:
+	// <prefix>/<VIN>/<Field>, <prefix>/<VIN>/state, <prefix>/bridge/state.
+	// It may hold several levels ("home/tesla") but no wildcard, no
+	// leading or trailing slash and no leading '$'. Default "tesla".
+	Prefix string `yaml:"prefix"`
+	// QoS is the MQTT quality of service of every message: 0 (at most
+	// once) or 1 (at least once; the car's frame is acknowledged only
+	// after the broker acknowledged every message). Default 1.
+	QoS byte `yaml:"qos"`
+	// Retain makes the broker keep the latest message of every vehicle
+	// topic, so that a dashboard shows the car's state the moment it
+	// subscribes. <prefix>/bridge/state is retained whatever this says.
+	// Default true.
+	Retain bool `yaml:"retain"`
+	// StateTopic publishes <prefix>/<VIN>/state, one JSON object with the
+	// latest value of every field the vehicle sent, after every data
+	// record. Default true.
+	StateTopic bool `yaml:"state_topic"`
+	// Compat adds the layout of Tesla's reference server, for tools that
+	// already consume it. Off by default.
+	Compat CompatConfig `yaml:"compat"`
+}
+
+// CompatConfig is the optional layout identical to the MQTT output of
+// Tesla's reference server (fleet-telemetry): <base>/<VIN>/v/<Field> with
+// JSON values, <base>/<VIN>/alerts/<name>/current and /history,
+// <base>/<VIN>/errors/<name> and <base>/<VIN>/connectivity.
+type CompatConfig struct {
+	// Enabled publishes the compatibility layout. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Base is the first level of the compatibility topics, the reference
+	// server's topic_base. Same rules as prefix. Default "telemetry".
+	Base string `yaml:"base"`
+	// Retain sets the retain flag of compatibility messages. The reference
+	// server publishes them without it, which is the default.
+	Retain bool `yaml:"retain"`
+	// Exclusive publishes only the compatibility layout (and
+	// <prefix>/bridge/state), not the native topics. Default false.
+	Exclusive bool `yaml:"exclusive"`
+}
+
+// DefaultConfig returns the configuration the bridge runs with when the
+// file says nothing.
+func DefaultConfig() Config {
+	return Config{
+		Prefix:     "tesla",
+		QoS:        1,
+		Retain:     true,
+		StateTopic: true,
+		Compat:     CompatConfig{Base: "telemetry"},
+	}
+}
+
+// Validate reports the first option that cannot work, naming its key.
+func (c Config) Validate() error {
+	if err := validatePrefix(configKey+".prefix", c.Prefix); err != nil {
+		return err
+	}
+	switch c.QoS {
+	case 0, 1:
+	case 2:
+		return fmt.Errorf("%s.qos: 2 is not supported: use 1 (at least once; a frame is acknowledged to the car only after the broker acknowledged it) or 0", configKey)
+	default:
+		return fmt.Errorf("%s.qos: %d is not a QoS level: use 1 (default) or 0", configKey, c.QoS)
+	}
+	if c.Compat.Enabled || c.Compat.Exclusive {
+		if err := validatePrefix(configKey+".compat.base", c.Compat.Base); err != nil {
+			return err
+		}
+	}
+	if c.Compat.Exclusive && !c.Compat.Enabled {
+		return fmt.Errorf("%s.compat.exclusive: true needs %s.compat.enabled: true", configKey, configKey)
+	}
+	return nil
+}
+
+// validatePrefix checks a topic prefix: one or more topic levels that a
+// client can publish to and subscribe under.
+func validatePrefix(key, p string) error {
+	const rule = "use one or more topic levels without wildcards, such as \"tesla\""
+	switch {
+	case p == "":
+		return fmt.Errorf("%s: must be set: %s", key, rule)
+	case strings.ContainsAny(p, "+#"):
+		return fmt.Errorf("%s: %q holds an MQTT wildcard (+ or #): %s", key, p, rule)
+	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/"):
+		return fmt.Errorf("%s: %q starts or ends with '/': %s", key, p, rule)
+	case strings.HasPrefix(p, "$"):
+		return fmt.Errorf("%s: %q starts with '$', which brokers reserve for themselves: %s", key, p, rule)
+	case strings.Contains(p, "//"):
+		return fmt.Errorf("%s: %q has an empty topic level: %s", key, p, rule)
+	case strings.IndexByte(p, 0) >= 0 || !utf8.ValidString(p):
+		return fmt.Errorf("%s: %q is not valid UTF-8 text without NUL: %s", key, p, rule)
+	}
+	return nil
+}
+
+// Payloads of <prefix>/bridge/state. The external broker client announces
+// PayloadOffline as its last will.
+const (
+	PayloadOnline  = "online"
+	PayloadOffline = "offline"
+)
+
+// BridgeStateTopic returns <prefix>/bridge/state, where the bridge says
+// whether it runs (retained; the external client's last will).
+func (c Config) BridgeStateTopic() string { return c.Prefix + "/bridge/state" }

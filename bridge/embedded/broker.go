@@ -1,0 +1,331 @@
+// Package embedded is fleet2mqtt's built-in MQTT broker (mochi-mqtt), for
+// users without a broker of their own. The bridge publishes into it
+// in-process, through mochi's inline client, with no socket on its side;
+// Home Assistant, Node-RED and other clients connect over TCP, TLS or
+// WebSocket.
+//
+// Access: users with passwords from the configuration may connect from
+// anywhere a listener is reachable; clients without credentials only from
+// this machine unless allow_anonymous says otherwise. Every client may
+// subscribe to everything, and publish anywhere except under the vehicle
+// prefix (which holds <prefix>/bridge/state), other prefixes the bridge
+// writes (Protect) and $ topics: only the bridge writes vehicle data.
+// Home Assistant's birth message on homeassistant/status, discovery and
+// command topics stay open. A client whose last will targets a protected
+// topic is refused at connect.
+//
+// Retained messages, the last value of every topic, are kept in the data
+// directory and restored on start, so that a dashboard shows the cars'
+// last state right after a restart. Unlike mochi's default, retained
+// messages never expire.
+//
+// Delivery: Publish returns once the broker has taken the messages (kept
+// the retained ones, queued them for every subscriber). A subscriber that
+// reads more slowly than the cars send fills its queue (8192 messages, or
+// 8192 unacknowledged at QoS 1); the broker then drops messages for that
+// subscriber only, and logs it.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+)
+
+// Errors of the broker.
+var (
+	// ErrNotRunning means the broker was not started, or was closed.
+	ErrNotRunning = errors.New("embedded broker not running")
+)
+
+// Listener names, for Addr.
+const (
+	ListenerTCP       = "tcp"
+	ListenerTLS       = "tls"
+	ListenerWebSocket = "websocket"
+)
+
+// Broker is the embedded MQTT broker. It implements bridge.Publisher and
+// bridge.Subscriber.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	server *mqtt.Server
+	guard  *guard
+	store  *store // nil without persistence
+
+	mu        sync.RWMutex // guards running against Publish
+	running   bool
+	closed    bool
+	listeners map[string]listeners.Listener
+
+	subID atomic.Int64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+var (
+	_ bridge.Publisher  = (*Broker)(nil)
+	_ bridge.Subscriber = (*Broker)(nil)
+)
+
+// New prepares a broker; Start opens its listeners. dataDir holds the
+// retained messages (it may be empty when cfg.Persist is false); prefix is
+// the bridge's topic prefix, which only the bridge may publish under.
+// logger may be nil.
+func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Persist && dataDir == "" {
+		return nil, fmt.Errorf("%s.persist: keeping retained messages needs a data directory", configKey)
+	}
+	if prefix == "" {
+		return nil, errors.New("embedded broker: no topic prefix to protect")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	// mochi drops retained messages older than this (a day by default):
+	// a car parked for a week would lose its last state. 0 keeps them.
+	caps.MaximumMessageExpiryInterval = 0
+	server := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		// Writes to a subscriber are coalesced until its queue drains or
+		// this much is buffered: fewer system calls under load.
+		ClientNetWriteBufferSize: 16 << 10,
+		InlineClient:             true,
+		// $SYS statistics every 10 s rather than every second.
+		SysTopicResendInterval: 10,
+		Logger:                 slog.New(quiet{logger.Handler()}).With("component", "mqtt-broker"),
+	})
+	b := &Broker{
+		cfg:       cfg,
+		log:       logger,
+		server:    server,
+		guard:     newGuard(&cfg, logger),
+		listeners: make(map[string]listeners.Listener),
+	}
+	b.guard.server = server
+	b.guard.protect(prefix)
+	for _, h := range []mqtt.Hook{b.guard, newDropWatch(logger)} {
+		if err := server.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+	}
+	if cfg.Persist {
+		b.store = newStore(dataDir, logger)
+		if err := server.AddHook(b.store, nil); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// Protect reserves another topic prefix for the bridge, such as the base
+// of the compatibility layout. Clients may not publish under it from then
+// on; call it before Start to leave no gap.
+func (b *Broker) Protect(prefix string) { b.guard.protect(prefix) }
+
+// Start restores the retained messages, opens the listeners and starts
+// serving. ctx bounds the start only; the broker runs until Close.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running || b.closed {
+		return errors.New("embedded broker: already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var cert *certificate
+	if b.cfg.TLS.Listen != "" || (b.cfg.WebSocket.Listen != "" && b.cfg.WebSocket.TLS) {
+		var err error
+		if cert, err = loadCertificate(b.cfg.TLS.CertFile, b.cfg.TLS.KeyFile, b.log); err != nil {
+			return err
+		}
+	}
+	var ls []listeners.Listener
+	if b.cfg.Listen != "" {
+		ls = append(ls, listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: ListenerTCP, Address: b.cfg.Listen}))
+	}
+	if b.cfg.TLS.Listen != "" {
+		ls = append(ls, listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: ListenerTLS, Address: b.cfg.TLS.Listen, TLSConfig: cert.tlsConfig()}))
+	}
+	if b.cfg.WebSocket.Listen != "" {
+		ws := newWSListener(ListenerWebSocket, b.cfg.WebSocket.Listen, nil, b.cfg.WebSocket.AllowedOrigins)
+		if b.cfg.WebSocket.TLS {
+			ws.tls = cert.tlsConfig()
+		}
+		ls = append(ls, ws)
+	}
+	for i, l := range ls {
+		l = safeClose{Listener: l, server: b.server}
+		ls[i] = l
+		if err := b.server.AddListener(l); err != nil {
+			b.server.Close()
+			b.closed = true
+			return fmt.Errorf("embedded broker: listen %s on %s: %w", l.ID(), l.Address(), err)
+		}
+		b.listeners[l.ID()] = l
+		b.warnIfOpen(l)
+	}
+	if err := b.server.Serve(); err != nil {
+		b.server.Close()
+		b.closed = true
+		return fmt.Errorf("embedded broker: %w", err)
+	}
+	b.running = true
+	for _, l := range ls {
+		b.log.Info("MQTT broker listening", "listener", l.ID(), "protocol", l.Protocol(), "address", l.Address())
+	}
+	if b.store != nil {
+		b.stop, b.done = make(chan struct{}), make(chan struct{})
+		go b.persist()
+	}
+	return nil
+}
+
+// safeClose wraps a listener so that closing it disconnects its clients
+// without mochi's Clients.GetByListener, which takes its read lock twice
+// and so deadlocks when a client disconnects at the same moment (mochi
+// v2.7.9; seen in tests as a Close that never returns).
+type safeClose struct {
+	listeners.Listener
+	server *mqtt.Server
+}
+
+func (l safeClose) Close(listeners.CloseFn) {
+	l.Listener.Close(func(id string) {
+		for _, cl := range l.server.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown) // the client is going anyway
+			}
+		}
+	})
+}
+
+// warnIfOpen warns when anonymous clients may connect from the network.
+func (b *Broker) warnIfOpen(l listeners.Listener) {
+	if b.cfg.AllowAnonymous != AnonymousAlways {
+		return
+	}
+	host, _, err := net.SplitHostPort(l.Address())
+	if ip := net.ParseIP(host); err == nil && (ip == nil || !ip.IsLoopback()) {
+		b.log.Warn("MQTT clients without a password may connect from the network and read every vehicle's data",
+			"listener", l.ID(), "address", l.Address(), "allow_anonymous", string(b.cfg.AllowAnonymous))
+	}
+}
+
+// persist saves the retained messages every PersistInterval while
+// something changed, until Close.
+func (b *Broker) persist() {
+	defer close(b.done)
+	t := time.NewTicker(b.cfg.PersistInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			if err := b.store.save(b.server.Topics.Retained.GetAll); err != nil {
+				b.log.Error("could not save retained MQTT messages", "error", err)
+			}
+		}
+	}
+}
+
+// Addr returns the address a listener (ListenerTCP, ListenerTLS,
+// ListenerWebSocket) is bound to, or "" if it is not running.
+func (b *Broker) Addr(listener string) string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if l, ok := b.listeners[listener]; ok && b.running {
+		return l.Address()
+	}
+	return ""
+}
+
+// Close disconnects every client, closes the listeners and saves the
+// retained messages. Publish fails afterwards.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	wasRunning := b.running && !b.closed
+	b.closed, b.running = true, false
+	b.mu.Unlock()
+	if !wasRunning {
+		return nil
+	}
+	// Not under b.mu: a subscription handler that publishes while the
+	// clients are being disconnected must get ErrNotRunning, not wait for
+	// a Close that waits for it.
+	err := b.server.Close()
+	if b.store != nil {
+		close(b.stop)
+		<-b.done
+		if serr := b.store.save(b.server.Topics.Retained.GetAll); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	return err
+}
+
+// Publish hands msgs to the broker, which delivers them to subscribers and
+// keeps the retained ones; it returns once all are accepted. The broker
+// copies what it keeps, so msgs may be reused afterwards.
+func (b *Broker) Publish(ctx context.Context, msgs []bridge.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if !b.running {
+		return ErrNotRunning
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if err := b.server.Publish(m.Topic, m.Payload, m.Retain, m.QoS); err != nil {
+			return fmt.Errorf("publish %s: %w", m.Topic, err)
+		}
+	}
+	return nil
+}
+
+// Subscribe calls handle for every message on filter, and at once for the
+// retained messages that match it, until ctx ends. handle runs on the
+// publisher's goroutine (a client's, or the bridge's): it must not block
+// for long. The payload is handle's to keep.
+func (b *Broker) Subscribe(ctx context.Context, filter string, handle func(topic string, payload []byte)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	id := int(b.subID.Add(1) % math.MaxInt32)
+	err := b.server.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		if ctx.Err() == nil { // unsubscribing runs later, on its own goroutine
+			handle(pk.TopicName, slices.Clone(pk.Payload))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", filter, err)
+	}
+	context.AfterFunc(ctx, func() {
+		if err := b.server.Unsubscribe(filter, id); err != nil {
+			b.log.Debug("unsubscribe", "filter", filter, "error", err)
+		}
+	})
+	return nil
+}

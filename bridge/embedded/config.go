@@ -1,0 +1,183 @@
+package embedded
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// configKey is the name of this package's section in the configuration
+// file; error messages name keys under it.
+const configKey = "mqtt.embedded"
+
+// Config is the embedded MQTT broker. Start from DefaultConfig and decode
+// the configuration file over it.
+type Config struct {
+	// Listen is the host:port of the plain MQTT (TCP) listener. The
+	// default, 127.0.0.1:1883, serves this machine only; ":1883" serves
+	// the network. Empty disables the listener (the bridge still publishes
+	// in-process).
+	Listen string `yaml:"listen"`
+	// TLS is an optional MQTT over TLS listener.
+	TLS TLSConfig `yaml:"tls"`
+	// WebSocket is an optional MQTT over WebSocket listener.
+	WebSocket WebSocketConfig `yaml:"websocket"`
+	// Users may connect with their name and password, from anywhere the
+	// listeners are reachable.
+	Users []User `yaml:"users"`
+	// AllowAnonymous says who may connect without a user name: "loopback"
+	// (default: clients on this machine only), "always" or "never". A
+	// client that gives a user name must give that user's password, from
+	// anywhere.
+	AllowAnonymous Anonymous `yaml:"allow_anonymous"`
+	// Persist keeps retained messages (the last value of every vehicle
+	// topic, Home Assistant's discovery messages) in the data directory,
+	// so that they survive a restart. Default true.
+	Persist bool `yaml:"persist"`
+	// PersistInterval is how often retained messages that changed are
+	// written to disk; they are also written on a clean shutdown. After a
+	// crash, changes of the last interval are lost (the cars send their
+	// state again). Default 10s.
+	PersistInterval time.Duration `yaml:"persist_interval"`
+}
+
+// TLSConfig is the MQTT over TLS listener.
+type TLSConfig struct {
+	// Listen is the host:port of the listener, e.g. ":8883". Empty
+	// disables it.
+	Listen string `yaml:"listen"`
+	// CertFile is the PEM certificate chain the listener serves (also
+	// used by a wss WebSocket listener). It is read again when it changes
+	// on disk, so that a renewed certificate needs no restart.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile.
+	KeyFile string `yaml:"key_file"`
+}
+
+// WebSocketConfig is the MQTT over WebSocket listener, for browser-based
+// dashboards.
+type WebSocketConfig struct {
+	// Listen is the host:port of the listener, e.g. "127.0.0.1:9001".
+	// Empty (the default) disables it. Any request path is accepted.
+	Listen string `yaml:"listen"`
+	// TLS serves wss:// with the certificate of the tls section.
+	TLS bool `yaml:"tls"`
+	// AllowedOrigins lists the web origins (such as
+	// "https://dash.example.com") whose pages may connect, besides pages
+	// served from the listener's own host; "*" allows any. Requests
+	// without an Origin header (programs, not browsers) are always
+	// accepted. This keeps a web page from using the visitor's browser to
+	// reach the broker.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// User is one MQTT login.
+type User struct {
+	// Name is the MQTT user name.
+	Name string `yaml:"name"`
+	// Password is the password in clear text, or its bcrypt hash (a value
+	// starting with $2a$, $2b$ or $2y$, e.g. from htpasswd -nbB).
+	Password string `yaml:"password"`
+}
+
+// LogValue keeps passwords out of logs.
+func (u User) LogValue() slog.Value { return slog.StringValue(u.Name) }
+
+// Anonymous says who may connect without credentials.
+type Anonymous string
+
+// Anonymous policies.
+const (
+	AnonymousLoopback Anonymous = "loopback"
+	AnonymousAlways   Anonymous = "always"
+	AnonymousNever    Anonymous = "never"
+)
+
+// DefaultConfig returns the configuration the broker runs with when the
+// file says nothing: plain MQTT on 127.0.0.1:1883, anonymous clients from
+// this machine only, retained messages kept on disk.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:1883",
+		AllowAnonymous:  AnonymousLoopback,
+		Persist:         true,
+		PersistInterval: 10 * time.Second,
+	}
+}
+
+// Validate reports the first option that cannot work, naming its key. It
+// checks that certificate files exist but does not parse them; Start does.
+func (c Config) Validate() error {
+	if err := validateAddr("listen", c.Listen); err != nil {
+		return err
+	}
+	if err := validateAddr("tls.listen", c.TLS.Listen); err != nil {
+		return err
+	}
+	if err := validateAddr("websocket.listen", c.WebSocket.Listen); err != nil {
+		return err
+	}
+	needCert := c.TLS.Listen != "" || (c.WebSocket.Listen != "" && c.WebSocket.TLS)
+	if needCert {
+		for _, f := range []struct{ key, path string }{{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
+			if f.path == "" {
+				return fmt.Errorf("%s.%s: must be set for a TLS listener (tls.listen or websocket.tls)", configKey, f.key)
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("%s.%s: %w", configKey, f.key, err)
+			}
+		}
+	}
+	for _, o := range c.WebSocket.AllowedOrigins {
+		if o != "*" && !strings.Contains(o, "://") {
+			return fmt.Errorf("%s.websocket.allowed_origins: %q is not an origin: use scheme://host[:port], e.g. \"https://dash.example.com\", or \"*\"", configKey, o)
+		}
+	}
+	seen := make(map[string]bool, len(c.Users))
+	for i, u := range c.Users {
+		switch {
+		case u.Name == "":
+			return fmt.Errorf("%s.users[%d].name: must be set", configKey, i)
+		case seen[u.Name]:
+			return fmt.Errorf("%s.users[%d].name: %q appears twice", configKey, i, u.Name)
+		case u.Password == "":
+			return fmt.Errorf("%s.users[%d].password: must be set for user %q", configKey, i, u.Name)
+		}
+		if isBcrypt([]byte(u.Password)) {
+			if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
+				return fmt.Errorf("%s.users[%d].password: starts like a bcrypt hash but is not one (%v): give the password in clear text or a complete hash", configKey, i, err)
+			}
+		}
+		seen[u.Name] = true
+	}
+	switch c.AllowAnonymous {
+	case AnonymousLoopback, AnonymousAlways, AnonymousNever:
+	default:
+		return fmt.Errorf("%s.allow_anonymous: %q is not loopback, always or never", configKey, c.AllowAnonymous)
+	}
+	if c.Persist && c.PersistInterval < time.Second {
+		return fmt.Errorf("%s.persist_interval: %v is too short: use at least 1s", configKey, c.PersistInterval)
+	}
+	return nil
+}
+
+// validateAddr checks an optional host:port.
+func validateAddr(key, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("%s.%s: %q is not host:port, e.g. \"127.0.0.1:1883\" or \":1883\"", configKey, key, addr)
+	}
+	return nil
+}

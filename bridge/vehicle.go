@@ -1,0 +1,242 @@
+package bridge
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
+)
+
+// Limits on what one vehicle can make the bridge remember. The catalog has
+// a few hundred fields and cars a few dozen alert names; the limits only
+// stop a misbehaving car from growing memory without bound. Past them the
+// bridge still publishes, it just builds topics per message and leaves the
+// field out of the state object.
+const (
+	maxSlots      = 1024 // distinct fields per vehicle
+	maxIndexed    = 4096 // fields numbered below this are found by index
+	maxNameTopics = 256  // distinct alert and error names per vehicle
+)
+
+// vehicle is what the bridge keeps of one car: the topics of its fields,
+// made once, and the latest value of each for the state object. mu is held
+// while a record of the vehicle is built and published, so that the
+// vehicle's records are published in the order they arrive.
+type vehicle struct {
+	mu sync.Mutex
+
+	vin    string
+	native string // "<prefix>/<VIN>/"
+	compat string // "<base>/<VIN>/"
+
+	stateTopic        string
+	connectedTopic    string
+	connectivityTopic string // compatibility layout
+
+	index []int32                   // slot index+1 by field number, below maxIndexed
+	extra map[telemetry.Field]int32 // slot index+1 of fields numbered otherwise
+	slots []slot
+	names map[string]*nameTopics
+
+	seq uint32 // numbers data records, to find the last datum of each field
+}
+
+// slot is one field of a vehicle.
+type slot struct {
+	field  telemetry.Field
+	topic  string // native topic
+	key    string // `"Name":`, the field's key in the state object
+	compat string // compatibility topic, made when first needed
+	// value is the latest value that carried something, KindNone until
+	// one arrives. Its strings do not share memory with any record. json
+	// is its entry in the state object, nil until a value arrives.
+	value telemetry.Value
+	json  []byte
+
+	// Marks for the record numbered seq: the index of the field's last
+	// datum, and of its last datum whose value has a member set.
+	seq       uint32
+	last      int32
+	lastValue int32
+}
+
+// nameTopics are the topics of one alert or error name, made when first
+// needed.
+type nameTopics struct {
+	level         string // the name as a topic level
+	alert, err    string
+	compatCurrent string
+	compatHistory string
+	compatErr     string
+}
+
+func newVehicle(cfg *Config, vin string) *vehicle {
+	v := &vehicle{
+		vin:    vin,
+		native: cfg.Prefix + "/" + vin + "/",
+		compat: cfg.Compat.Base + "/" + vin + "/",
+	}
+	v.stateTopic = v.native + "state"
+	v.connectedTopic = v.native + "connected"
+	v.connectivityTopic = v.compat + "connectivity"
+	return v
+}
+
+// slot returns the index of f's slot, making the slot on first sight, or
+// -1 past maxSlots.
+func (v *vehicle) slot(f telemetry.Field) int32 {
+	if f >= 0 && f < maxIndexed {
+		if int(f) < len(v.index) {
+			if i := v.index[f]; i > 0 {
+				return i - 1
+			}
+		}
+	} else if i, ok := v.extra[f]; ok {
+		return i - 1
+	}
+	if len(v.slots) >= maxSlots {
+		return -1
+	}
+	i := int32(len(v.slots))
+	name := fieldName(f)
+	v.slots = append(v.slots, slot{
+		field: f,
+		topic: v.native + name,
+		key:   string(telemetry.AppendJSONString(nil, name)) + ":",
+	})
+	if f >= 0 && f < maxIndexed {
+		if int(f) >= len(v.index) {
+			n := max(int(f)+1, len(v.index)*2, 64)
+			v.index = append(v.index, make([]int32, min(n, maxIndexed)-len(v.index))...)
+		}
+		v.index[f] = i + 1
+	} else {
+		if v.extra == nil {
+			v.extra = make(map[telemetry.Field]int32)
+		}
+		v.extra[f] = i + 1
+	}
+	return i
+}
+
+// fieldName is a field's name in topics and in the state object.
+func fieldName(f telemetry.Field) string { return f.String() }
+
+// compatFieldName is a field's name in the reference server's topics: the
+// protocol enum's name, or its number when unknown.
+func compatFieldName(f telemetry.Field) string {
+	if info, ok := telemetry.Lookup(f); ok {
+		return info.Name
+	}
+	return strconv.Itoa(int(f))
+}
+
+// compatTopic returns the compatibility topic of slot i.
+func (v *vehicle) compatTopic(i int32) string {
+	s := &v.slots[i]
+	if s.compat == "" {
+		s.compat = v.compat + "v/" + compatFieldName(s.field)
+	}
+	return s.compat
+}
+
+// nameTopics returns the topics of an alert or error name. Names are
+// remembered up to maxNameTopics; past that, each call makes new topics.
+func (v *vehicle) nameTopics(name string) *nameTopics {
+	if t, ok := v.names[name]; ok {
+		return t
+	}
+	t := &nameTopics{level: topicLevel(name)}
+	if len(v.names) < maxNameTopics {
+		if v.names == nil {
+			v.names = make(map[string]*nameTopics)
+		}
+		// The key must not share memory with the record.
+		v.names[strings.Clone(name)] = t
+	}
+	return t
+}
+
+func (v *vehicle) alertTopic(t *nameTopics) string {
+	if t.alert == "" {
+		t.alert = v.native + "alerts/" + t.level
+	}
+	return t.alert
+}
+
+func (v *vehicle) errorTopic(t *nameTopics) string {
+	if t.err == "" {
+		t.err = v.native + "errors/" + t.level
+	}
+	return t.err
+}
+
+func (v *vehicle) compatAlertTopics(t *nameTopics) (current, history string) {
+	if t.compatCurrent == "" {
+		t.compatCurrent = v.compat + "alerts/" + t.level + "/current"
+		t.compatHistory = v.compat + "alerts/" + t.level + "/history"
+	}
+	return t.compatCurrent, t.compatHistory
+}
+
+func (v *vehicle) compatErrorTopic(t *nameTopics) string {
+	if t.compatErr == "" {
+		t.compatErr = v.compat + "errors/" + t.level
+	}
+	return t.compatErr
+}
+
+// topicLevel makes name usable as one topic level: MQTT forbids the level
+// separator and the wildcards in a topic name, and NUL anywhere; topics
+// must be valid UTF-8. Such characters become '_'; an empty name becomes
+// "_". The result never shares memory with name.
+func topicLevel(name string) string {
+	if name == "" {
+		return "_"
+	}
+	if strings.ContainsAny(name, "/+#\x00") || !utf8.ValidString(name) {
+		name = strings.ToValidUTF8(name, "_")
+		return strings.Map(func(r rune) rune {
+			switch r {
+			case '/', '+', '#', 0:
+				return '_'
+			}
+			return r
+		}, name)
+	}
+	return strings.Clone(name)
+}
+
+// validVIN reports whether vin can be a topic level.
+func validVIN(vin string) bool {
+	return vin != "" && len(vin) <= 64 && !strings.ContainsAny(vin, "/+#\x00") && utf8.ValidString(vin)
+}
+
+// detach returns v without references to the record's memory, for keeping.
+// Strings are copied; a value parsed from a string the car sent keeps its
+// typed value only (the state object does not need the raw string).
+func detach(v telemetry.Value) telemetry.Value {
+	switch v.Kind() {
+	case telemetry.KindStringValue:
+		return telemetry.StringValue(strings.Clone(v.Str()))
+	case telemetry.KindFloatValue, telemetry.KindIntValue, telemetry.KindBoolValue, telemetry.KindLocationValue:
+		if _, ok := v.Raw(); !ok {
+			return v
+		}
+		switch v.Kind() {
+		case telemetry.KindFloatValue:
+			return telemetry.FloatValue(v.Float())
+		case telemetry.KindIntValue:
+			return telemetry.IntValue(v.Int())
+		case telemetry.KindBoolValue:
+			return telemetry.BoolValue(v.Bool())
+		default:
+			return telemetry.LocationValue(v.Location())
+		}
+	}
+	// Enums hold catalog names (or a name telemetry made for an unknown
+	// number); the other kinds hold no strings.
+	return v
+}
