@@ -1,0 +1,50 @@
+// Package setup is fleet2mqtt's setup page: a small web wizard that takes
+// a Tesla account from nothing to cars streaming into fleet2mqtt in one
+// sitting, checking every step before the next one opens and saying, when
+// something fails, what to do about it.
+//
+// The steps: (1) the Tesla developer application, with exactly what to
+// enter on developer.tesla.com, its credentials checked by fetching a
+// partner token; (2) the application's P-256 key pair, served by the
+// vehicle listener at /.well-known/appspecific/com.tesla.3p.public-key.pem
+// and fetched back from the public address as Tesla will; (3) partner
+// registration in the chosen regions, verified by reading back the key
+// Tesla holds; (4) the owner's OAuth login (state and nonce checked, the
+// rotating refresh tokens saved atomically before use); (5) the cars; (6)
+// the virtual key, by link and QR code for the phone, until fleet_status
+// reports it; (7) the signals, with presets and a monthly estimate against
+// Tesla's credit; (8) the config, signed with Tesla.SS256 and pushed; (9)
+// the car's config state, its streaming errors, and the first record
+// arriving, live. Afterwards Run pushes configs again before they expire.
+//
+// # Wiring
+//
+//	w, err := setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
+//		ServerCAPEM: func() []byte { return caChainOfServedCertificate },
+//	}, logger)
+//	webMux.Handle("/", w.Handler())                             // local web listener
+//	vehicleMux.Handle(fleetapi.PublicKeyPath, w.PublicKeyHandler()) // vehicle listener, no client certificate needed
+//	ingest: for every accepted record, w.RecordSeen(vin, time.Now())
+//	go w.Run(ctx)
+//
+// # Access
+//
+// Behind Home Assistant's ingress (Config.TrustIngress), requests from the
+// Supervisor's address that carry X-Ingress-Path are trusted: Home
+// Assistant authenticated the user. X-Ingress-Path from any other address
+// is refused. Everyone else logs in with the password (Config.Password, or
+// one generated at the first start and printed once); wrong passwords are
+// rate limited per address. Sessions live in memory behind an HttpOnly,
+// SameSite=Lax cookie; every form and script request carries the
+// session's CSRF token. Every URL the page sends is relative, so it works
+// under any path prefix.
+//
+// # State
+//
+// Everything lives in <data dir>/setup (mode 0700), each file written
+// atomically with mode 0600: state.json (answers, results, the client
+// secret, the cars and their pushed configs), owner-token.json (the
+// owner's OAuth tokens), private-key.pem (the application's key) and
+// password.json (the generated password's PBKDF2 hash). Secrets are never
+// logged and never shown on the page.
+package setup

@@ -1,0 +1,117 @@
+// fleet2mqtt setup page script: small conveniences over pages that work
+// without it. Every URL is relative, so the page works under a path prefix.
+(() => {
+  'use strict';
+  const csrf = document.body.dataset.csrf || '';
+  const pollMS = parseInt(document.body.dataset.pollMs, 10) || 3000;
+  const maxPolls = Math.ceil(30 * 60 * 1000 / pollMS); // stop after 30 minutes
+
+  // Step 1: the values to enter at Tesla follow the inputs.
+  const host = document.getElementById('host');
+  const origin = document.getElementById('origin');
+  const extra = document.getElementById('extra-origin');
+  const redirect = document.getElementById('redirect');
+  const redirectOut = document.getElementById('redirect-uri');
+  if (redirect && redirect.hasAttribute('data-suggest')) {
+    // The address bar knows the path prefix a reverse proxy may add.
+    redirect.value = new URL('callback', location.href).href;
+  }
+  const refreshApp = () => {
+    const o = host ? 'https://' + (host.value.trim().toLowerCase() || '<your hostname>') : (origin ? origin.textContent : '');
+    if (origin && host && !host.disabled) origin.textContent = o;
+    if (redirect && redirectOut) {
+      redirectOut.textContent = redirect.value;
+      if (extra) {
+        let ro = '';
+        try { ro = new URL(redirect.value).origin; } catch (e) { /* not a URL yet */ }
+        extra.textContent = ro;
+        extra.hidden = !ro || ro === o;
+      }
+    }
+  };
+  if (redirect || host) {
+    refreshApp();
+    [host, redirect].forEach((el) => el && el.addEventListener('input', refreshApp));
+  }
+
+  // Pages that wait for something poll a status address.
+  const toggleDone = (done) => {
+    document.querySelectorAll('.when-done').forEach((el) => { el.hidden = !done; });
+    document.querySelectorAll('.when-waiting').forEach((el) => { el.hidden = done; });
+  };
+  const poller = document.querySelector('[data-poll]');
+  if (poller) {
+    const url = poller.getAttribute('data-poll');
+    const problem = poller.querySelector('.poll-problem');
+    let polls = 0;
+    const tick = () => {
+      if (++polls > maxPolls) return;
+      fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+        .then((r) => { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+        .then((a) => {
+          (a.items || []).forEach((it) => {
+            const el = document.getElementById(it.id);
+            if (el) { el.textContent = it.text; el.setAttribute('data-state', it.state); }
+          });
+          if (problem) { problem.textContent = a.problem || ''; problem.hidden = !a.problem; }
+          toggleDone(a.done);
+          if (!a.done) setTimeout(tick, pollMS);
+        })
+        .catch((e) => {
+          if (problem) { problem.textContent = 'No answer from fleet2mqtt (' + e.message + '); trying again.'; problem.hidden = false; }
+          setTimeout(tick, pollMS * 2);
+        });
+    };
+    setTimeout(tick, pollMS);
+  }
+
+  // Step 7: presets in place, live counts and the monthly estimate.
+  const form = document.getElementById('fields-form');
+  if (form) {
+    const est = document.getElementById('estimate');
+    let timer;
+    const counts = () => {
+      form.querySelectorAll('details').forEach((d) => {
+        const c = d.querySelector('.count');
+        if (c) c.textContent = d.querySelectorAll('input[name=field]:checked').length + ' of ' + d.querySelectorAll('input[name=field]').length;
+      });
+    };
+    const update = () => {
+      counts();
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        fetch('estimate', {
+          method: 'POST', credentials: 'same-origin',
+          headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+          body: new URLSearchParams(new FormData(form)),
+        }).then((r) => r.json()).then((e) => {
+          est.textContent = e.text;
+          est.classList.toggle('over', !!e.over);
+        }).catch(() => { /* the estimate is a convenience */ });
+      }, 250);
+    };
+    form.addEventListener('input', update);
+    form.addEventListener('change', update);
+    document.querySelectorAll('[data-preset]').forEach((btn) => {
+      btn.addEventListener('click', (ev) => {
+        ev.preventDefault();
+        const names = JSON.parse(btn.getAttribute('data-names'));
+        const deltas = JSON.parse(btn.getAttribute('data-deltas'));
+        form.querySelectorAll('input[name=field]').forEach((cb) => {
+          cb.checked = names.includes(cb.value);
+          const d = form.querySelector('input[name="delta.' + cb.value + '"]');
+          if (d && cb.checked) d.value = deltas[cb.value] !== undefined ? deltas[cb.value] : '';
+        });
+        form.querySelectorAll('details').forEach((d) => { d.open = !!d.querySelector('input[name=field]:checked'); });
+        update();
+      });
+    });
+  }
+
+  // Forms that undo something ask first.
+  document.querySelectorAll('form[data-confirm]').forEach((f) => {
+    f.addEventListener('submit', (ev) => {
+      if (!window.confirm(f.getAttribute('data-confirm'))) ev.preventDefault();
+    });
+  });
+})();
