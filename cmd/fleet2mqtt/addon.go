@@ -48,6 +48,10 @@ func applyAddon(cfg *Config, s addon.Settings) {
 		cfg.Vehicle.ClientCAFiles = s.ClientCAFiles
 	}
 	set(&cfg.HTTP.Listen, s.HTTPListen)
+	set(&cfg.Setup.PublicHostname, s.Hostname)
+	if s.Ingress {
+		cfg.Setup.TrustIngress = true
+	}
 	set(&cfg.MQTT.Prefix, s.Prefix)
 	cfg.MQTT.Compat.Enabled = s.Compat
 	set(&cfg.MQTT.Broker, s.Broker)

@@ -17,6 +17,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 )
 
 // Config is the whole configuration file. Each section belongs to the
@@ -31,8 +32,10 @@ type Config struct {
 	Vehicle ingest.Config `yaml:"vehicle"`
 	// MQTT is where and how signals are published.
 	MQTT MQTTConfig `yaml:"mqtt"`
-	// HTTP is the local web listener (health and, later, the setup page).
+	// HTTP is the local web listener: the setup page, health and metrics.
 	HTTP HTTPConfig `yaml:"http"`
+	// Setup is the setup page that walks the owner through Tesla's steps.
+	Setup setup.Config `yaml:"setup"`
 }
 
 // MQTTConfig is the topic layout plus the broker the messages go to.
@@ -83,7 +86,8 @@ func defaultConfig() Config {
 			Embedded: embedded.DefaultConfig(),
 			External: ext,
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		HTTP:  HTTPConfig{Listen: "127.0.0.1:8080"},
+		Setup: setup.DefaultConfig(),
 	}
 }
 
@@ -169,6 +173,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			return fmt.Errorf("http.listen: %q is not host:port, e.g. \"127.0.0.1:8080\"", c.HTTP.Listen)
 		}
+	}
+	if err := c.Setup.Validate(); err != nil {
+		return err
 	}
 	return c.MQTT.Validate()
 }

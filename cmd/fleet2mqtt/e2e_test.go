@@ -79,6 +79,16 @@ func carConn(t *testing.T, a *app, vin string) *websocket.Conn {
 	return ws
 }
 
+// carRoots returns the pool that trusts the app's development server CA.
+func carRoots(t *testing.T, a *app) *x509.CertPool {
+	t.Helper()
+	pki, err := certs.LoadDir(devPKIDir(a.cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.ServerCA.Pool()
+}
+
 // subscriber collects the messages an MQTT client receives.
 type subscriber struct {
 	mu   sync.Mutex
@@ -193,6 +203,28 @@ func TestEndToEnd(t *testing.T) {
 		if got := late.wait(t, "tesla/"+e2eVIN+"/"+field); got != want[field] {
 			t.Errorf("retained %s = %q, want %q", field, got, want[field])
 		}
+	}
+
+	// The setup page answers on the web listener (asking for its password),
+	// and the vehicle listener serves the public key path without a client
+	// certificate (404 until the page has made the key pair).
+	resp0, err := http.Get("http://" + a.httpAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp0.Body)
+	resp0.Body.Close()
+	if resp0.StatusCode != http.StatusOK || !strings.Contains(string(page), "password") {
+		t.Errorf("GET / on the web listener: %d, want the setup page's login", resp0.StatusCode)
+	}
+	keyClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: carRoots(t, a), ServerName: "127.0.0.1"}}}
+	resp1, err := keyClient.Get("https://" + a.vehicleAddr + "/.well-known/appspecific/com.tesla.3p.public-key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp1.Body.Close()
+	if resp1.StatusCode != http.StatusNotFound {
+		t.Errorf("public key before setup: %d, want 404", resp1.StatusCode)
 	}
 
 	// The metrics count what happened.

@@ -18,7 +18,24 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
+	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
+
+// seenBy tells the setup page about every record the bridge published, so
+// that it can show the moment data arrives.
+func seenBy(next ingest.Sink, w *setup.Wizard) ingest.Sink {
+	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
+		if err := next.Handle(ctx, rec); err != nil {
+			return err
+		}
+		if rec.Topic != telemetry.TopicConnectivity {
+			w.RecordSeen(rec.VIN, rec.ReceivedAt)
+		}
+		return nil
+	})
+}
 
 // serveFlags are the flags of serve and demo: a config file and the
 // settings people most often change without one.
@@ -125,6 +142,7 @@ type app struct {
 	bridge  *bridge.Bridge
 	vehicle *ingest.Server
 	metrics *metrics
+	wizard  *setup.Wizard
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -142,7 +160,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a := &app{cfg: cfg, log: log, done: make(chan struct{})}
 
-	tc, err := vehicleTLS(cfg.Vehicle, cfg.DataDir, log)
+	tc, caPEM, err := vehicleTLS(cfg.Vehicle, cfg.DataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
+		ServerCAPEM: func() []byte { return caPEM },
+		PasswordOut: os.Stderr,
+	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +188,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return fail(fmt.Errorf("publish bridge state: %w", err))
 	}
 
-	a.vehicle, err = ingest.New(cfg.Vehicle, tc, a.metrics.sink(a.bridge), ingest.WithLogger(log.With("component", "vehicle")))
+	fallback := http.NewServeMux()
+	fallback.Handle(fleetapi.PublicKeyPath, a.wizard.PublicKeyHandler())
+	a.vehicle, err = ingest.New(cfg.Vehicle, tc, a.metrics.sink(seenBy(a.bridge, a.wizard)),
+		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
 	if err != nil {
 		return fail(err)
 	}
@@ -185,6 +213,13 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
+	wizardDone := make(chan struct{})
+	go func() {
+		defer close(wizardDone)
+		if err := a.wizard.Run(runCtx); err != nil {
+			log.Warn("setup page background work stopped", "err", err)
+		}
+	}()
 	vehicleDone := make(chan error, 1)
 	go func() { vehicleDone <- a.vehicle.Serve(runCtx, vln) }()
 	httpDone := make(chan error, 1)
@@ -207,6 +242,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 			<-vehicleDone
 		}
 		stop()
+		<-wizardDone
 		// The cars are gone (their last frames published); then the web
 		// listener, the bridge state and the broker.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -274,6 +310,7 @@ func (a *app) routes() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", a.metrics.handler())
+	mux.Handle("/", a.wizard.Handler())
 	return mux
 }
 
@@ -289,7 +326,8 @@ func (a *app) banner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  Vehicles: mTLS WebSocket on %s\n", a.vehicleAddr)
 	if a.httpAddr != "" {
-		fmt.Fprintf(w, "  Web:      http://%s/healthz, http://%s/metrics\n", a.httpAddr, a.httpAddr)
+		fmt.Fprintf(w, "  Setup:    http://%s/ (walks you through Tesla's steps)\n", a.httpAddr)
+		fmt.Fprintf(w, "  Health:   http://%s/healthz, metrics: http://%s/metrics\n", a.httpAddr, a.httpAddr)
 	}
 	if a.cfg.Vehicle.CertFile == "" || len(a.cfg.Vehicle.ClientCAFiles) == 0 {
 		dir := devPKIDir(a.cfg.DataDir)

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,10 +22,13 @@ func devPKIDir(dataDir string) string { return filepath.Join(dataDir, "dev-pki")
 // vehicleTLS builds the TLS configuration of the vehicle listener: the
 // configured certificate and vehicle CA bundles, or else a development PKI
 // kept in the data directory, so that fleet2mqtt starts with no
-// configuration at all and simulated cars can connect to it.
-func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Config, error) {
+// configuration at all and simulated cars can connect to it. It also
+// returns the PEM of the CA chain that validates the served certificate:
+// what the car's telemetry config must carry as "ca".
+func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Config, []byte, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 
+	var caPEM []byte
 	var dev *certs.Bundle
 	devBundle := func() (*certs.Bundle, error) {
 		if dev != nil {
@@ -38,15 +42,19 @@ func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Confi
 	if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("vehicle.cert_file: %w", err)
+			return nil, nil, fmt.Errorf("vehicle.cert_file: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
+		if caPEM, err = chainCA(cert); err != nil {
+			log.Warn("cannot work out the CA of vehicle.cert_file; the setup page cannot push a config until it can", "err", err)
+		}
 	} else {
 		b, err := devBundle()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tc.Certificates = []tls.Certificate{b.Server}
+		caPEM = b.ServerCA.CertPEM
 		log.Warn("no vehicle.cert_file: serving a development certificate that real cars do not accept",
 			"ca", filepath.Join(devPKIDir(dataDir), certs.CAFile))
 	}
@@ -56,23 +64,23 @@ func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Confi
 		for _, f := range cfg.ClientCAFiles {
 			pem, err := os.ReadFile(f)
 			if err != nil {
-				return nil, fmt.Errorf("vehicle.client_ca_files: %w", err)
+				return nil, nil, fmt.Errorf("vehicle.client_ca_files: %w", err)
 			}
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("vehicle.client_ca_files: %s holds no PEM certificate", f)
+				return nil, nil, fmt.Errorf("vehicle.client_ca_files: %s holds no PEM certificate", f)
 			}
 		}
 		tc.ClientCAs = pool
 	} else {
 		b, err := devBundle()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tc.ClientCAs = b.VehicleCA.Pool()
 		log.Warn("no vehicle.client_ca_files: only simulated cars with development certificates can connect; add Tesla's vehicle CA bundle for real cars",
 			"vehicle_ca", filepath.Join(devPKIDir(dataDir), certs.VehicleCAFile))
 	}
-	return tc, nil
+	return tc, caPEM, nil
 }
 
 // ensureDevPKI loads the development PKI from dir, creating it on first use.
@@ -93,4 +101,44 @@ func ensureDevPKI(dir string, log *slog.Logger) (*certs.Bundle, error) {
 	}
 	log.Info("created development certificates", "dir", dir)
 	return b, nil
+}
+
+// chainCA returns the PEM of the authorities that validate cert: its
+// intermediates and the root that the system trusts them through (a root
+// stays valid across renewals, which is what a car's config wants), or, for
+// a chain that ends in a self-signed certificate, that certificate.
+func chainCA(cert tls.Certificate) ([]byte, error) {
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	chain := make([]*x509.Certificate, len(cert.Certificate))
+	for i, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d of the chain: %w", i+1, err)
+		}
+		chain[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	var out []byte
+	appendPEM := func(c *x509.Certificate) {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if verified, err := chain[0].Verify(x509.VerifyOptions{Intermediates: inter}); err == nil {
+		for _, c := range verified[0][1:] {
+			appendPEM(c)
+		}
+		return out, nil
+	}
+	last := chain[len(chain)-1]
+	if len(chain) > 1 && last.IsCA && last.CheckSignatureFrom(last) == nil {
+		for _, c := range chain[1:] {
+			appendPEM(c)
+		}
+		return out, nil
+	}
+	return nil, errors.New("the chain in vehicle.cert_file does not lead to a trusted root: include the intermediates, and the root if it is private")
 }
