@@ -30,8 +30,11 @@ type Bridge struct {
 
 	bridgeState string
 
+	clock clock // measures the state interval (state.go)
+
 	mu       sync.RWMutex
 	vehicles map[string]*vehicle
+	cars     map[string]*carState // alerts and connectivity by VIN (republish.go)
 }
 
 // New returns a bridge that publishes through pub. cfg must be valid (see
@@ -63,11 +66,13 @@ func (b *Bridge) Online(ctx context.Context) error {
 	return b.publishBridgeState(ctx, PayloadOnline)
 }
 
-// Offline publishes "offline" on <prefix>/bridge/state (retained). Call it
-// on a clean shutdown, before the broker connection closes; when the
-// process dies instead, the external client's last will says the same.
+// Offline publishes the state objects that wait for the end of their
+// interval (see Config.StateInterval), then "offline" on
+// <prefix>/bridge/state (retained). Call it on a clean shutdown, before
+// the broker connection closes; when the process dies instead, the
+// external client's last will says the same.
 func (b *Bridge) Offline(ctx context.Context) error {
-	return b.publishBridgeState(ctx, PayloadOffline)
+	return errors.Join(b.flushStates(ctx), b.publishBridgeState(ctx, PayloadOffline))
 }
 
 func (b *Bridge) publishBridgeState(ctx context.Context, state string) error {
@@ -110,6 +115,9 @@ func (b *Bridge) Handle(ctx context.Context, rec *telemetry.Record) error {
 		return nil
 	}
 	if err := b.pub.Publish(ctx, bt.seal()); err != nil {
+		if rec.Topic == telemetry.TopicV {
+			v.stateUnsent()
+		}
 		return fmt.Errorf("publish %s record: %w", rec.Topic, err)
 	}
 	return nil
@@ -137,8 +145,9 @@ func (b *Bridge) vehicle(vin string) (*vehicle, error) {
 }
 
 // data builds the messages of a V record: per datum its native and
-// compatibility message, then the state object. A field that appears more
-// than once is published once, with its last value.
+// compatibility message, then the state object when it is due (see
+// stateDue). A field that appears more than once is published once, with
+// its last value.
 func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 	if len(data) == 0 {
 		return
@@ -185,6 +194,7 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 				if s.json == nil || !s.value.Equal(d.Value) {
 					s.value = detach(d.Value)
 					s.json = appendStateValue(s.json[:0], s.value)
+					v.stateChanged()
 				}
 				bt.begin(s.topic, qos, retain)
 				if sameText(d.Value) {
@@ -207,8 +217,7 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 		}
 	}
 	if published && b.cfg.StateTopic {
-		bt.begin(v.stateTopic, qos, retain)
-		bt.buf = v.appendState(bt.buf)
+		b.stateDue(v, bt)
 	}
 }
 
@@ -252,6 +261,10 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 	}
 	bt.groupAlerts(alerts)
 	qos, retain := b.cfg.QoS, b.cfg.Retain
+	var car *carState
+	if b.native {
+		car = b.car(v)
+	}
 	for start := 0; start < len(bt.order); {
 		end := start + 1
 		for end < len(bt.order) && bt.group[bt.order[end]] == bt.group[bt.order[start]] {
@@ -272,6 +285,7 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 			}
 			bt.begin(v.alertTopic(t), qos, retain)
 			bt.buf = appendNativeAlert(bt.buf, &alerts[cur])
+			car.setAlert(&alerts[cur])
 		}
 		if b.compat {
 			current, history := v.compatAlertTopics(t)
@@ -298,6 +312,9 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 			}
 			bt.buf = append(bt.buf, ']')
 		}
+	}
+	if b.native {
+		b.appendActiveAlerts(car, bt)
 	}
 }
 
@@ -361,9 +378,11 @@ func (b *Bridge) connectivity(v *vehicle, bt *batch, c *telemetry.Connectivity) 
 		case telemetry.StatusConnected:
 			bt.begin(v.connectedTopic, b.cfg.QoS, b.cfg.Retain)
 			bt.buf = append(bt.buf, "true"...)
+			b.car(v).connected = 1
 		case telemetry.StatusDisconnected:
 			bt.begin(v.connectedTopic, b.cfg.QoS, b.cfg.Retain)
 			bt.buf = append(bt.buf, "false"...)
+			b.car(v).connected = -1
 		}
 	}
 	if b.compat {

@@ -123,7 +123,7 @@ func TestTooManyFields(t *testing.T) {
 // TestLargeFieldNumbers: fields numbered past the index, even negative
 // ones, are kept too; they come last in the state object.
 func TestLargeFieldNumbers(t *testing.T) {
-	b, r := newTestBridge(t, DefaultConfig())
+	b, r := newTestBridge(t, everyState())
 	handle(t, b, dataRecord(datum(100000, telemetry.IntValue(1)), datum(-3, telemetry.IntValue(2)), datum(telemetry.FieldSoc, telemetry.IntValue(3))))
 	handle(t, b, dataRecord(datum(100000, telemetry.IntValue(4))))
 	diffLines(t, lines(r.take()), []string{
@@ -179,7 +179,7 @@ func TestDuplicateFields(t *testing.T) {
 // TestStateAccumulates: the state object holds every field seen, with its
 // latest value, ordered by field number.
 func TestStateAccumulates(t *testing.T) {
-	b, r := newTestBridge(t, DefaultConfig())
+	b, r := newTestBridge(t, everyState())
 	handle(t, b, dataRecord(datum(telemetry.FieldVehicleName, telemetry.StringValue("Blue")), datum(telemetry.FieldSoc, telemetry.FloatValue(80))))
 	handle(t, b, dataRecord(datum(telemetry.FieldGear, telemetry.EnumNumber(telemetry.EnumShiftState, 5))))
 	handle(t, b, dataRecord(datum(telemetry.FieldSoc, telemetry.InvalidValue())))
@@ -202,7 +202,7 @@ func TestStateAccumulates(t *testing.T) {
 // after Handle returns; what the bridge keeps for the state object must not
 // change with it.
 func TestStateKeepsNoRecordMemory(t *testing.T) {
-	b, r := newTestBridge(t, DefaultConfig())
+	b, r := newTestBridge(t, everyState())
 	buf := []byte("Blue")
 	handle(t, b, dataRecord(datum(telemetry.FieldVehicleName, telemetry.StringValue(unsafe.String(&buf[0], len(buf))))))
 	copy(buf, "Gray")
@@ -279,6 +279,8 @@ func TestAlerts(t *testing.T) {
 		// Without a start time an alert is not current for the reference.
 		p + `C_with_bad_chars_ qos=1 retain=true {"started_at":null,"ended_at":null,"audiences":[],"active":true}`,
 		c + `C_with_bad_chars_/history qos=1 retain=false [{"Audiences":null}]`,
+		// The active ones, with their names as the car sent them.
+		"tesla/" + vin + `/active_alerts qos=1 retain=true {"count":1,"alerts":[{"name":"C/with+bad#chars\u0000","started_at":null,"audiences":[]}]}`,
 	})
 }
 
@@ -291,9 +293,10 @@ func TestManyAlerts(t *testing.T) {
 	b, r := newTestBridge(t, DefaultConfig())
 	handle(t, b, &telemetry.Record{VIN: vin, Topic: telemetry.TopicAlerts, Alerts: alerts})
 	got := lines(r.take())
-	if len(got) != 7 {
-		t.Fatalf("%d messages, want 7: %v", len(got), got)
+	if len(got) != 8 || !strings.Contains(got[7], `/active_alerts qos=1 retain=true {"count":7,`) {
+		t.Fatalf("%d messages, want 7 alerts and the active ones: %v", len(got), got)
 	}
+	got = got[:7]
 	for k, l := range got {
 		last := 0 // the alert of name n<k> that started last
 		for i := range 100 {

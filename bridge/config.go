@@ -3,6 +3,7 @@ package bridge
 import (
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -29,9 +30,19 @@ type Config struct {
 	// Default true.
 	Retain bool `yaml:"retain"`
 	// StateTopic publishes <prefix>/<VIN>/state, one JSON object with the
-	// latest value of every field the vehicle sent, after every data
-	// record. Default true.
+	// latest value of every field the vehicle sent, after data records
+	// that change a value. Default true.
 	StateTopic bool `yaml:"state_topic"`
+	// StateInterval is the shortest time between two state objects of a
+	// vehicle. A record that changes a value sooner does not publish it;
+	// one state object with the values of that moment follows at the end
+	// of the interval instead, so the latest values always arrive. The
+	// state object repeats every value and is the largest message by far:
+	// this keeps a car that streams many records a second from costing a
+	// large message per record. The field topics are published with every
+	// record regardless. 0 publishes the state object with every record
+	// that changes a value. Default 1s.
+	StateInterval time.Duration `yaml:"state_interval"`
 	// Compat adds the layout of Tesla's reference server, for tools that
 	// already consume it. Off by default.
 	Compat CompatConfig `yaml:"compat"`
@@ -59,11 +70,12 @@ type CompatConfig struct {
 // file says nothing.
 func DefaultConfig() Config {
 	return Config{
-		Prefix:     "tesla",
-		QoS:        1,
-		Retain:     true,
-		StateTopic: true,
-		Compat:     CompatConfig{Base: "telemetry"},
+		Prefix:        "tesla",
+		QoS:           1,
+		Retain:        true,
+		StateTopic:    true,
+		StateInterval: time.Second,
+		Compat:        CompatConfig{Base: "telemetry"},
 	}
 }
 
@@ -78,6 +90,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%s.qos: 2 is not supported: use 1 (at least once; a frame is acknowledged to the car only after the broker acknowledged it) or 0", configKey)
 	default:
 		return fmt.Errorf("%s.qos: %d is not a QoS level: use 1 (default) or 0", configKey, c.QoS)
+	}
+	if c.StateInterval < 0 {
+		return fmt.Errorf("%s.state_interval: %v is negative: use 0 to publish the state object with every record, or a duration such as 1s", configKey, c.StateInterval)
 	}
 	if c.Compat.Enabled || c.Compat.Exclusive {
 		if err := validatePrefix(configKey+".compat.base", c.Compat.Base); err != nil {

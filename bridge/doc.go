@@ -12,10 +12,14 @@
 //
 //	tesla/<VIN>/<Field>          the value, retained: 80, 65.5, true, D, Charging,
 //	                             {"latitude":37.4,"longitude":-122.1}
-//	tesla/<VIN>/state            {"Soc":80,"Gear":"D",...}: every field seen, latest value
+//	tesla/<VIN>/state            {"Soc":80,"Gear":"D",...}: every field seen, latest value;
+//	                             at most once per state_interval (see below)
 //	tesla/<VIN>/alerts/<name>    {"started_at":"…","ended_at":null,"audiences":["Customer"],"active":true}
 //	tesla/<VIN>/errors/<name>    {"created_at":"…","body":"…","tags":{"k":"v"}}
 //	tesla/<VIN>/connected        true or false: whether the car streams right now (retained)
+//	tesla/<VIN>/active_alerts    {"count":1,"alerts":[{"name":"…","started_at":"…","audiences":["Customer"]}]}:
+//	                             the active alerts (no end time) by start time, then name; after
+//	                             every alerts record (see PublishActiveAlerts and Republish)
 //	tesla/bridge/state           online or offline (retained; the external client's last will)
 //
 // Numbers are plain decimal text without exponent or trailing zeros, in the
@@ -93,6 +97,25 @@
 // appears twice in one record is published once with its last value. Where
 // the reference fails (a NaN the JSON encoder rejects, a datum without a
 // value that makes it panic) the bridge publishes null and {} instead.
+//
+// # The state object
+//
+// tesla/<VIN>/state is a convenience derived from the field topics: one
+// JSON object with the latest value of every field, null for a field
+// without a valid value. It repeats every value, so it is by far the
+// largest message; a car that streams several records a second would
+// otherwise cost one such message per record. It is therefore published
+// when a record changes a value and the last one is at least
+// mqtt.state_interval old (default 1s). A change that comes sooner is not
+// lost: one state object with the values of that moment follows at the
+// end of the interval, without waiting for another record, and Offline
+// publishes any that still waits. With state_interval 0 every record that
+// changes a value publishes it.
+//
+// The field topics are the acknowledged source of truth: they are published
+// with every record, before the car's frame is acknowledged. The trailing
+// state object is published after the acknowledgement; should that fail
+// (the broker is away), the vehicle's next record publishes it.
 //
 // # Delivery and concurrency
 //

@@ -41,6 +41,8 @@ type vehicle struct {
 	names map[string]*nameTopics
 
 	seq uint32 // numbers data records, to find the last datum of each field
+
+	state stateSchedule // when the state object goes out (state.go)
 }
 
 // slot is one field of a vehicle.

@@ -174,6 +174,12 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.backoff == nil {
+		return nil, errors.New("external broker: WithBackoff(nil)")
+	}
 	if c.stateTopic != "" && !validTopic(c.stateTopic) {
 		return nil, fmt.Errorf("%w: state topic %q", ErrInvalidTopic, c.stateTopic)
 	}

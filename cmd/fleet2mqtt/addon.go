@@ -55,6 +55,8 @@ func applyAddon(cfg *Config, s addon.Settings) {
 	set(&cfg.MQTT.Prefix, s.Prefix)
 	cfg.MQTT.Compat.Enabled = s.Compat
 	set(&cfg.MQTT.Broker, s.Broker)
+	cfg.HomeAssistant.Enabled = s.Discovery
+	set(&cfg.HomeAssistant.Prefix, s.DiscoveryPrefix)
 	switch s.Broker {
 	case brokerEmbedded:
 		set(&cfg.MQTT.Embedded.Listen, s.EmbeddedListen)

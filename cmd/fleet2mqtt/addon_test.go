@@ -11,7 +11,7 @@ func TestApplyAddon(t *testing.T) {
 		cfg := defaultConfig()
 		applyAddon(&cfg, addon.Settings{
 			DataDir: "/data", LogLevel: "debug", VehicleListen: ":8443", HTTPListen: ":8099",
-			Prefix: "car", Compat: true, Broker: "external",
+			Prefix: "car", Compat: true, Broker: "external", Discovery: true, DiscoveryPrefix: "ha",
 			ExternalURL: "mqtt://core-mosquitto:1883", ExternalUsername: "addons", ExternalPassword: "s3cret",
 			ClientCAFiles: []string{"/etc/fleet2mqtt/tesla-vehicle-ca.pem"},
 		})
@@ -24,6 +24,9 @@ func TestApplyAddon(t *testing.T) {
 		if cfg.MQTT.Broker != brokerExternal || cfg.MQTT.External.URL != "mqtt://core-mosquitto:1883" ||
 			cfg.MQTT.External.Username != "addons" || cfg.MQTT.External.Password.Reveal() != "s3cret" {
 			t.Errorf("external broker not applied: %+v", cfg.MQTT.External)
+		}
+		if !cfg.HomeAssistant.Enabled || cfg.HomeAssistant.Prefix != "ha" {
+			t.Errorf("discovery not applied: %+v", cfg.HomeAssistant)
 		}
 		if cfg.MQTT.Prefix != "car" || !cfg.MQTT.Compat.Enabled || len(cfg.Vehicle.ClientCAFiles) != 1 {
 			t.Errorf("layout or CA not applied: %+v %+v", cfg.MQTT.Config, cfg.Vehicle)

@@ -16,6 +16,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 )
@@ -28,14 +29,19 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Log sets how fleet2mqtt logs.
 	Log LogConfig `yaml:"log"`
-	// Vehicle is the listener cars connect to.
-	Vehicle ingest.Config `yaml:"vehicle"`
+	// Vehicle is the listener cars connect to (VehicleConfig: ingest's
+	// settings plus acme).
+	Vehicle VehicleConfig `yaml:"vehicle"`
 	// MQTT is where and how signals are published.
 	MQTT MQTTConfig `yaml:"mqtt"`
 	// HTTP is the local web listener: the setup page, health and metrics.
 	HTTP HTTPConfig `yaml:"http"`
 	// Setup is the setup page that walks the owner through Tesla's steps.
 	Setup setup.Config `yaml:"setup"`
+	// HomeAssistant is how cars are announced to Home Assistant (MQTT
+	// discovery). It is off with mqtt.compat.exclusive, which publishes
+	// none of the topics it announces.
+	HomeAssistant discovery.Config `yaml:"homeassistant"`
 }
 
 // MQTTConfig is the topic layout plus the broker the messages go to.
@@ -79,7 +85,7 @@ func defaultConfig() Config {
 	return Config{
 		DataDir: defaultDataDir(),
 		Log:     LogConfig{Level: "info", Format: "text"},
-		Vehicle: ingest.DefaultConfig(),
+		Vehicle: VehicleConfig{Config: ingest.DefaultConfig()},
 		MQTT: MQTTConfig{
 			Config:   bridge.DefaultConfig(),
 			Broker:   brokerEmbedded,
@@ -88,6 +94,8 @@ func defaultConfig() Config {
 		},
 		HTTP:  HTTPConfig{Listen: "127.0.0.1:8080"},
 		Setup: setup.DefaultConfig(),
+
+		HomeAssistant: discovery.DefaultConfig(),
 	}
 }
 
@@ -177,7 +185,23 @@ func (c *Config) Validate() error {
 	if err := c.Setup.Validate(); err != nil {
 		return err
 	}
+	if err := c.validateACME(); err != nil {
+		return err
+	}
+	if err := c.HomeAssistant.Validate(); err != nil {
+		return err
+	}
+	if st := c.HomeAssistant.StatusTopicOrDefault(); st == c.MQTT.Prefix || strings.HasPrefix(st, c.MQTT.Prefix+"/") {
+		return fmt.Errorf("homeassistant.status_topic: %q is under mqtt.prefix %q, where only fleet2mqtt publishes: use Home Assistant's birth topic, such as \"homeassistant/status\"", st, c.MQTT.Prefix)
+	}
 	return c.MQTT.Validate()
+}
+
+// discoveryEnabled reports whether cars are announced to Home Assistant:
+// homeassistant.enabled, unless mqtt.compat.exclusive leaves out the
+// native topics that discovery announces.
+func (c *Config) discoveryEnabled() bool {
+	return c.HomeAssistant.Enabled && !c.MQTT.Compat.Exclusive
 }
 
 // Validate checks the layout and the chosen broker's section.

@@ -33,6 +33,15 @@ func normalized(c Config) Config {
 	if len(c.MQTT.Embedded.Users) == 0 {
 		c.MQTT.Embedded.Users = nil
 	}
+	if len(c.Vehicle.ACME.Hostnames) == 0 {
+		c.Vehicle.ACME.Hostnames = nil
+	}
+	if len(c.HomeAssistant.Include) == 0 {
+		c.HomeAssistant.Include = nil
+	}
+	if len(c.HomeAssistant.Exclude) == 0 {
+		c.HomeAssistant.Exclude = nil
+	}
 	if len(c.MQTT.Embedded.WebSocket.AllowedOrigins) == 0 {
 		c.MQTT.Embedded.WebSocket.AllowedOrigins = nil
 	}

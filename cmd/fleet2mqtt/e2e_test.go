@@ -128,6 +128,27 @@ func subscribe(t *testing.T, addr, filter string) *subscriber {
 	return s
 }
 
+// waitFor waits until topic's last payload is want; it returns the last
+// payload seen.
+func (s *subscriber) waitFor(t *testing.T, topic, want string) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		p := s.msgs[topic]
+		s.mu.Unlock()
+		if p == want {
+			return p
+		}
+		select {
+		case <-s.seen:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			return p
+		}
+	}
+}
+
 // wait returns the payload of topic once it has arrived.
 func (s *subscriber) wait(t *testing.T, topic string) string {
 	t.Helper()
@@ -192,7 +213,7 @@ func TestEndToEnd(t *testing.T) {
 		"connected":           "true",
 	}
 	for field, payload := range want {
-		if got := live.wait(t, "tesla/"+e2eVIN+"/"+field); got != payload {
+		if got := live.waitFor(t, "tesla/"+e2eVIN+"/"+field, payload); got != payload {
 			t.Errorf("%s = %q, want %q", field, got, payload)
 		}
 	}

@@ -38,6 +38,9 @@ func commands() []command {
 			return runDecode(args, stdout, stderr)
 		}},
 		{"healthcheck", "check a running fleet2mqtt's /healthz (for container health checks)", runHealthcheck},
+		{"check-cert", "check the vehicle listener's certificate as a car would", runCheckCert},
+		{"sign-config", "sign a fleet-telemetry config with the application's key (or --verify a token)", runSignConfig},
+		{"discovery", "Home Assistant discovery: remove a car (discovery remove <VIN>...)", runDiscovery},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "fleet2mqtt", version())
 			return 0
@@ -74,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, "Usage: fleet2mqtt [command] [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, "\nRun 'fleet2mqtt <command> -h' for a command's flags.\n")
 }

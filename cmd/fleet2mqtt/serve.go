@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -143,6 +145,9 @@ type app struct {
 	vehicle *ingest.Server
 	metrics *metrics
 	wizard  *setup.Wizard
+	// announcer announces the cars to Home Assistant; nil when discovery
+	// is off.
+	announcer *announce.Announcer
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -160,12 +165,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a := &app{cfg: cfg, log: log, done: make(chan struct{})}
 
-	tc, caPEM, err := vehicleTLS(cfg.Vehicle, cfg.DataDir, log)
+	vc, err := vehicleTLS(cfg.Vehicle, cfg.DataDir, cfg.Setup.PublicHostname, log)
 	if err != nil {
 		return nil, err
 	}
 	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
-		ServerCAPEM: func() []byte { return caPEM },
+		ServerCAPEM: vc.ca,
 		PasswordOut: os.Stderr,
 	}, log.With("component", "setup"))
 	if err != nil {
@@ -188,9 +193,23 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return fail(fmt.Errorf("publish bridge state: %w", err))
 	}
 
+	var sink ingest.Sink = a.bridge
+	if cfg.discoveryEnabled() {
+		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Version: version()},
+			instrumentedBroker{a.broker, a.metrics}, a.broker, a.bridge,
+			announce.WithLogger(log.With("component", "homeassistant")),
+			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
+		if err != nil {
+			return fail(err)
+		}
+		sink = a.announcer.Tee(a.bridge) // the announcer only marks what it sees
+	} else if cfg.HomeAssistant.Enabled {
+		log.Info("home assistant discovery is off: mqtt.compat.exclusive publishes none of the topics it announces")
+	}
+
 	fallback := http.NewServeMux()
 	fallback.Handle(fleetapi.PublicKeyPath, a.wizard.PublicKeyHandler())
-	a.vehicle, err = ingest.New(cfg.Vehicle, tc, a.metrics.sink(seenBy(a.bridge, a.wizard)),
+	a.vehicle, err = ingest.New(cfg.Vehicle.Config, vc.tls, a.metrics.sink(seenBy(sink, a.wizard)),
 		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
 	if err != nil {
 		return fail(err)
@@ -220,8 +239,21 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 			log.Warn("setup page background work stopped", "err", err)
 		}
 	}()
+	announceDone := make(chan struct{})
+	go func() {
+		defer close(announceDone)
+		if a.announcer == nil {
+			return
+		}
+		if err := a.announcer.Run(runCtx); err != nil {
+			log.Warn("home assistant discovery stopped", "err", err)
+		}
+	}()
 	vehicleDone := make(chan error, 1)
 	go func() { vehicleDone <- a.vehicle.Serve(runCtx, vln) }()
+	if vc.run != nil {
+		go vc.run(runCtx) // ACME: the listener now answers the challenge
+	}
 	httpDone := make(chan error, 1)
 	if hln != nil {
 		go func() {
@@ -243,6 +275,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		}
 		stop()
 		<-wizardDone
+		<-announceDone
 		// The cars are gone (their last frames published); then the web
 		// listener, the bridge state and the broker.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -329,7 +362,7 @@ func (a *app) banner(w io.Writer) {
 		fmt.Fprintf(w, "  Setup:    http://%s/ (walks you through Tesla's steps)\n", a.httpAddr)
 		fmt.Fprintf(w, "  Health:   http://%s/healthz, metrics: http://%s/metrics\n", a.httpAddr, a.httpAddr)
 	}
-	if a.cfg.Vehicle.CertFile == "" || len(a.cfg.Vehicle.ClientCAFiles) == 0 {
+	if (a.cfg.Vehicle.CertFile == "" && !a.cfg.Vehicle.ACME.Enabled) || len(a.cfg.Vehicle.ClientCAFiles) == 0 {
 		dir := devPKIDir(a.cfg.DataDir)
 		fmt.Fprintf(w, "\nNo vehicle certificate or vehicle CA configured: development certificates are in %s.\n", dir)
 		fmt.Fprintf(w, "Stream a simulated car with:\n  fleet2mqtt simulate --server %s --ca %s --certs %s\n",

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,21 +11,23 @@ import (
 	"path/filepath"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
-	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 )
 
 // devPKIDir is where fleet2mqtt keeps the development certificates it makes
 // when no server certificate or vehicle CA is configured.
 func devPKIDir(dataDir string) string { return filepath.Join(dataDir, "dev-pki") }
 
-// vehicleTLS builds the TLS configuration of the vehicle listener: the
-// configured certificate and vehicle CA bundles, or else a development PKI
-// kept in the data directory, so that fleet2mqtt starts with no
-// configuration at all and simulated cars can connect to it. It also
-// returns the PEM of the CA chain that validates the served certificate:
-// what the car's telemetry config must carry as "ca".
-func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Config, []byte, error) {
+// vehicleTLS builds the TLS configuration of the vehicle listener: a
+// certificate obtained by ACME (vehicle.acme), or the configured
+// certificate, and the vehicle CA bundles, or else a development PKI kept
+// in the data directory, so that fleet2mqtt starts with no configuration
+// at all and simulated cars can connect to it. It also gives the PEM of the
+// CA chain that validates the served certificate: what the car's telemetry
+// config must carry as "ca".
+func vehicleTLS(cfg VehicleConfig, dataDir, publicHostname string, log *slog.Logger) (*vehicleCert, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	vc := &vehicleCert{tls: tc}
 
 	var caPEM []byte
 	var dev *certs.Bundle
@@ -39,10 +40,16 @@ func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Confi
 		return dev, err
 	}
 
-	if cfg.CertFile != "" {
+	if cfg.ACME.Enabled {
+		m, err := newACMEManager(cfg, dataDir, publicHostname, log)
+		if err != nil {
+			return nil, err
+		}
+		vc.useACME(m)
+	} else if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("vehicle.cert_file: %w", err)
+			return nil, fmt.Errorf("vehicle.cert_file: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 		if caPEM, err = chainCA(cert); err != nil {
@@ -51,7 +58,7 @@ func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Confi
 	} else {
 		b, err := devBundle()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{b.Server}
 		caPEM = b.ServerCA.CertPEM
@@ -64,23 +71,26 @@ func vehicleTLS(cfg ingest.Config, dataDir string, log *slog.Logger) (*tls.Confi
 		for _, f := range cfg.ClientCAFiles {
 			pem, err := os.ReadFile(f)
 			if err != nil {
-				return nil, nil, fmt.Errorf("vehicle.client_ca_files: %w", err)
+				return nil, fmt.Errorf("vehicle.client_ca_files: %w", err)
 			}
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, nil, fmt.Errorf("vehicle.client_ca_files: %s holds no PEM certificate", f)
+				return nil, fmt.Errorf("vehicle.client_ca_files: %s holds no PEM certificate", f)
 			}
 		}
 		tc.ClientCAs = pool
 	} else {
 		b, err := devBundle()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		tc.ClientCAs = b.VehicleCA.Pool()
 		log.Warn("no vehicle.client_ca_files: only simulated cars with development certificates can connect; add Tesla's vehicle CA bundle for real cars",
 			"vehicle_ca", filepath.Join(devPKIDir(dataDir), certs.VehicleCAFile))
 	}
-	return tc, caPEM, nil
+	if vc.ca == nil {
+		vc.ca = func() []byte { return caPEM }
+	}
+	return vc, nil
 }
 
 // ensureDevPKI loads the development PKI from dir, creating it on first use.
@@ -106,39 +116,12 @@ func ensureDevPKI(dir string, log *slog.Logger) (*certs.Bundle, error) {
 // chainCA returns the PEM of the authorities that validate cert: its
 // intermediates and the root that the system trusts them through (a root
 // stays valid across renewals, which is what a car's config wants), or, for
-// a chain that ends in a self-signed certificate, that certificate.
+// a chain that ends in a self-signed certificate, the certificates after
+// the leaf. See acme.ServedCA.
 func chainCA(cert tls.Certificate) ([]byte, error) {
-	if len(cert.Certificate) == 0 {
-		return nil, errors.New("no certificate")
+	ca, err := acme.ServedCA(cert.Certificate, nil)
+	if errors.Is(err, acme.ErrUntrustedChain) {
+		return nil, errors.New("the chain in vehicle.cert_file does not lead to a trusted root: include the intermediates, and the root if it is private")
 	}
-	chain := make([]*x509.Certificate, len(cert.Certificate))
-	for i, der := range cert.Certificate {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d of the chain: %w", i+1, err)
-		}
-		chain[i] = c
-	}
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	var out []byte
-	appendPEM := func(c *x509.Certificate) {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	if verified, err := chain[0].Verify(x509.VerifyOptions{Intermediates: inter}); err == nil {
-		for _, c := range verified[0][1:] {
-			appendPEM(c)
-		}
-		return out, nil
-	}
-	last := chain[len(chain)-1]
-	if len(chain) > 1 && last.IsCA && last.CheckSignatureFrom(last) == nil {
-		for _, c := range chain[1:] {
-			appendPEM(c)
-		}
-		return out, nil
-	}
-	return nil, errors.New("the chain in vehicle.cert_file does not lead to a trusted root: include the intermediates, and the root if it is private")
+	return ca, err
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -159,34 +158,36 @@ func (b *Broker) Start() {
 // Stop terminates the broker with SIGTERM, so that it saves its persistence
 // database, and waits until it has exited. Stopping a stopped broker does
 // nothing.
-func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+func (b *Broker) Stop() { b.signal(sigTerm) }
 
 // Kill ends the broker with SIGKILL: nothing is saved since the last Stop.
-func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
+func (b *Broker) Kill() { b.signal(os.Kill) }
 
 // Pause freezes the broker (SIGSTOP): connections stay open but nothing is
 // read or answered, as with a hung broker or a dead network path.
-func (b *Broker) Pause() { b.notify(syscall.SIGSTOP) }
+func (b *Broker) Pause() { b.notify(sigStop) }
 
 // Resume lets a paused broker run again (SIGCONT).
-func (b *Broker) Resume() { b.notify(syscall.SIGCONT) }
+func (b *Broker) Resume() { b.notify(sigCont) }
 
-func (b *Broker) notify(sig syscall.Signal) {
+func (b *Broker) notify(sig os.Signal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cmd != nil {
+	if b.cmd != nil && sig != nil {
 		_ = b.cmd.Process.Signal(sig)
 	}
 }
 
-func (b *Broker) signal(sig syscall.Signal) {
+func (b *Broker) signal(sig os.Signal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cmd == nil {
 		return
 	}
 	_ = b.cmd.Process.Signal(sig)
-	_ = b.cmd.Process.Signal(syscall.SIGCONT) // a paused broker must run to exit
+	if sigCont != nil {
+		_ = b.cmd.Process.Signal(sigCont) // a paused broker must run to exit
+	}
 	select {
 	case <-b.exited:
 	case <-time.After(stopTimeout):

@@ -1,0 +1,623 @@
+package announce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
+)
+
+// Errors.
+var (
+	// ErrDisabled is returned by New for a configuration with discovery
+	// turned off: there is nothing to announce.
+	ErrDisabled = errors.New("home assistant discovery is disabled")
+)
+
+// Defaults of the options.
+const (
+	// DefaultDebounce is how long a car's news must be quiet before its
+	// config is published.
+	DefaultDebounce = 2 * time.Second
+	// maxWaitFactor bounds the debounce: a car that keeps sending news is
+	// announced at the latest this many debounces after its first news.
+	maxWaitFactor = 10
+	// retryDelay is how long a car waits after a failed publish.
+	retryDelay = 10 * time.Second
+)
+
+// States is the part of the bridge the announcer drives: bridge.Bridge
+// implements it.
+type States interface {
+	// Republish publishes the car's current values again.
+	Republish(ctx context.Context, vin string) error
+	// PublishActiveAlerts publishes the car's active alerts topic.
+	PublishActiveAlerts(ctx context.Context, vin string) error
+}
+
+// Handler handles vehicle records; ingest.Sink and bridge.Bridge satisfy
+// it.
+type Handler interface {
+	Handle(ctx context.Context, rec *telemetry.Record) error
+}
+
+// Option changes how an Announcer works.
+type Option func(*Announcer)
+
+// WithLogger logs through l.
+func WithLogger(l *slog.Logger) Option { return func(a *Announcer) { a.log = l } }
+
+// WithStateFile keeps what was announced in path (a JSON file, see the
+// package documentation). Without it nothing is kept across restarts.
+func WithStateFile(path string) Option { return func(a *Announcer) { a.statePath = path } }
+
+// WithDebounce sets how long a car's news must be quiet before its config
+// is published (default DefaultDebounce).
+func WithDebounce(d time.Duration) Option { return func(a *Announcer) { a.debounce = d } }
+
+// WithRepublishDelay sets how long to wait after Home Assistant's birth
+// message (default discovery.RepublishDelay, random in [1 s, 5 s)).
+func WithRepublishDelay(f func() time.Duration) Option {
+	return func(a *Announcer) { a.birthDelay = f }
+}
+
+// Announcer publishes Home Assistant discovery for the cars the bridge
+// serves. Create it with New, run it with Run, feed it records through Tee
+// or Observe. Its methods are safe for concurrent use.
+type Announcer struct {
+	cfg        discovery.Config
+	br         discovery.Bridge
+	pub        bridge.Publisher
+	sub        bridge.Subscriber
+	states     States
+	log        *slog.Logger
+	statePath  string
+	debounce   time.Duration
+	birthDelay func() time.Duration
+
+	mu   sync.RWMutex
+	cars map[string]*car
+
+	wake  chan struct{} // something is new; capacity 1
+	birth chan struct{} // Home Assistant said online; capacity 1
+
+	evMu   sync.Mutex
+	events []topicEvent // retained configs seen on the cars' discovery topics
+
+	seed maphash.Seed
+}
+
+// topicEvent is a message on a car's discovery topic.
+type topicEvent struct {
+	car     *car
+	payload []byte
+}
+
+// words is the length of a car's bitset of signals.
+const words = int(telemetry.MaxField)/64 + 1
+
+// car is what the announcer knows of one car. The bitset, name and
+// version are written by Observe; the rest belongs to Run's goroutine,
+// but streaming, which SetStreaming writes under Announcer.mu.
+type car struct {
+	vin     string
+	seen    [words]atomic.Uint64
+	name    atomic.Pointer[string]
+	version atomic.Pointer[string]
+	dirty   atomic.Bool // news not yet taken by Run
+
+	streaming []telemetry.Field // nil: unknown; guarded by Announcer.mu
+
+	// Run's goroutine only.
+	fresh       bool              // not announced since it was first seen
+	announced   map[string]string // components of the last config, key → platform
+	topic       string            // where the last config went
+	hash        uint64            // of the last config
+	first, last time.Time         // unannounced news, zero when none
+	retryAt     time.Time         // after a failed publish
+	unsubscribe context.CancelFunc
+}
+
+// New returns an announcer for cfg (which must be valid and enabled)
+// that announces the topics of the bridge b, publishes through pub,
+// listens through sub and drives states. With a state file, New reads
+// it; a file that does not parse is logged and ignored.
+func New(cfg discovery.Config, b discovery.Bridge, pub bridge.Publisher, sub bridge.Subscriber, states States, opts ...Option) (*Announcer, error) {
+	if !cfg.Enabled {
+		return nil, ErrDisabled
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if pub == nil || sub == nil || states == nil {
+		return nil, errors.New("announce: publisher, subscriber and states are required")
+	}
+	a := &Announcer{
+		cfg: cfg, br: b, pub: pub, sub: sub, states: states,
+		log:        slog.New(slog.DiscardHandler),
+		debounce:   DefaultDebounce,
+		birthDelay: func() time.Duration { return discovery.RepublishDelay(nil) },
+		cars:       make(map[string]*car),
+		wake:       make(chan struct{}, 1),
+		birth:      make(chan struct{}, 1),
+		seed:       maphash.MakeSeed(),
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.statePath != "" {
+		st, err := loadState(a.statePath)
+		if err != nil {
+			if !errors.Is(err, errStateFormat) {
+				return nil, err
+			}
+			a.log.Warn("ignoring the discovery state file", "path", a.statePath, "err", err)
+		}
+		for vin, s := range st.Cars {
+			a.cars[vin] = s.car(vin)
+		}
+	}
+	return a, nil
+}
+
+// Tee returns a Handler that hands every record to next and, once next
+// has handled it, to Observe. It returns next's error.
+func (a *Announcer) Tee(next Handler) Handler { return tee{next, a} }
+
+type tee struct {
+	next Handler
+	a    *Announcer
+}
+
+func (t tee) Handle(ctx context.Context, rec *telemetry.Record) error {
+	if err := t.next.Handle(ctx, rec); err != nil {
+		return err
+	}
+	t.a.Observe(rec)
+	return nil
+}
+
+// Observe learns from a record: that its car exists, the signals it
+// sends, its name and version. It never blocks; for a known car and known
+// signals it does not allocate. It keeps nothing of rec.
+func (a *Announcer) Observe(rec *telemetry.Record) {
+	if rec.VIN == "" {
+		return
+	}
+	c, created := a.car(rec.VIN)
+	news := created
+	if rec.Topic == telemetry.TopicV {
+		for i := range rec.Data {
+			d := &rec.Data[i]
+			switch d.Field {
+			case telemetry.FieldVehicleName:
+				news = setText(&c.name, d.Value) || news
+			case telemetry.FieldVersion:
+				news = setText(&c.version, d.Value) || news
+			}
+			if f := d.Field; f > 0 && f <= telemetry.MaxField {
+				w, bit := &c.seen[f>>6], uint64(1)<<(f&63)
+				if w.Load()&bit == 0 {
+					w.Or(bit)
+					news = true
+				}
+			}
+		}
+	}
+	if news {
+		a.touch(c)
+	}
+}
+
+// setText stores a string value in p when it differs, and reports whether
+// it did. Values without text (invalid, empty) leave p alone.
+func setText(p *atomic.Pointer[string], v telemetry.Value) bool {
+	if v.Kind() != telemetry.KindStringValue || v.Str() == "" {
+		return false
+	}
+	if old := p.Load(); old != nil && *old == v.Str() {
+		return false
+	}
+	s := strings.Clone(v.Str())
+	p.Store(&s)
+	return true
+}
+
+// touch marks c as having news and wakes Run.
+func (a *Announcer) touch(c *car) {
+	if !c.dirty.Swap(true) {
+		signal(a.wake)
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// car returns the car of vin, making it on first sight.
+func (a *Announcer) car(vin string) (c *car, created bool) {
+	a.mu.RLock()
+	c = a.cars[vin]
+	a.mu.RUnlock()
+	if c != nil {
+		return c, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c = a.cars[vin]; c != nil {
+		return c, false
+	}
+	c = &car{vin: strings.Clone(vin), fresh: true}
+	a.cars[c.vin] = c
+	return c, true
+}
+
+// SetStreaming tells the announcer a car's streaming configuration, as
+// pushed to the car (from the setup page); nil means unknown. The car
+// announces these signals, and those it sends. Signals seen before that
+// are not in fields are forgotten, so that their entities are removed; if
+// the car still sends one, it comes back.
+func (a *Announcer) SetStreaming(vin string, fields []telemetry.Field) {
+	if vin == "" {
+		return
+	}
+	c, _ := a.car(vin)
+	a.mu.Lock()
+	if fields == nil {
+		c.streaming = nil
+	} else {
+		c.streaming = slices.Clone(fields)
+		var keep [words]uint64
+		for _, f := range fields {
+			if f > 0 && f <= telemetry.MaxField {
+				keep[f>>6] |= 1 << (f & 63)
+			}
+		}
+		for i := range c.seen {
+			c.seen[i].And(keep[i])
+		}
+	}
+	a.mu.Unlock()
+	a.touch(c)
+}
+
+// SetDisplayName tells the announcer the name the owner gave a car (the
+// Fleet API's display_name), for a car that has not sent its VehicleName
+// signal. The signal, when it comes, wins.
+func (a *Announcer) SetDisplayName(vin, name string) {
+	if vin == "" || name == "" {
+		return
+	}
+	c, _ := a.car(vin)
+	if setText(&c.name, telemetry.StringValue(name)) {
+		a.touch(c)
+	}
+}
+
+// Run announces until ctx ends, then saves the state file. It returns an
+// error only when it cannot subscribe to Home Assistant's status topic;
+// failed publishes are logged and tried again later.
+func (a *Announcer) Run(ctx context.Context) error {
+	status := a.cfg.StatusTopicOrDefault()
+	err := a.sub.Subscribe(ctx, status, func(_ string, payload []byte) {
+		if discovery.OnStatus(payload) {
+			signal(a.birth)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", status, err)
+	}
+	r := runner{Announcer: a, timer: time.NewTimer(time.Hour), known: make(map[string]*car)}
+	defer r.timer.Stop()
+	defer func() {
+		for _, c := range r.known {
+			c.unsubscribe()
+		}
+		r.changed = true // signals seen since the last announcement
+		if err := r.saveIfChanged(); err != nil {
+			a.log.Warn("save discovery state", "err", err)
+		}
+	}()
+
+	// The cars of the state file are announced again at once.
+	now := time.Now()
+	a.mu.RLock()
+	for _, c := range a.cars {
+		if !c.fresh {
+			c.first, c.last = now.Add(-a.maxWait()), now.Add(-a.debounce)
+		}
+	}
+	a.mu.RUnlock()
+	var birthAt time.Time
+	for {
+		now = time.Now()
+		r.collect(ctx, now)
+		r.announceDue(ctx, now)
+		if !birthAt.IsZero() && !now.Before(birthAt) {
+			birthAt = time.Time{}
+			r.republishAll(ctx)
+		}
+		if err := r.saveIfChanged(); err != nil {
+			a.log.Warn("save discovery state", "err", err)
+		}
+		next := r.nextDue()
+		if !birthAt.IsZero() && (next.IsZero() || birthAt.Before(next)) {
+			next = birthAt
+		}
+		var tick <-chan time.Time
+		if !next.IsZero() {
+			r.timer.Reset(max(next.Sub(time.Now()), 0))
+			tick = r.timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.wake:
+		case <-tick:
+		case <-a.birth:
+			birthAt = time.Now().Add(a.birthDelay())
+			a.log.Debug("home assistant started; announcing again", "after", time.Until(birthAt).Round(time.Millisecond))
+		}
+		r.timer.Stop()
+	}
+}
+
+func (a *Announcer) maxWait() time.Duration { return maxWaitFactor * a.debounce }
+
+// runner is the state of Run's goroutine.
+type runner struct {
+	*Announcer
+	timer   *time.Timer
+	known   map[string]*car // cars with a subscription to their discovery topic
+	changed bool            // the state file is out of date
+}
+
+// collect takes the news of every car and the messages on their
+// discovery topics.
+func (r *runner) collect(ctx context.Context, now time.Time) {
+	r.mu.RLock()
+	cars := make([]*car, 0, len(r.cars))
+	for _, c := range r.cars {
+		cars = append(cars, c)
+	}
+	r.mu.RUnlock()
+	for _, c := range cars {
+		if _, ok := r.known[c.vin]; !ok {
+			r.watch(ctx, c)
+		}
+		if c.dirty.Swap(false) {
+			if c.first.IsZero() {
+				c.first = now
+			}
+			c.last = now
+		}
+	}
+
+	r.evMu.Lock()
+	events := r.events
+	r.events = nil
+	r.evMu.Unlock()
+	for _, ev := range events {
+		if r.known[ev.car.vin] != ev.car {
+			continue // forgotten meanwhile
+		}
+		if len(ev.payload) == 0 {
+			r.forget(ev.car)
+			continue
+		}
+		if ev.car.announced == nil {
+			// Announced by an earlier run without a state file: its
+			// components are what may need removing.
+			if comps, err := discovery.ParseAnnounced(ev.payload); err == nil {
+				ev.car.announced = comps
+				ev.car.topic = discovery.Topic(r.cfg, ev.car.vin)
+			}
+		}
+	}
+}
+
+// watch subscribes to c's discovery topic, to learn what is retained
+// there and when someone empties it.
+func (r *runner) watch(ctx context.Context, c *car) {
+	subCtx, cancel := context.WithCancel(ctx)
+	c.unsubscribe = cancel
+	r.known[c.vin] = c
+	topic := discovery.Topic(r.cfg, c.vin)
+	err := r.sub.Subscribe(subCtx, topic, func(_ string, payload []byte) {
+		r.evMu.Lock()
+		r.events = append(r.events, topicEvent{c, payload})
+		r.evMu.Unlock()
+		signal(r.wake)
+	})
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("subscribe to a car's discovery topic", "topic", topic, "err", err)
+	}
+}
+
+// forget drops a car whose discovery config someone removed.
+func (r *runner) forget(c *car) {
+	r.log.Info("car removed from home assistant; forgetting it until it streams again", "vin", c.vin)
+	c.unsubscribe()
+	delete(r.known, c.vin)
+	r.mu.Lock()
+	if r.cars[c.vin] == c {
+		delete(r.cars, c.vin)
+	}
+	r.mu.Unlock()
+	r.changed = true
+}
+
+// due returns when c's config is to be published, zero when it is not.
+func (r *runner) due(c *car) time.Time {
+	if c.last.IsZero() {
+		return time.Time{}
+	}
+	at := c.last.Add(r.debounce)
+	if limit := c.first.Add(r.maxWait()); limit.Before(at) {
+		at = limit
+	}
+	if at.Before(c.retryAt) {
+		at = c.retryAt
+	}
+	return at
+}
+
+func (r *runner) nextDue() time.Time {
+	var next time.Time
+	for _, c := range r.known {
+		if at := r.due(c); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	return next
+}
+
+// announceDue publishes the configs that are due.
+func (r *runner) announceDue(ctx context.Context, now time.Time) {
+	for _, c := range r.sortedKnown() {
+		if at := r.due(c); at.IsZero() || now.Before(at) {
+			continue
+		}
+		if err := r.announce(ctx, c, false); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("announce car to home assistant", "vin", c.vin, "err", err)
+			c.retryAt = now.Add(retryDelay)
+			continue
+		}
+		c.first, c.last, c.retryAt = time.Time{}, time.Time{}, time.Time{}
+	}
+}
+
+// republishAll answers Home Assistant's birth message: every car's config,
+// then every car's values.
+func (r *runner) republishAll(ctx context.Context) {
+	cars := r.sortedKnown()
+	for _, c := range cars {
+		if err := r.announce(ctx, c, true); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("announce car to home assistant", "vin", c.vin, "err", err)
+			continue
+		}
+		c.first, c.last, c.retryAt = time.Time{}, time.Time{}, time.Time{}
+	}
+	for _, c := range cars {
+		if err := r.states.Republish(ctx, c.vin); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("republish car values", "vin", c.vin, "err", err)
+		}
+	}
+	r.log.Info("announced to home assistant again after its start", "cars", len(cars))
+}
+
+func (r *runner) sortedKnown() []*car {
+	cars := make([]*car, 0, len(r.known))
+	for _, c := range r.known {
+		cars = append(cars, c)
+	}
+	slices.SortFunc(cars, func(x, y *car) int { return strings.Compare(x.vin, y.vin) })
+	return cars
+}
+
+// vehicle is what discovery needs of c now.
+func (r *runner) vehicle(c *car) discovery.Vehicle {
+	v := discovery.Vehicle{VIN: c.vin}
+	if p := c.name.Load(); p != nil {
+		v.DisplayName = *p
+	}
+	if p := c.version.Load(); p != nil {
+		v.SoftwareVersion = *p
+	}
+	r.mu.RLock()
+	v.Streaming = slices.Clone(c.streaming)
+	r.mu.RUnlock()
+	v.Seen = c.seenFields()
+	return v
+}
+
+// announce publishes c's config when it changed (always with force),
+// removing the components it no longer has, and the config at a topic
+// that is no longer c's. A car's first config is followed by its active
+// alerts.
+func (r *runner) announce(ctx context.Context, c *car, force bool) error {
+	v := r.vehicle(c)
+	topic := discovery.Topic(r.cfg, c.vin)
+	msgs := discovery.RemoveMessages(r.cfg, r.br, v, c.announced)
+	removing := len(msgs) > 0
+	if !removing {
+		msgs = discovery.Messages(r.cfg, r.br, v)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	config := msgs[len(msgs)-1].Payload
+	hash := maphash.Bytes(r.seed, config)
+	if !force && !removing && hash == c.hash && topic == c.topic {
+		return nil
+	}
+	out := make([]bridge.Message, 0, len(msgs)+1)
+	if c.topic != "" && c.topic != topic {
+		out = append(out, bridge.Message{Topic: c.topic, Payload: []byte{}, QoS: 1, Retain: true})
+	}
+	for _, m := range msgs {
+		out = append(out, bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
+	}
+	if err := r.pub.Publish(ctx, out); err != nil {
+		return err
+	}
+	comps, err := discovery.ParseAnnounced(config)
+	if err != nil {
+		return fmt.Errorf("read back own config: %w", err)
+	}
+	c.announced, c.topic, c.hash = comps, topic, hash
+	r.changed = true
+	if c.fresh {
+		c.fresh = false
+		r.log.Info("car announced to home assistant", "vin", c.vin, "entities", len(comps))
+		if err := r.states.PublishActiveAlerts(ctx, c.vin); err != nil {
+			r.log.Warn("publish active alerts", "vin", c.vin, "err", err)
+		}
+	} else {
+		r.log.Debug("car announced to home assistant again", "vin", c.vin, "entities", len(comps), "removed", removing)
+	}
+	return nil
+}
+
+// saveIfChanged writes the state file when something changed.
+func (r *runner) saveIfChanged() error {
+	if !r.changed || r.statePath == "" {
+		return nil
+	}
+	r.mu.RLock()
+	st := state{Version: stateVersion, Cars: make(map[string]savedCar, len(r.cars))}
+	for vin, c := range r.cars {
+		if c.fresh && c.announced == nil {
+			continue // not announced yet: nothing to remove after a restart
+		}
+		st.Cars[vin] = c.save()
+	}
+	r.mu.RUnlock()
+	if err := saveState(r.statePath, st); err != nil {
+		return err
+	}
+	r.changed = false
+	return nil
+}

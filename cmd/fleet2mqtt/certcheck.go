@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+)
+
+// runCheckCert is `fleet2mqtt check-cert`: it connects to the vehicle
+// listener's public address as a car would and says what a car would
+// object to. Exit code 0 when a car would connect (warnings allowed), 1
+// when not, 2 for bad flags.
+func runCheckCert(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("check-cert", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	configFile := flags.String("config", os.Getenv("FLEET2MQTT_CONFIG"), "configuration `file` (YAML), for the defaults below")
+	dataDir := flags.String("data-dir", "", "data `directory` (overrides data_dir)")
+	host := flags.String("host", "", "host `name` cars connect to (default: setup.public_hostname)")
+	port := flags.Int("port", 0, "`port` cars connect to (default: setup.port, 443)")
+	connect := flags.String("connect", "", "connect to this `host:port` instead, still checking for --host (before DNS points here, or from inside the network)")
+	caFile := flags.String("ca", "", "the ca cars get, a PEM `file` (default: the one fleet2mqtt computes from its configuration)")
+	warnDays := flags.Int("warn-days", int(acme.DefaultExpiryWarning/(24*time.Hour)), "warn when the certificate expires within this many `days`")
+	timeout := flags.Duration("timeout", 15*time.Second, "give up connecting after this long")
+	flags.Usage = func() {
+		fmt.Fprint(stderr, `Usage: fleet2mqtt check-cert [--host NAME] [--port 443] [flags]
+
+Connects to the vehicle listener as a car would and checks its certificate:
+the name is a Subject Alternative Name, the chain is complete, the ca cars get
+validates it, it is not (nearly) expired, and a client certificate is asked
+for (nothing in front of fleet2mqtt terminates TLS).
+
+Flags:
+`)
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "fleet2mqtt check-cert: unexpected argument %q\n", flags.Arg(0))
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "fleet2mqtt check-cert:", err)
+		return 1
+	}
+	cfg, err := loadConfig(*configFile)
+	if err != nil {
+		return fail(err)
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *host == "" {
+		*host = cfg.Setup.PublicHostname
+	}
+	if *host == "" {
+		fmt.Fprintln(stderr, "fleet2mqtt check-cert: no host: give --host, or set setup.public_hostname")
+		return 2
+	}
+	if *port == 0 {
+		*port = cfg.Setup.Port
+	}
+
+	var ca []byte
+	var source string
+	if *caFile != "" {
+		if ca, err = os.ReadFile(*caFile); err != nil {
+			return fail(fmt.Errorf("read ca: %w", err))
+		}
+		source = *caFile
+	} else if ca, source, err = configuredCA(cfg); err != nil {
+		return fail(err)
+	}
+	if len(ca) == 0 {
+		ca, source = nil, ""
+	}
+
+	r, err := acme.Check(ctx, acme.CheckOptions{
+		Host:          *host,
+		Port:          *port,
+		Addr:          *connect,
+		CA:            ca,
+		ExpiryWarning: time.Duration(*warnDays) * 24 * time.Hour,
+		Timeout:       *timeout,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	printCheckReport(stdout, r, source)
+	if !r.OK() {
+		return 1
+	}
+	return 0
+}
+
+// printCheckReport writes the report for a person.
+func printCheckReport(w io.Writer, r *acme.Report, caSource string) {
+	fmt.Fprintf(w, "Checking %s as a car would (connecting to %s)", r.Host, r.Addr)
+	if caSource != "" {
+		fmt.Fprintf(w, ", with the ca from %s", caSource)
+	}
+	fmt.Fprint(w, ":\n\n")
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  [%s] %s\n", f.Severity, f.Message)
+	}
+	switch r.Worst() {
+	case acme.Pass:
+		fmt.Fprint(w, "\nA car would connect.\n")
+	case acme.Warn:
+		fmt.Fprint(w, "\nA car would connect, but see the warnings.\n")
+	default:
+		fmt.Fprint(w, "\nA car would not connect: fix the problems above.\n")
+	}
+}
+
+// configuredCA returns the ca fleet2mqtt pushes to cars with this
+// configuration, without changing anything: the chain of the ACME
+// certificate in the cache, of vehicle.cert_file, or the development CA.
+// source says where it came from; a nil ca with a nil error means none is
+// known yet.
+func configuredCA(cfg Config) (ca []byte, source string, err error) {
+	v := cfg.Vehicle
+	switch {
+	case v.ACME.Enabled:
+		a := acmeConfig(v, cfg.DataDir, cfg.Setup.PublicHostname)
+		if _, err := os.Stat(a.CacheDir); errors.Is(err, fs.ErrNotExist) {
+			return nil, "", nil
+		}
+		m, err := acme.New(a)
+		if err != nil {
+			return nil, "", fmt.Errorf("vehicle.acme.%w", err)
+		}
+		return m.CA(), "the ACME certificate in " + a.CacheDir, nil
+	case v.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(v.CertFile, v.KeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("vehicle.cert_file: %w", err)
+		}
+		ca, err := chainCA(cert)
+		if err != nil {
+			return nil, "", fmt.Errorf("vehicle.cert_file: %w", err)
+		}
+		return ca, v.CertFile, nil
+	}
+	dir := devPKIDir(cfg.DataDir)
+	b, err := certs.LoadDir(dir)
+	if err != nil || b.ServerCA == nil {
+		return nil, "", nil
+	}
+	return b.ServerCA.CertPEM, filepath.Join(dir, certs.CAFile), nil
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
+)
+
+const discoveryUsage = `Usage: fleet2mqtt discovery remove [flags] <VIN>...
+
+Removes cars and all their entities from Home Assistant: empties their
+retained discovery configs on the configured broker (the embedded broker of
+a running fleet2mqtt, or the external one) and forgets them in data_dir, so
+that Home Assistant's next start does not bring them back. A car that still
+streams is announced again with its next records.
+
+Flags:
+`
+
+// runDiscovery is `fleet2mqtt discovery`.
+func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("discovery remove", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	fs.StringVar(&f.config, "config", os.Getenv("FLEET2MQTT_CONFIG"), "configuration `file` (YAML; default: built-in defaults, or $FLEET2MQTT_CONFIG)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` (overrides data_dir)")
+	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for the broker")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, discoveryUsage)
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 || args[0] != "remove" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fs.Usage()
+			return 0
+		}
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "fleet2mqtt discovery: unknown subcommand %q\n\n", args[0])
+		}
+		fs.Usage()
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	vins := fs.Args()
+	if len(vins) == 0 {
+		fmt.Fprint(stderr, "fleet2mqtt discovery remove: name at least one VIN\n\n")
+		fs.Usage()
+		return 2
+	}
+	for _, vin := range vins {
+		if vin == "" || strings.ContainsAny(vin, "/+#\x00") || strings.HasPrefix(vin, "-") {
+			fmt.Fprintf(stderr, "fleet2mqtt discovery remove: %q is not a VIN (flags go before the VINs)\n", vin)
+			return 2
+		}
+	}
+	cfg, _, err := loadServeConfig(ctx, &f)
+	if err != nil {
+		fmt.Fprintln(stderr, "fleet2mqtt:", err)
+		return 1
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := removeCars(ctx, cfg, vins); err != nil {
+		fmt.Fprintln(stderr, "fleet2mqtt discovery remove:", err)
+		return 1
+	}
+	for _, vin := range vins {
+		fmt.Fprintf(stdout, "removed %s from Home Assistant (emptied %s)\n", vin, discovery.Topic(cfg.HomeAssistant, vin))
+	}
+	forgotten, err := announce.Forget(filepath.Join(cfg.DataDir, announce.StateFile), vins...)
+	if err != nil {
+		fmt.Fprintln(stderr, "fleet2mqtt discovery remove: the configs are removed, but", err)
+		return 1
+	}
+	if len(forgotten) > 0 {
+		fmt.Fprintf(stdout, "forgot %s in %s\n", strings.Join(forgotten, ", "), cfg.DataDir)
+	}
+	return 0
+}
+
+// removeCars publishes the messages that remove the cars' discovery
+// configs, retained, to the configured broker.
+func removeCars(ctx context.Context, cfg Config, vins []string) error {
+	msgs := make([]bridge.Message, len(vins))
+	for i, vin := range vins {
+		m := discovery.RemoveDevice(cfg.HomeAssistant, vin)
+		msgs[i] = bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: true}
+	}
+	ec, where, err := brokerClientConfig(cfg)
+	if err != nil {
+		return err
+	}
+	c, err := external.New(ec)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	if err := c.Start(runCtx); err != nil {
+		stop()
+		return fmt.Errorf("connect to %s: %w", where, err)
+	}
+	defer func() {
+		stop()
+		<-c.Done()
+	}()
+	if err := c.AwaitConnection(ctx); err != nil {
+		return fmt.Errorf("cannot reach %s: %w", where, err)
+	}
+	if err := c.Publish(ctx, msgs); err != nil {
+		return fmt.Errorf("publish to %s: %w", where, err)
+	}
+	return nil
+}
+
+// brokerClientConfig returns how to connect to the configured broker as a
+// client of its own, and how to name it in messages.
+func brokerClientConfig(cfg Config) (external.Config, string, error) {
+	var ec external.Config
+	var where string
+	switch cfg.MQTT.Broker {
+	case brokerExternal:
+		ec = cfg.MQTT.External
+		where = "the broker at " + ec.URL
+	default:
+		m := cfg.MQTT.Embedded
+		if m.Listen == "" {
+			return ec, "", errors.New("mqtt.embedded.listen is empty: the embedded broker has no plain MQTT listener to connect to; set one (such as 127.0.0.1:1883) and restart fleet2mqtt")
+		}
+		addr := net.JoinHostPort(hostOf(m.Listen), portOf(m.Listen))
+		ec.URL = "mqtt://" + addr
+		where = "the embedded broker of fleet2mqtt at " + addr + " (is fleet2mqtt running?)"
+		if m.AllowAnonymous == embedded.AnonymousNever {
+			u, ok := plainUser(m.Users)
+			if !ok {
+				return ec, "", errors.New("mqtt.embedded.allow_anonymous is never and no user of mqtt.embedded.users has a plain password to connect with")
+			}
+			ec.Username, ec.Password = u.Name, external.Secret(u.Password)
+		}
+	}
+	// Never the running bridge's client id: the broker would disconnect it.
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	ec.ClientID = "fleet2mqtt-discovery-" + hex.EncodeToString(id[:])
+	ec.SessionExpiry = time.Second
+	ec.Defaults()
+	if err := ec.Validate(); err != nil {
+		return ec, "", fmt.Errorf("mqtt.external.%w", err)
+	}
+	return ec, where, nil
+}
+
+// plainUser returns the first user whose password is not a bcrypt hash.
+func plainUser(users []embedded.User) (embedded.User, bool) {
+	for _, u := range users {
+		if !strings.HasPrefix(u.Password, "$2") {
+			return u, true
+		}
+	}
+	return embedded.User{}, false
+}

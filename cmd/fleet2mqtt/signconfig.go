@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+)
+
+// setupKeyPath is where the setup page keeps the application's private
+// key (see package setup: <data dir>/setup/private-key.pem).
+func setupKeyPath(dataDir string) string {
+	return filepath.Join(dataDir, "setup", "private-key.pem")
+}
+
+// stdin is where sign-config reads "-" from; tests replace it.
+var stdin io.Reader = os.Stdin
+
+// maxConfigSize bounds the config or token read from a file or stdin.
+const maxConfigSize = 1 << 20
+
+// runSignConfig is `fleet2mqtt sign-config`: it signs a streaming config
+// with the application's key (Tesla.SS256) and prints the token, or checks
+// a token with --verify.
+func runSignConfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("sign-config", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	keyFile := flags.String("key", "", "private key `file` (PEM, PKCS#8 or the SEC1 that openssl ecparam writes; default: the setup page's key in the data directory)")
+	configFile := flags.String("config", "-", "telemetry config `file` (JSON; - for standard input)")
+	dataDir := flags.String("data-dir", defaultDataDir(), "data `directory` holding the setup page's key")
+	force := flags.Bool("force", false, "sign even when the config has problems (they are printed as warnings)")
+	verify := flags.String("verify", "", "verify this `token` (- for standard input) instead of signing: signature, aud and config")
+	pubFile := flags.String("pub", "", "with --verify: the public key `file` (PEM) to verify with, instead of the private key's")
+	flags.Usage = func() {
+		fmt.Fprint(stderr, `Usage: fleet2mqtt sign-config [--key KEY.pem] [--config CONFIG.json]
+       fleet2mqtt sign-config --verify TOKEN [--key KEY.pem | --pub PUBLIC.pem]
+
+Signs a fleet-telemetry config with the application's key (Tesla.SS256) and
+prints the token on one line, for POST /api/1/vehicles/fleet_telemetry_config_jws
+{"vins": [...], "token": "<token>"}. The config is the JSON object the car gets
+(hostname, port, ca, exp, fields, alert_types, delivery_policy, prefer_typed);
+its claims reach the token unchanged, plus iss (the public key) and aud.
+It is checked first as Tesla and the car would check it.
+
+Flags:
+`)
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "fleet2mqtt sign-config: unexpected argument %q\n", flags.Arg(0))
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "fleet2mqtt sign-config:", err)
+		return 1
+	}
+	now := time.Now()
+
+	if *verify != "" {
+		token := *verify
+		if token == "-" {
+			raw, err := readLimited(stdin)
+			if err != nil {
+				return fail(fmt.Errorf("read token: %w", err))
+			}
+			token = string(raw)
+		}
+		pub, source, err := verifyKey(*pubFile, *keyFile, *dataDir)
+		if err != nil {
+			return fail(err)
+		}
+		return verifyToken(strings.TrimSpace(token), pub, source, now, stdout, stderr)
+	}
+	if *pubFile != "" {
+		return fail(errors.New("--pub only goes with --verify: signing needs the private key"))
+	}
+
+	path := *keyFile
+	if path == "" {
+		path = setupKeyPath(*dataDir)
+	}
+	key, err := fleetapi.LoadPrivateKey(path)
+	if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
+		return fail(fmt.Errorf("no key at %s: give one with --key, or create it on the setup page (step: key pair)", path))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	var claims []byte
+	if *configFile == "-" {
+		claims, err = readLimited(stdin)
+	} else {
+		claims, err = readFileLimited(*configFile)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("read config: %w", err))
+	}
+	token, problems, err := signConfig(key, claims, now)
+	if err != nil {
+		return fail(err)
+	}
+	if len(problems) > 0 {
+		label := "problem"
+		if *force {
+			label = "warning"
+		}
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "fleet2mqtt sign-config: %s: %s\n", label, p)
+		}
+		if !*force {
+			fmt.Fprintln(stderr, "fleet2mqtt sign-config: not signed; fix the config, or sign anyway with --force")
+			return 1
+		}
+	}
+	fmt.Fprintln(stdout, token)
+	return 0
+}
+
+// signConfig checks the claims and signs them. Problems do not stop the
+// signing: the caller decides. err is for claims that cannot be signed at
+// all (not a JSON object) and key errors.
+func signConfig(key *ecdsa.PrivateKey, claims []byte, now time.Time) (token string, problems []string, err error) {
+	problems, err = checkTelemetryClaims(claims, now)
+	if err != nil {
+		return "", nil, err
+	}
+	token, err = fleetapi.SignTelemetryClaims(key, claims)
+	if err != nil {
+		return "", nil, err
+	}
+	return token, problems, nil
+}
+
+// telemetryKeys are the keys of a streaming config, with the JSON type
+// each takes.
+var telemetryKeys = map[string]string{
+	"hostname":        "string",
+	"port":            "integer",
+	"ca":              "string",
+	"exp":             "integer",
+	"fields":          "object",
+	"alert_types":     "array",
+	"delivery_policy": "string",
+	"prefer_typed":    "boolean",
+}
+
+// requiredExamples show the keys every streaming config needs.
+var requiredExamples = map[string]string{
+	"hostname": `the name cars connect to, e.g. "telemetry.example.com"`,
+	"port":     "an integer, usually 443",
+	"exp":      "the expiry in Unix seconds, about a year ahead",
+	"fields":   `the signals, e.g. {"Soc": {"interval_seconds": 60}}`,
+}
+
+// fieldKeys are the keys of one signal's settings and their types.
+var fieldKeys = map[string]string{
+	"interval_seconds":        "integer",
+	"minimum_delta":           "number",
+	"resend_interval_seconds": "integer",
+}
+
+// checkTelemetryClaims lists, in plain words, what Tesla or the car would
+// refuse in a streaming config: unknown keys, values of the wrong JSON type
+// (such as a port written as a string) and everything
+// fleetapi.TelemetryConfig.Validate finds. err means the input is not a
+// JSON object at all.
+func checkTelemetryClaims(claims []byte, now time.Time) (problems []string, err error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(claims, &top); err != nil || top == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return nil, fmt.Errorf("config is not a JSON object: %w", err)
+	}
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	keys := make([]string, 0, len(top))
+	for k := range top {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	known := make([]string, 0, len(telemetryKeys))
+	for k := range telemetryKeys {
+		known = append(known, k)
+	}
+	slices.Sort(known)
+	typesOK := true
+	for _, k := range keys {
+		want, ok := telemetryKeys[k]
+		switch {
+		case k == "iss" || k == "aud":
+			add("%s: set by signing; the value in the config is replaced", k)
+		case !ok:
+			add("%s: not a key of the streaming config (known: %s)", k, strings.Join(known, ", "))
+		case !jsonTypeIs(top[k], want):
+			typesOK = false
+			add("%s: %s is %s: want %s %s", k, shorten(top[k]), jsonTypeName(top[k]), article(want), want)
+		}
+	}
+	for _, k := range []string{"hostname", "port", "exp", "fields"} {
+		if _, ok := top[k]; !ok {
+			typesOK = false
+			add("%s: missing: want %s", k, requiredExamples[k])
+		}
+	}
+	if raw, ok := top["fields"]; ok && jsonTypeIs(raw, "object") {
+		var fields map[string]json.RawMessage
+		_ = json.Unmarshal(raw, &fields)
+		names := make([]string, 0, len(fields))
+		for n := range fields {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			var settings map[string]json.RawMessage
+			if err := json.Unmarshal(fields[n], &settings); err != nil || settings == nil {
+				typesOK = false
+				add("fields.%s: %s is not an object: want {\"interval_seconds\": 60}", n, shorten(fields[n]))
+				continue
+			}
+			sk := make([]string, 0, len(settings))
+			for k := range settings {
+				sk = append(sk, k)
+			}
+			slices.Sort(sk)
+			for _, k := range sk {
+				want, ok := fieldKeys[k]
+				switch {
+				case !ok:
+					add("fields.%s.%s: not a setting of a signal (known: interval_seconds, minimum_delta, resend_interval_seconds)", n, k)
+				case !jsonTypeIs(settings[k], want):
+					typesOK = false
+					add("fields.%s.%s: %s is %s: want %s %s", n, k, shorten(settings[k]), jsonTypeName(settings[k]), article(want), want)
+				}
+			}
+		}
+	}
+	if !typesOK {
+		// The typed checks below would only repeat these.
+		return problems, nil
+	}
+	var cfg fleetapi.TelemetryConfig
+	if err := json.Unmarshal(claims, &cfg); err != nil {
+		add("%v", err)
+		return problems, nil
+	}
+	if err := cfg.Validate(now); err != nil {
+		var joined interface{ Unwrap() []error }
+		if errors.As(err, &joined) {
+			for _, e := range joined.Unwrap() {
+				add("%v", e)
+			}
+		} else {
+			add("%v", err)
+		}
+	}
+	return problems, nil
+}
+
+// jsonTypeIs reports whether raw is a JSON value of type want: string,
+// integer, number, object, array or boolean.
+func jsonTypeIs(raw json.RawMessage, want string) bool {
+	got := jsonTypeName(raw)
+	if want == "number" {
+		return got == "an integer" || got == "a number"
+	}
+	return got == article(want)+" "+want
+}
+
+// jsonTypeName names the type of a JSON value, with its article.
+func jsonTypeName(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	if _, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return "an integer"
+	}
+	return "a number"
+}
+
+func article(typ string) string {
+	if typ == "integer" || typ == "object" || typ == "array" {
+		return "an"
+	}
+	return "a"
+}
+
+// shorten quotes a JSON value for a message, cut if long.
+func shorten(raw json.RawMessage) string {
+	s := string(bytes.TrimSpace(raw))
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s
+}
+
+// verifyKey picks the key a token is verified with: --pub, else the
+// private key's public half (--key, or the setup page's key if there is
+// one), else none (the key named in the token's iss).
+func verifyKey(pubFile, keyFile, dataDir string) (*ecdsa.PublicKey, string, error) {
+	if pubFile != "" {
+		data, err := readFileLimited(pubFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("read public key: %w", err)
+		}
+		pub, err := fleetapi.ParsePublicKeyPEM(data)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", pubFile, err)
+		}
+		return pub, pubFile, nil
+	}
+	path := keyFile
+	if path == "" {
+		path = setupKeyPath(dataDir)
+	}
+	key, err := fleetapi.LoadPrivateKey(path)
+	if errors.Is(err, fs.ErrNotExist) && keyFile == "" {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return &key.PublicKey, path, nil
+}
+
+// verifyToken checks a token's signature, audience and config, prints its
+// claims on stdout and the verdict on stderr, and returns the exit code: 0
+// when nothing is wrong.
+func verifyToken(token string, pub *ecdsa.PublicKey, keySource string, now time.Time, stdout, stderr io.Writer) int {
+	say := func(format string, args ...any) { fmt.Fprintf(stderr, "fleet2mqtt sign-config: "+format+"\n", args...) }
+	claims, err := fleetapi.VerifyJWS(token, pub)
+	if err != nil {
+		if errors.Is(err, fleetapi.ErrInvalidSignature) && pub != nil {
+			say("the signature does not verify with the key in %s: %v", keySource, err)
+		} else {
+			say("%v", err)
+		}
+		return 1
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, claims, "", "  ") == nil {
+		pretty.WriteByte('\n')
+		stdout.Write(pretty.Bytes())
+	}
+	if pub != nil {
+		say("the signature is valid: signed with the key in %s", keySource)
+	} else {
+		say("the signature is valid for the key named in iss (no key of ours to compare it with: give --key or --pub)")
+	}
+	code := 0
+	var meta struct {
+		Aud any `json:"aud"`
+	}
+	_ = json.Unmarshal(claims, &meta)
+	if meta.Aud != fleetapi.TelemetryAudience {
+		say("problem: aud is %v, not %q: this token is not a streaming config, and cars would refuse it", meta.Aud, fleetapi.TelemetryAudience)
+		code = 1
+	}
+	problems, err := checkTelemetryClaims(claims, now)
+	if err != nil {
+		say("problem: %v", err)
+		return 1
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p, "iss:") || strings.HasPrefix(p, "aud:") {
+			continue // set by signing, as they should be
+		}
+		say("problem: %s", p)
+		code = 1
+	}
+	if code == 0 {
+		say("the config is one Tesla and the car accept")
+	}
+	return code
+}
+
+// readLimited reads r up to maxConfigSize.
+func readLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("more than %d bytes", maxConfigSize)
+	}
+	return data, nil
+}
+
+func readFileLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f)
+}
