@@ -94,20 +94,37 @@ func vehicleTLS(cfg VehicleConfig, dataDir, publicHostname string, log *slog.Log
 }
 
 // ensureDevPKI loads the development PKI from dir, creating it on first use.
+// The PKI is written into a temporary directory that is renamed into place,
+// so that running out of disk space half way leaves no half-written PKI
+// behind to block the next start.
 func ensureDevPKI(dir string, log *slog.Logger) (*certs.Bundle, error) {
 	b, err := certs.LoadDir(dir)
 	if err == nil && b.ServerCA != nil && b.VehicleCA != nil && b.Server.Certificate != nil {
 		return b, nil
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("development certificates in %s: %w", dir, err)
+		return nil, fmt.Errorf("development certificates in %s: %w (delete the directory to make new ones)", dir, err)
+	}
+	if err == nil {
+		return nil, fmt.Errorf("development certificates in %s are incomplete: delete the directory to make new ones", dir)
 	}
 	b, err = certs.NewBundle(nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := certs.WriteDir(dir, b); err != nil {
-		return nil, err
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("development certificates: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".dev-pki-")
+	if err != nil {
+		return nil, fmt.Errorf("development certificates: %w", err)
+	}
+	defer os.RemoveAll(tmp) // gone after the rename, or a failed attempt
+	if err := certs.WriteDir(tmp, b); err != nil {
+		return nil, fmt.Errorf("development certificates: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("development certificates: %w", err)
 	}
 	log.Info("created development certificates", "dir", dir)
 	return b, nil
