@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,5 +59,29 @@ func TestDemo(t *testing.T) {
 	}
 	if got := sub.wait(t, "tesla/bridge/state"); got != "online" {
 		t.Errorf("bridge state %q", got)
+	}
+	// The state object holds every latest value, as JSON.
+	vinPrefix := sig[1][:len(sig[1])-len("Soc")]
+	var state map[string]any
+	if err := json.Unmarshal([]byte(sub.wait(t, vinPrefix+"state")), &state); err != nil {
+		t.Fatalf("state object: %v", err)
+	}
+	if _, ok := state["Location"]; !ok {
+		t.Errorf("state object %v has no Location", state)
+	}
+	// Home Assistant discovery announces the car.
+	vin := strings.TrimSuffix(strings.TrimPrefix(vinPrefix, "tesla/"), "/")
+	ha := subscribe(t, m[1]+":"+m[2], "homeassistant/#")
+	var cfg struct {
+		Device struct {
+			Identifiers []string `json:"ids"`
+		} `json:"dev"`
+		Components map[string]json.RawMessage `json:"cmps"`
+	}
+	if err := json.Unmarshal([]byte(ha.wait(t, "homeassistant/device/fleet2mqtt_"+vin+"/config")), &cfg); err != nil {
+		t.Fatalf("discovery config: %v", err)
+	}
+	if len(cfg.Components) < 5 {
+		t.Errorf("discovery config has %d components, want one per signal seen", len(cfg.Components))
 	}
 }
