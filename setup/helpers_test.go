@@ -82,6 +82,11 @@ type harness struct {
 	logs    *syncBuffer
 	pwOut   *syncBuffer
 	ca      []byte
+
+	// What the wizard told its OnStreaming and OnVehicleName hooks.
+	hookMu    sync.Mutex
+	streaming map[string][]string
+	names     map[string]string
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
@@ -150,6 +155,22 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Now:               o.now,
 		PagePollInterval:  o.pagePoll,
 		TeslaPollInterval: time.Nanosecond,
+		OnStreaming: func(vin string, fields []string) {
+			h.hookMu.Lock()
+			defer h.hookMu.Unlock()
+			if h.streaming == nil {
+				h.streaming = map[string][]string{}
+			}
+			h.streaming[vin] = fields
+		},
+		OnVehicleName: func(vin, name string) {
+			h.hookMu.Lock()
+			defer h.hookMu.Unlock()
+			if h.names == nil {
+				h.names = map[string]string{}
+			}
+			h.names[vin] = name
+		},
 	}
 	w, err := New(cfg, h.dir, deps, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

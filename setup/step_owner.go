@@ -180,6 +180,13 @@ func (w *Wizard) listVehicles(ctx context.Context) error {
 		merged = append(merged, v)
 	}
 	w.st.Vehicles = merged
+	if w.deps.OnVehicleName != nil {
+		for _, v := range merged {
+			if v.DisplayName != "" {
+				w.deps.OnVehicleName(v.VIN, v.DisplayName)
+			}
+		}
+	}
 	return w.st.save(join(w.dir, stateFile))
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"maps"
+	"slices"
 	"net/http"
 	"strings"
 	"time"
@@ -255,6 +256,14 @@ func (w *Wizard) handlePush(rw http.ResponseWriter, r *http.Request) {
 	w.recordPushLocked(&cfg, res, vins, now)
 	err = w.st.save(join(w.dir, stateFile))
 	w.mu.Unlock()
+	if w.deps.OnStreaming != nil {
+		fields := slices.Sorted(maps.Keys(cfg.Fields))
+		for _, vin := range vins {
+			if _, skipped := res.Skipped[vin]; !skipped {
+				w.deps.OnStreaming(vin, fields)
+			}
+		}
+	}
 	if err != nil {
 		fail(http.StatusInternalServerError, explain(err))
 		return

@@ -65,6 +65,13 @@ type Deps struct {
 	// again (near expiry, or the server's CA chain changed); 6 h when
 	// zero.
 	RepushCheckInterval time.Duration
+	// OnStreaming, when set, is told the signals a car was configured to
+	// stream, after Tesla accepted a pushed config for it (Home
+	// Assistant discovery announces those). It must not block.
+	OnStreaming func(vin string, fields []string)
+	// OnVehicleName, when set, is told each car's display name from the
+	// owner's vehicle list. It must not block.
+	OnVehicleName func(vin, name string)
 }
 
 // teslaTimeout bounds one step's conversation with Tesla.

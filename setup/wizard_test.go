@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,14 @@ func TestWizardHappyPath(t *testing.T) {
 	}
 	// Everything done: the index leads to the verification page.
 	h.expectRedirect(h.get("/"), "verify")
+
+	// Home Assistant discovery heard of the car's name and of the signals
+	// it now streams.
+	h.hookMu.Lock()
+	if h.names[testVIN] != "Red Rocket" || !slices.Contains(h.streaming[testVIN], "Soc") || !slices.Contains(h.streaming[testVIN], "Gear") {
+		t.Errorf("hooks told name %q and fields %v", h.names[testVIN], h.streaming[testVIN])
+	}
+	h.hookMu.Unlock()
 
 	// The state files hold secrets: mode 0600 in a 0700 directory, and
 	// the client secret never reaches the log.

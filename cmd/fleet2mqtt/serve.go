@@ -171,6 +171,24 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
 		ServerCAPEM: vc.ca,
+		// The announcer exists by the time the page can push a config.
+		OnStreaming: func(vin string, names []string) {
+			if a.announcer == nil {
+				return
+			}
+			fields := make([]telemetry.Field, 0, len(names))
+			for _, n := range names {
+				if f, ok := telemetry.FieldByName(n); ok {
+					fields = append(fields, f)
+				}
+			}
+			a.announcer.SetStreaming(vin, fields)
+		},
+		OnVehicleName: func(vin, name string) {
+			if a.announcer != nil {
+				a.announcer.SetDisplayName(vin, name)
+			}
+		},
 		PasswordOut: os.Stderr,
 	}, log.With("component", "setup"))
 	if err != nil {
