@@ -7,8 +7,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"maps"
-	"slices"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
