@@ -3,11 +3,8 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
-	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/golden"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -35,57 +32,6 @@ func (t *tee) Publish(ctx context.Context, msgs []bridge.Message) error {
 	}
 	t.mu.Unlock()
 	return t.next.Publish(ctx, msgs)
-}
-
-// goldenRecords decodes the payloads of the golden vehicle frames, as the
-// ingest server does, with their names and the messages the reference
-// server published for them.
-func goldenRecords(t *testing.T) (recs []*telemetry.Record, reference []string) {
-	t.Helper()
-	dir := "../../testdata/vehicle-frames"
-	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct {
-		Cases []struct {
-			Topic       string `json:"topic"`
-			VIN         string `json:"vin_from_client_cert"`
-			PayloadFile string `json:"payload_file"`
-			Live        struct {
-				ServerClosed bool `json:"server_closed_connection"`
-				Publications []struct {
-					Topic string `json:"topic"`
-					Raw   string `json:"raw"`
-				} `json:"mqtt_publications"`
-			} `json:"live_server_run"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range m.Cases {
-		if c.PayloadFile == "" || c.Live.ServerClosed {
-			continue
-		}
-		payload, err := os.ReadFile(filepath.Join(dir, c.PayloadFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := new(telemetry.Record)
-		if err := ingest.DecodePayload(telemetry.Topic(c.Topic), payload, rec); err != nil {
-			continue
-		}
-		rec.VIN = c.VIN
-		recs = append(recs, rec)
-		for _, p := range c.Live.Publications {
-			reference = append(reference, p.Topic+" "+p.Raw)
-		}
-	}
-	if len(recs) < 10 {
-		t.Fatalf("only %d golden records", len(recs))
-	}
-	return recs, reference
 }
 
 // TestGoldenThroughBroker runs the golden frames through the bridge into
@@ -108,7 +54,7 @@ func TestGoldenThroughBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, reference := goldenRecords(t)
+	recs, reference := golden.Records(t)
 	ctx := context.Background()
 	if err := br.Online(ctx); err != nil {
 		t.Fatal(err)

@@ -2,18 +2,14 @@ package external
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
-	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/golden"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
-	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // recording passes messages on to the client and keeps copies.
@@ -52,7 +48,7 @@ func TestGoldenThroughMosquitto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, reference := goldenRecords(t)
+	recs, reference := golden.Records(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	for _, r := range recs {
@@ -97,56 +93,4 @@ func TestGoldenThroughMosquitto(t *testing.T) {
 			t.Errorf("the bridge published no %q", k)
 		}
 	}
-}
-
-// goldenRecords decodes the payloads of the golden vehicle frames, as the
-// ingest server does, and returns the messages the reference server
-// published for them.
-func goldenRecords(t *testing.T) (recs []*telemetry.Record, reference []string) {
-	t.Helper()
-	dir := "../../testdata/vehicle-frames"
-	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct {
-		Cases []struct {
-			Topic       string `json:"topic"`
-			TxID        string `json:"txid"`
-			VIN         string `json:"vin_from_client_cert"`
-			PayloadFile string `json:"payload_file"`
-			Live        struct {
-				ServerClosed bool `json:"server_closed_connection"`
-				Publications []struct {
-					Topic string `json:"topic"`
-					Raw   string `json:"raw"`
-				} `json:"mqtt_publications"`
-			} `json:"live_server_run"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range m.Cases {
-		if c.PayloadFile == "" || c.Live.ServerClosed {
-			continue
-		}
-		payload, err := os.ReadFile(filepath.Join(dir, c.PayloadFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := new(telemetry.Record)
-		if err := ingest.DecodePayload(telemetry.Topic(c.Topic), payload, rec); err != nil {
-			continue // the corrupt payload and topics that are not published
-		}
-		rec.VIN, rec.TxID = c.VIN, c.TxID
-		recs = append(recs, rec)
-		for _, p := range c.Live.Publications {
-			reference = append(reference, p.Topic+" "+p.Raw)
-		}
-	}
-	if len(recs) < 10 {
-		t.Fatalf("only %d golden records", len(recs))
-	}
-	return recs, reference
 }
