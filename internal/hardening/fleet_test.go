@@ -531,3 +531,17 @@ func eventually(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// dumpStacks makes the process print every goroutine's stack (SIGQUIT;
+// the process exits) into a file that outlives the test, for a test that
+// found fleet2mqtt stuck; it returns the file's path.
+func (f *fleet) dumpStacks() string {
+	mark := f.out.mark()
+	f.signal(syscall.SIGQUIT)
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("hardening-%s-%d-stacks.txt", f.name, time.Now().Unix()))
+	lines := f.out.find(mark, func(string) bool { return true })
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		return "(not written: " + err.Error() + ")"
+	}
+	return path
+}
