@@ -103,6 +103,10 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	// mochi drops retained messages older than this (a day by default):
 	// a car parked for a week would lose its last state. 0 keeps them.
 	caps.MaximumMessageExpiryInterval = 0
+	// A client may not make the broker allocate more than this for one
+	// packet, whatever length it announces (the largest message the bridge
+	// publishes, a car's Home Assistant discovery config, is ~100 KB).
+	caps.MaximumPacketSize = 1 << 20
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		// Writes to a subscriber are coalesced until its queue drains or
