@@ -3,7 +3,6 @@ package bridge
 import (
 	"math"
 	"slices"
-	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -58,9 +57,9 @@ func valid(v telemetry.Value) bool {
 // {"started_at":…,"ended_at":…,"audiences":[…],"active":…}.
 func appendNativeAlert(dst []byte, a *telemetry.Alert) []byte {
 	dst = append(dst, `{"started_at":`...)
-	dst = appendTime(dst, a.StartedAt)
+	dst = telemetry.AppendJSONTime(dst, a.StartedAt)
 	dst = append(dst, `,"ended_at":`...)
-	dst = appendTime(dst, a.EndedAt)
+	dst = telemetry.AppendJSONTime(dst, a.EndedAt)
 	dst = append(dst, `,"audiences":[`...)
 	for i, au := range a.Audiences {
 		if i > 0 {
@@ -83,7 +82,7 @@ func appendNativeAlert(dst []byte, a *telemetry.Alert) []byte {
 // tags sorted by key; keys is scratch space.
 func appendNativeError(dst []byte, e *telemetry.VehicleError, keys *[]string) []byte {
 	dst = append(dst, `{"created_at":`...)
-	dst = appendTime(dst, e.CreatedAt)
+	dst = telemetry.AppendJSONTime(dst, e.CreatedAt)
 	dst = append(dst, `,"body":`...)
 	dst = telemetry.AppendJSONString(dst, e.Body)
 	dst = append(dst, `,"tags":{`...)
@@ -107,15 +106,4 @@ func sortedKeys(m map[string]string, keys *[]string) []string {
 	slices.Sort(ks)
 	*keys = ks
 	return ks
-}
-
-// appendTime appends t as a JSON string in RFC 3339 (UTC, fractional
-// seconds when there are any), or null when t is zero (absent).
-func appendTime(dst []byte, t time.Time) []byte {
-	if t.IsZero() {
-		return append(dst, "null"...)
-	}
-	dst = append(dst, '"')
-	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, '"')
 }

@@ -104,7 +104,7 @@ func (b *Bridge) appendActiveAlerts(c *carState, bt *batch) {
 		bt.buf = append(bt.buf, `{"name":`...)
 		bt.buf = telemetry.AppendJSONString(bt.buf, a.name)
 		bt.buf = append(bt.buf, `,"started_at":`...)
-		bt.buf = appendTime(bt.buf, a.startedAt)
+		bt.buf = telemetry.AppendJSONTime(bt.buf, a.startedAt)
 		bt.buf = append(bt.buf, `,"audiences":[`...)
 		for j, au := range a.audiences {
 			if j > 0 {

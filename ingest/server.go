@@ -7,9 +7,7 @@ package ingest
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/uuid"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -246,7 +245,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		connected: time.Now(),
 	}
 	if vc.connID == "" {
-		vc.connID = newUUID()
+		vc.connID = uuid.New()
 	}
 	if !s.track(vc) {
 		ws.Close()
@@ -308,24 +307,6 @@ func (s *Server) closeAll() {
 	for vc := range s.conns {
 		vc.stop()
 	}
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
 }
 
 // Buffers for frames are pooled across connections so that an idle car

@@ -3,9 +3,7 @@ package simulate
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fleet2mqtt/fleet2mqtt/ingest/envelope"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/uuid"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -329,7 +328,7 @@ func (c *Car) SendErrors(ctx context.Context, errs []telemetry.VehicleError) (*M
 // NewMessage wraps a protobuf payload of topic in the envelope this car
 // sends, with a fresh random txid and message id.
 func (c *Car) NewMessage(topic telemetry.Topic, payload []byte, createdAt time.Time) *Message {
-	m := &Message{Topic: topic, TxID: newUUID(), MessageID: newUUID(), CreatedAt: createdAt, Payload: payload}
+	m := &Message{Topic: topic, TxID: uuid.New(), MessageID: uuid.New(), CreatedAt: createdAt, Payload: payload}
 	m.frame = c.appendFrame(nil, m, payload)
 	return m
 }
@@ -446,7 +445,7 @@ func (c *Car) dial(ctx context.Context) (*websocket.Conn, error) {
 	// Set directly, not with Header.Set, so that the names go out spelt as
 	// a car spells them.
 	h := http.Header{}
-	h["X-TXID"] = []string{newUUID()}
+	h["X-TXID"] = []string{uuid.New()}
 	h["X-Network-Interface"] = []string{c.cfg.NetworkInterface}
 	h["Version"] = []string{c.cfg.Version}
 	ws, resp, err := d.DialContext(ctx, c.cfg.URL, h)
@@ -706,29 +705,6 @@ func (c *Car) handleResponse(frame []byte) {
 	if c.cfg.OnAck != nil {
 		c.cfg.OnAck(m, time.Duration(now-m.sentAt.Load()))
 	}
-}
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return formatUUID(b)
-}
-
-func formatUUID(b [16]byte) string {
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
 }
 
 // jitter spreads d by ±20% so that many cars do not reconnect in step.

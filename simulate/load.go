@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/uuid"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -455,7 +456,7 @@ func newTemplate(car *Car, index int, fields []telemetry.Field, n int) (*templat
 	if n == 0 {
 		return t, nil
 	}
-	txBase, msgBase := newUUID()[:36-idCounterDigits], newUUID()[:36-idCounterDigits]
+	txBase, msgBase := uuid.New()[:36-idCounterDigits], uuid.New()[:36-idCounterDigits]
 	zeros := "000000000000"
 	probe := &Message{Topic: telemetry.TopicV, TxID: txBase + zeros, MessageID: msgBase + zeros, CreatedAt: t.created}
 	data := make([]telemetry.Datum, len(fields))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/uuid"
 )
 
 // MQTTSubscriber counts the messages an MQTT broker delivers on a topic
@@ -48,7 +50,7 @@ func DialMQTT(ctx context.Context, opt MQTTOptions) (*MQTTSubscriber, error) {
 		return nil, fmt.Errorf("connect to mqtt broker: %w", err)
 	}
 	s := &MQTTSubscriber{conn: newBufferedConn(raw), epoch: time.Now()}
-	clientID := "fleet2mqtt-load-" + newUUID()[:8]
+	clientID := "fleet2mqtt-load-" + uuid.New()[:8]
 	s.client = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
 		Conn:     s.conn,

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"math"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -434,3 +435,14 @@ func AppendJSONString(dst []byte, s string) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// AppendJSONTime appends t as a JSON string in RFC 3339 (UTC, with
+// fractional seconds when there are any), or null for the zero time.
+func AppendJSONTime(dst []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}

@@ -111,7 +111,7 @@ func decodeFile(dst []byte, name string, rec *telemetry.Record) ([]byte, error) 
 	dst = append(dst, `,"vin":`...)
 	dst = telemetry.AppendJSONString(dst, string(f.Stream.DeviceID))
 	dst = append(dst, `,"created_at":`...)
-	dst = appendTime(dst, rec.CreatedAt)
+	dst = telemetry.AppendJSONTime(dst, rec.CreatedAt)
 	if rec.Resend {
 		dst = append(dst, `,"resend":true`...)
 	}
@@ -149,17 +149,6 @@ func readFrame(name string) ([]byte, error) {
 func appendFileKey(dst []byte, name string) []byte {
 	dst = append(dst, `{"file":`...)
 	return telemetry.AppendJSONString(dst, name)
-}
-
-// appendTime appends t in RFC 3339 with as many fractional digits as it
-// needs, or null for the zero time.
-func appendTime(dst []byte, t time.Time) []byte {
-	if t.IsZero() {
-		return append(dst, "null"...)
-	}
-	dst = append(dst, '"')
-	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, '"')
 }
 
 // appendValues appends the values of a V record as one object, in the
@@ -204,9 +193,9 @@ func appendAlerts(dst []byte, alerts []telemetry.Alert) []byte {
 			dst = telemetry.AppendJSONString(dst, au.String())
 		}
 		dst = append(dst, `],"started_at":`...)
-		dst = appendTime(dst, a.StartedAt)
+		dst = telemetry.AppendJSONTime(dst, a.StartedAt)
 		dst = append(dst, `,"ended_at":`...)
-		dst = appendTime(dst, a.EndedAt)
+		dst = telemetry.AppendJSONTime(dst, a.EndedAt)
 		dst = append(dst, `,"active":`...)
 		dst = strconv.AppendBool(dst, a.Active())
 		dst = append(dst, '}')
@@ -223,7 +212,7 @@ func appendErrors(dst []byte, errs []telemetry.VehicleError) []byte {
 		dst = append(dst, `{"name":`...)
 		dst = telemetry.AppendJSONString(dst, e.Name)
 		dst = append(dst, `,"created_at":`...)
-		dst = appendTime(dst, e.CreatedAt)
+		dst = telemetry.AppendJSONTime(dst, e.CreatedAt)
 		dst = append(dst, `,"tags":{`...)
 		keys := make([]string, 0, len(e.Tags))
 		for k := range e.Tags {
@@ -253,6 +242,6 @@ func appendConnectivity(dst []byte, c telemetry.Connectivity) []byte {
 	dst = append(dst, `,"network_interface":`...)
 	dst = telemetry.AppendJSONString(dst, c.NetworkInterface)
 	dst = append(dst, `,"created_at":`...)
-	dst = appendTime(dst, c.CreatedAt)
+	dst = telemetry.AppendJSONTime(dst, c.CreatedAt)
 	return append(dst, '}')
 }
