@@ -28,13 +28,22 @@ var (
 	// ErrExcludedCertificate is returned for certificates Tesla issues for
 	// other purposes (Wi-Fi EAP) that must not open a telemetry stream.
 	ErrExcludedCertificate = errors.New("client certificate excluded from telemetry")
+	// ErrInvalidDeviceID is returned for a client certificate whose subject
+	// common name is not a plausible device id (see ValidDeviceID): the id
+	// becomes a level of MQTT topics, so that MQTT wildcards, a topic
+	// separator or control characters in it must never get that far.
+	ErrInvalidDeviceID = errors.New("client certificate common name is not a valid device id")
 )
+
+// maxDeviceIDLen is the longest device id accepted, the upper bound X.509
+// sets for a common name.
+const maxDeviceIDLen = 64
 
 // Identity is who a connection belongs to, taken from its verified client
 // certificate, never from the messages it sends.
 type Identity struct {
 	// DeviceID is the leaf's subject common name with "." replaced by "-";
-	// for a car it is the VIN.
+	// for a car it is the VIN. It always satisfies ValidDeviceID.
 	DeviceID string
 	// DeviceType is "vehicle_device" for a car; Tesla's other device types
 	// (energy_device, vehicle_board_device, ...) are reported as named.
@@ -51,8 +60,10 @@ func (id Identity) IsVehicle() bool { return id.DeviceType == DeviceTypeVehicle 
 // name must be one of TeslaMotors, Tesla Issuing CA or Tesla Motors Products
 // CA (a vehicle), or one of Tesla's product issuing CAs, whose certificates
 // name their device type in an extended key usage OID under
-// 1.3.6.1.4.1.49279.2. Names are compared exactly. Errors name the issuer
-// and subject common names.
+// 1.3.6.1.4.1.49279.2. Names are compared exactly. The device id, the
+// subject common name with "." replaced by "-", must satisfy ValidDeviceID
+// (ErrInvalidDeviceID otherwise). Errors name the issuer and subject common
+// names, quoted.
 //
 // It does not verify the chain: call it only with a certificate the TLS
 // stack has verified against the trusted authorities.
@@ -71,11 +82,40 @@ func IdentityFromCertificate(leaf *x509.Certificate) (Identity, error) {
 	// ReplaceAll returns subject itself when there is no dot: a VIN costs
 	// no copy.
 	deviceID := strings.ReplaceAll(subject, ".", "-")
+	if !ValidDeviceID(deviceID) {
+		return Identity{}, fmt.Errorf("%w: issuer %q, subject %q", ErrInvalidDeviceID, issuer, subject)
+	}
 	return Identity{
 		DeviceID:   deviceID,
 		DeviceType: deviceType,
 		SenderID:   deviceType + "." + deviceID,
 	}, nil
+}
+
+// ValidDeviceID reports whether id is a plausible device id: 1 to 64 ASCII
+// letters, digits, '-' and '_', starting with a letter or a digit.
+//
+// A car's id is its VIN (17 capital letters and digits), other Tesla
+// devices use part numbers and serials such as "1232100-00-E--TG1234". The
+// rule does not insist on the VIN alphabet (no I, O or Q) or its length:
+// development and test certificates use names such as 5YJ3TESTVIN000001,
+// and what matters is that the id is safe wherever it goes, as one MQTT
+// topic level (no '/', '+', '#', leading '$' or NUL), in Home Assistant
+// unique ids, in file names and in log lines.
+func ValidDeviceID(id string) bool {
+	if id == "" || len(id) > maxDeviceIDLen || !isAlnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; !isAlnum(c) && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
 }
 
 // deviceTypeOf applies the issuer rules.

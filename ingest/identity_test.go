@@ -5,6 +5,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,6 +99,17 @@ func TestIdentityFromCertificate(t *testing.T) {
 
 		// Dots become dashes.
 		{name: "common name with dots", issuer: "Tesla Issuing CA", subject: "device.abc.123", wantType: "vehicle_device", wantID: "device-abc-123"},
+
+		// Common names that cannot be a level of an MQTT topic.
+		{name: "MQTT wildcards", issuer: "Tesla Issuing CA", subject: "+/#", wantErr: ingest.ErrInvalidDeviceID},
+		{name: "single-level wildcard", issuer: "TeslaMotors", subject: "5YJ3E1EA0SF00000+", wantErr: ingest.ErrInvalidDeviceID},
+		{name: "topic separator", issuer: "Tesla Motors Products CA", subject: "tesla/5YJ3E1EA0SF000001", wantErr: ingest.ErrInvalidDeviceID},
+		{name: "NUL", issuer: "Tesla Issuing CA", subject: identityVIN + "\x00", wantErr: ingest.ErrInvalidDeviceID},
+		{name: "board with a wildcard", issuer: "Tesla Motors Products CA", subject: "board.#", ou: []string{"Tesla Motors SN"}, wantErr: ingest.ErrInvalidDeviceID},
+		{name: "energy device with a space", issuer: "Tesla Energy Product Issuing CA", subject: "TG 1234",
+			ekus: []asn1.ObjectIdentifier{oidProdEnergy}, wantErr: ingest.ErrInvalidDeviceID},
+		{name: "only a dot", issuer: "Tesla Issuing CA", subject: ".", wantErr: ingest.ErrInvalidDeviceID},
+		{name: "unknown issuer before the name", issuer: "Unknown Issuer CA", subject: "+", wantErr: ingest.ErrUnknownIssuer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,7 +120,7 @@ func TestIdentityFromCertificate(t *testing.T) {
 					t.Fatalf("error %v, want %v", err, tt.wantErr)
 				}
 				msg := err.Error()
-				if !strings.Contains(msg, `"`+tt.issuer+`"`) || (tt.subject != "" && !strings.Contains(msg, `"`+tt.subject+`"`)) {
+				if !strings.Contains(msg, strconv.Quote(tt.issuer)) || (tt.subject != "" && !strings.Contains(msg, strconv.Quote(tt.subject))) {
 					t.Errorf("error %q does not name issuer %q and subject %q", msg, tt.issuer, tt.subject)
 				}
 				if got != (ingest.Identity{}) {
@@ -127,6 +139,61 @@ func TestIdentityFromCertificate(t *testing.T) {
 				t.Errorf("IsVehicle() = %v for type %q", got.IsVehicle(), got.DeviceType)
 			}
 		})
+	}
+}
+
+func TestValidDeviceID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want bool
+	}{
+		{"5YJ3E1EA0SF000001", true},
+		{"5YJ3TESTVIN000001", true}, // the test fixtures' name, not a VIN
+		{"LRW3E7FS2RC000001", true},
+		{"1232100-00-E--TG1234", true},
+		{"board-42", true},
+		{"device_abc", true},
+		{"a", true},
+		{strings.Repeat("A", 64), true},
+
+		{"", false},
+		{strings.Repeat("A", 65), false},
+		{"+", false},
+		{"#", false},
+		{"5YJ3E1EA0SF00000+", false},
+		{"5YJ3E1EA0SF00000#", false},
+		{"tesla/5YJ3E1EA0SF000001", false},
+		{"5YJ3E1EA0SF000001/", false},
+		{"$SYS", false},
+		{"-5YJ3E1EA0SF000001", false},
+		{"_x", false},
+		{"5YJ3E1EA0SF000001\x00", false},
+		{"\x005YJ3E1EA0SF000001", false},
+		{"5YJ3E1EA0SF\n000001", false},
+		{"5YJ3E1EA0SF 000001", false},
+		{"5YJ3E1EA0SF.000001", false}, // IdentityFromCertificate turns dots into dashes first
+		{"5YJ3E1EA0SFÄ00001", false},
+		{"5YJ3E1EA0SF\xff00001", false},
+		{"5YJ3E1EA0SF\\000001", false},
+		{"5YJ3E1EA0SF\"000001", false},
+	}
+	for _, tt := range tests {
+		if got := ingest.ValidDeviceID(tt.id); got != tt.want {
+			t.Errorf("ValidDeviceID(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}
+
+// A common name that is not valid UTF-8 cannot be issued with this
+// package's authorities; IdentityFromCertificate must refuse it all the
+// same.
+func TestIdentityFromCertificateInvalidUTF8(t *testing.T) {
+	leaf := &x509.Certificate{
+		Issuer:  pkix.Name{CommonName: "Tesla Issuing CA"},
+		Subject: pkix.Name{CommonName: "5YJ3E1EA0SF\xff00001"},
+	}
+	if id, err := ingest.IdentityFromCertificate(leaf); !errors.Is(err, ingest.ErrInvalidDeviceID) {
+		t.Fatalf("identity %+v, error %v, want %v", id, err, ingest.ErrInvalidDeviceID)
 	}
 }
 

@@ -177,7 +177,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 type Stats struct {
 	Connected      int64 // vehicles connected now
 	Connections    int64 // connections accepted since start
-	Refused        int64 // upgrades refused (no or unknown certificate)
+	Refused        int64 // upgrades refused (no or unknown certificate, or an unusable device id)
 	Frames         int64 // binary frames read
 	Acks           int64 // frames acknowledged
 	ErrorResponses int64 // frames answered with the protocol's error response

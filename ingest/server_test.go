@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,7 +98,7 @@ type testServer struct {
 	done   chan error
 }
 
-func startServer(t *testing.T, mutate func(*Config)) *testServer {
+func startServer(t *testing.T, mutate func(*Config), opts ...Option) *testServer {
 	t.Helper()
 	pki, err := certs.NewBundle([]string{"127.0.0.1", "localhost"}, testVIN)
 	if err != nil {
@@ -108,7 +110,7 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 		mutate(&cfg)
 	}
 	sink := newRecorder()
-	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink)
+	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,6 +431,82 @@ func TestClientCertificates(t *testing.T) {
 	if n := len(ts.sink.byTopic(telemetry.TopicConnectivity)); n != 0 {
 		t.Errorf("refused connections produced %d connectivity records", n)
 	}
+}
+
+// lockedBuffer is a log destination that connections may write to
+// concurrently.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDeviceIDRefusedAtUpgrade connects with certificates from the trusted
+// vehicle authority whose common names cannot be a level of an MQTT topic:
+// each is refused at the upgrade with 403, counted and logged, and nothing
+// reaches the sink; a car with a proper name is served afterwards.
+func TestDeviceIDRefusedAtUpgrade(t *testing.T) {
+	logs := &lockedBuffer{}
+	ts := startServer(t, nil, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	for i, cn := range []string{
+		"+/#",
+		"+",
+		"#",
+		"5YJ3E1EA0SF00000+",
+		"tesla/5YJ3E1EA0SF000001",
+		"5YJ3E1EA0SF000001\x00",
+		"$SYS",
+		"5YJ3E1EA0SF 000001",
+		"5YJ3E1EA0SFÄ00001",
+		strings.Repeat("5", 65),
+	} {
+		t.Run(strconv.Quote(cn), func(t *testing.T) {
+			cert, err := ts.pki.VehicleCA.IssueVehicle(cn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := logs.String()
+			ws, resp, err := ts.dial(t, &cert)
+			if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+				if ws != nil {
+					ws.Close()
+				}
+				t.Fatalf("dial as %q: %v (response %v), want 403", cn, err, respStatus(resp))
+			}
+			if got := ts.srv.Stats().Refused; got != int64(i+1) {
+				t.Errorf("refused %d, want %d", got, i+1)
+			}
+			line := strings.TrimPrefix(logs.String(), before)
+			if !strings.Contains(line, "vehicle refused") || !strings.Contains(line, ErrInvalidDeviceID.Error()) {
+				t.Errorf("log does not say why %q was refused: %q", cn, line)
+			}
+			if strings.Count(line, "\n") != 1 || strings.ContainsRune(line, 0) {
+				t.Errorf("the refusal is not one log line without control characters: %q", line)
+			}
+		})
+	}
+	ts.sink.mu.Lock()
+	n := len(ts.sink.records)
+	ts.sink.mu.Unlock()
+	if n != 0 {
+		t.Errorf("refused cars produced %d records", n)
+	}
+	ws := ts.car(t)
+	waitFor(t, "the proper car's connectivity record", func() bool {
+		return len(ts.sink.byTopic(telemetry.TopicConnectivity)) == 1
+	})
+	ws.Close()
 }
 
 func startServerWithPool(t *testing.T, pool *x509.CertPool) *testServer {

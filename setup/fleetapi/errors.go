@@ -3,10 +3,14 @@ package fleetapi
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -222,11 +226,17 @@ func Explain(err error) string {
 	if err == nil {
 		return ""
 	}
+	// Local file errors first: syscall.Errno looks like a net.Error, and a
+	// full disk must not read as Tesla being unreachable.
+	if msg := explainLocal(err); msg != "" {
+		return msg
+	}
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
 		return apiErr.Explain()
 	}
 	var netErr net.Error
+	network := errors.As(err, &netErr) && !isErrno(netErr)
 	switch {
 	case errors.Is(err, ErrLoginRequired):
 		return "You are not logged in with Tesla (or the login expired). Log in with Tesla again."
@@ -248,14 +258,146 @@ func Explain(err error) string {
 		return "The signed config is not valid: " + err.Error()
 	case errors.Is(err, ErrMalformedResponse):
 		return "Tesla answered with something fleet2mqtt could not read. Try again later."
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), network && netErr.Timeout():
 		return "Tesla did not answer in time. Check this computer's internet connection and try again."
 	case errors.Is(err, context.Canceled):
 		return "The request was cancelled."
-	case errors.As(err, &netErr):
+	case network:
 		return "Tesla could not be reached. Check this computer's internet connection and DNS, then try again."
 	}
 	return "Something went wrong: " + err.Error()
+}
+
+// isErrno reports whether err is a bare system error number. Such an
+// error is the first net.Error in a chain only when no network operation
+// wrapped it, so it says nothing about the network.
+func isErrno(err error) bool {
+	_, ok := err.(syscall.Errno)
+	return ok
+}
+
+// explainLocal explains a failure to read or write fleet2mqtt's own files
+// (its data directory: token, key, setup state), or returns "" when err is
+// not one. The explanation names the file and the cause, and keeps the
+// system's own words (such as "no space left on device") so that they can
+// be looked up.
+func explainLocal(err error) string {
+	// An error from a network operation may carry an errno that also
+	// occurs on files (EACCES from a firewall); it is not a file error.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return ""
+	}
+	var (
+		pathErr *fs.PathError
+		linkErr *os.LinkError
+		op      string
+		path    string
+		cause   error
+	)
+	switch {
+	case errors.As(err, &pathErr):
+		op, path, cause = pathErr.Op, pathErr.Path, pathErr.Err
+	case errors.As(err, &linkErr):
+		op, path, cause = linkErr.Op, linkErr.New, linkErr.Err
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS):
+		// Without a path these can still only be about storage.
+		cause = err
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			cause = errno
+		}
+	default:
+		return ""
+	}
+
+	var b strings.Builder
+	b.WriteString("fleet2mqtt could not ")
+	where := "fleet2mqtt's data directory"
+	if path == "" {
+		b.WriteString("save its data")
+	} else {
+		path = atomicTarget(path)
+		verb, noun := fileAction(op)
+		b.WriteString(verb + " the " + noun + " " + path)
+		where = filepath.Dir(path)
+	}
+	b.WriteString(": ")
+	if reason := fileReason(cause); reason != "" {
+		b.WriteString(reason + " (" + cause.Error() + ")")
+	} else {
+		b.WriteString(cause.Error())
+	}
+	b.WriteString(". ")
+	b.WriteString(fileAdvice(cause, where))
+	b.WriteString(" This is a problem on this computer, not at Tesla.")
+	return b.String()
+}
+
+// fileAction says what the operation op of a *fs.PathError or
+// *os.LinkError was doing, and to what.
+func fileAction(op string) (verb, noun string) {
+	switch op {
+	case "read", "readdirent", "stat", "lstat", "readlink":
+		return "read", "file"
+	case "readdir":
+		return "read", "folder"
+	case "open":
+		return "open", "file"
+	case "remove", "unlinkat":
+		return "remove", "file"
+	case "mkdir":
+		return "create", "folder"
+	default: // write, sync, close, rename, chmod, truncate, ...
+		return "save", "file"
+	}
+}
+
+// fileReason puts the cause of a file error in plain words, or returns ""
+// when there are none plainer than the system's.
+func fileReason(cause error) string {
+	switch {
+	case errors.Is(cause, syscall.ENOSPC):
+		return "the disk is full"
+	case errors.Is(cause, syscall.EDQUOT):
+		return "the disk quota is used up"
+	case errors.Is(cause, syscall.EROFS):
+		return "the file system is read-only"
+	case errors.Is(cause, fs.ErrPermission):
+		return "the user fleet2mqtt runs as may not do that"
+	case errors.Is(cause, fs.ErrNotExist):
+		return "it or a folder above it does not exist"
+	case errors.Is(cause, syscall.EIO):
+		return "the disk reported an input/output error"
+	}
+	return ""
+}
+
+// fileAdvice says what to do about a file error in the folder where.
+func fileAdvice(cause error, where string) string {
+	switch {
+	case errors.Is(cause, syscall.ENOSPC):
+		return "Free some space on the disk that holds " + where + ", then try again."
+	case errors.Is(cause, syscall.EDQUOT):
+		return "Free some space on the disk that holds " + where + " or raise the quota of the user fleet2mqtt runs as, then try again."
+	case errors.Is(cause, syscall.EROFS):
+		return "Make " + where + " writable (or set data_dir to a writable place), then try again."
+	case errors.Is(cause, fs.ErrPermission):
+		return "Make " + where + " and its files belong to the user fleet2mqtt runs as, then try again."
+	case errors.Is(cause, fs.ErrNotExist):
+		return "Check that " + where + " exists and stays mounted, then try again."
+	}
+	return "Check the disk that holds " + where + ", then try again."
+}
+
+// atomicTarget returns the file a temporary file of WriteFileAtomic
+// (".<name>.tmp-<random>") stands for, or path itself.
+func atomicTarget(path string) string {
+	dir, base := filepath.Split(path)
+	if i := strings.LastIndex(base, ".tmp-"); strings.HasPrefix(base, ".") && i > 1 {
+		return dir + base[1:i]
+	}
+	return path
 }
 
 // parseRateLimit reads Tesla's RateLimit-* and Retry-After headers; nil when

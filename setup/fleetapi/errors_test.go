@@ -3,10 +3,19 @@ package fleetapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
@@ -226,5 +235,141 @@ func TestNewRejects(t *testing.T) {
 	}
 	if c.Endpoints().APIBase[fleetapi.RegionEU] != fleetapi.BaseURLEU {
 		t.Error("production endpoints not the default")
+	}
+}
+
+// TestExplainLocalFiles checks that failures on this computer's disk are
+// explained as such, with the file and the system's words, and never as
+// Tesla being unreachable (syscall.Errno looks like a net.Error).
+func TestExplainLocalFiles(t *testing.T) {
+	// As FileTokenStore.SaveToken and WriteFileAtomic wrap them.
+	saveToken := func(err error) error {
+		return fmt.Errorf("save rotated token: save token: write /data/setup/token.json: %w", err)
+	}
+	tmp := "/data/setup/.token.json.tmp-1234567"
+	cases := []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"disk full writing", saveToken(&fs.PathError{Op: "write", Path: tmp, Err: syscall.ENOSPC}),
+			[]string{"could not save the file /data/setup/token.json", "the disk is full", "no space left on device", "/data/setup", "not at Tesla"}},
+		{"disk full creating the temporary file", saveToken(&fs.PathError{Op: "open", Path: "/data/setup/.token.json.tmp-*", Err: syscall.ENOSPC}),
+			[]string{"/data/setup/token.json", "the disk is full", "no space left on device"}},
+		{"disk full on sync", fmt.Errorf("save setup state: %w", &fs.PathError{Op: "sync", Path: "/data/setup/.state.json.tmp-1", Err: syscall.ENOSPC}),
+			[]string{"save the file /data/setup/state.json", "no space left on device"}},
+		{"quota", saveToken(&fs.PathError{Op: "write", Path: tmp, Err: syscall.EDQUOT}),
+			[]string{"quota", "/data/setup/token.json"}},
+		{"read-only rename", saveToken(&os.LinkError{Op: "rename", Old: tmp, New: "/data/setup/token.json", Err: syscall.EROFS}),
+			[]string{"save the file /data/setup/token.json", "read-only", "data_dir"}},
+		{"permission on open", fmt.Errorf("owner token: load token: %w", &fs.PathError{Op: "open", Path: "/data/setup/token.json", Err: syscall.EACCES}),
+			[]string{"open the file /data/setup/token.json", "permission denied", "user fleet2mqtt runs as"}},
+		{"folder missing", &fs.PathError{Op: "mkdir", Path: "/data/setup", Err: syscall.ENOENT},
+			[]string{"create the folder /data/setup", "does not exist", "Check that /data exists"}},
+		{"input/output error", saveToken(&fs.PathError{Op: "write", Path: tmp, Err: syscall.EIO}),
+			[]string{"input/output error", "Check"}},
+		{"bare errno", fmt.Errorf("save: %w", syscall.ENOSPC),
+			[]string{"could not save its data", "the disk is full", "no space left on device", "data directory"}},
+		{"system call", fmt.Errorf("save: %w", os.NewSyscallError("fallocate", syscall.ENOSPC)),
+			[]string{"the disk is full", "no space left on device"}},
+		{"inside a transport error", &url.Error{Op: "Get", URL: "https://fleet-api.example/api/1/vehicles", Err: saveToken(&fs.PathError{Op: "write", Path: tmp, Err: syscall.ENOSPC})},
+			[]string{"the disk is full", "/data/setup/token.json"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := fleetapi.Explain(tc.err)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("Explain(%v) = %q, want it to contain %q", tc.err, got, w)
+				}
+			}
+			for _, bad := range []string{"could not be reached", "did not answer", "internet connection", ".tmp-"} {
+				if strings.Contains(got, bad) {
+					t.Errorf("Explain(%v) = %q, must not say %q", tc.err, got, bad)
+				}
+			}
+		})
+	}
+}
+
+// TestExplainNetworkNotLocal checks that errors of network operations stay
+// network errors, even when they carry an errno that files have too, and
+// that a bare errno of another kind is not taken for one.
+func TestExplainNetworkNotLocal(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"connect refused", &url.Error{Op: "Post", URL: "https://auth.example/token", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, "could not be reached"},
+		{"connect forbidden by a firewall", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EACCES)}, "could not be reached"},
+		{"DNS", &net.DNSError{Err: "no such host", Name: "fleet-api.example", IsNotFound: true}, "could not be reached"},
+		{"bare errno of another kind", fmt.Errorf("pipe: %w", syscall.EMFILE), "Something went wrong"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := fleetapi.Explain(tc.err)
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("Explain(%v) = %q, want it to contain %q", tc.err, got, tc.want)
+			}
+			if strings.Contains(got, "could not save") || strings.Contains(got, "could not open") {
+				t.Errorf("Explain(%v) = %q: a network error taken for a file error", tc.err, got)
+			}
+		})
+	}
+}
+
+// TestExplainFullDiskOnRefresh lets the fake Tesla rotate the owner's
+// token while the token store fails with a real "no space left on device"
+// (a write to /dev/full): the call fails, and the explanation blames the
+// disk, not Tesla.
+func TestExplainFullDiskOnRefresh(t *testing.T) {
+	full := os.WriteFile("/dev/full", []byte("token"), 0o600)
+	if !errors.Is(full, syscall.ENOSPC) {
+		t.Skipf("no /dev/full that fails with ENOSPC here (%v)", full)
+	}
+	f := newFixture(t, fleetapitest.Options{Vehicles: []fleetapitest.Vehicle{{VIN: vin1, Paired: true}}})
+	f.register(t)
+	store := &memStore{}
+	o := f.login(t, store)
+	store.expire()
+	store.setFail(fmt.Errorf("save token: %w", full))
+	o = f.client.Owner(store, o.Region())
+	_, err := o.Vehicles(context.Background())
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("error %v, want one caused by the full disk", err)
+	}
+	got := fleetapi.Explain(err)
+	for _, w := range []string{"the disk is full", "no space left on device", "/dev/full", "not at Tesla"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("Explain(%v) = %q, want it to contain %q", err, got, w)
+		}
+	}
+	if strings.Contains(got, "could not be reached") {
+		t.Errorf("Explain(%v) = %q blames the network", err, got)
+	}
+}
+
+// TestExplainUnwritableDataDir saves a token into a directory that cannot
+// be written.
+func TestExplainUnwritableDataDir(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes into read-only directories")
+	}
+	dir := filepath.Join(t.TempDir(), "setup")
+	if err := os.Mkdir(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+	store := fleetapi.FileTokenStore{Path: filepath.Join(dir, "token.json")}
+	err := store.SaveToken(&oauth2.Token{AccessToken: "a", RefreshToken: "r"})
+	if err == nil {
+		t.Fatal("saving into a read-only directory succeeded")
+	}
+	got := fleetapi.Explain(err)
+	for _, w := range []string{store.Path, "permission denied", "user fleet2mqtt runs as"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("Explain(%v) = %q, want it to contain %q", err, got, w)
+		}
 	}
 }
