@@ -98,7 +98,10 @@ func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 // OnACLCheck lets every client read everything and publish anywhere except
 // under the protected prefixes and on $ topics (the broker's own).
 func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if !write || cl.Net.Inline {
+	if !write {
+		return g.mayRead(cl, topic)
+	}
+	if cl.Net.Inline {
 		return true
 	}
 	if g.mayPublish(topic) {
@@ -106,6 +109,17 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	g.log.Debug("refused MQTT publish", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
 	return false
+}
+
+// mayRead reports whether a client may receive the messages of topic:
+// every client may read everything. The bridge's own deliveries (fanout)
+// ask here too, since they do not pass through mochi's ACL check.
+func (g *guard) mayRead(*mqtt.Client, string) bool { return true }
+
+// bridgeOnly reports whether only the bridge may publish on topic: a
+// protected prefix (not $ topics, which mochi itself writes).
+func (g *guard) bridgeOnly(topic string) bool {
+	return !strings.HasPrefix(topic, "$") && !g.mayPublish(topic)
 }
 
 // mayPublish reports whether a client may publish on topic.

@@ -55,6 +55,10 @@ func (s *store) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
 	}
 }
 
+// changed notes that the retained messages changed: the broker's own
+// deliveries (fanout) keep retained messages without mochi's hook.
+func (s *store) changed() { s.dirty.Store(true) }
+
 // OnRetainedExpired notes that a retained message expired.
 func (s *store) OnRetainedExpired(string) { s.dirty.Store(true) }
 

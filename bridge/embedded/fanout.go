@@ -1,0 +1,882 @@
+package embedded
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// fanout delivers the messages the bridge publishes to the broker's
+// subscribers, in place of mochi's own publish path, which costs about 25
+// allocations and a fresh subscriber search per message and subscriber
+// (mochi v2.7.9: Server.Publish copies the packet for the retained store,
+// builds four maps per topic lookup, copies every matching subscription
+// map, and encodes each outgoing packet into a new buffer). For every
+// message fanout
+//
+//   - keeps it in mochi's retained index (TopicsIndex.RetainMessage) when
+//     retained, so that mochi's store, its $SYS counters and the
+//     persistence see what they always saw; a message that is retained
+//     already, unchanged, on a topic only the bridge writes is not kept
+//     again (a car sends many values that did not change);
+//   - looks its topic up in a cache of routes (who subscribes to it), which
+//     mochi's subscriber search fills and any change of subscriptions or
+//     sessions empties;
+//   - encodes it once per subscriber straight into that subscriber's
+//     pending buffer, which one goroutine per connection writes with a
+//     single system call whenever it is woken.
+//
+// QoS 1 and 2 deliveries go through mochi's in-flight store of the client,
+// with packet identifiers from mochi, so that mochi processes the
+// acknowledgements, resends on session resumption and keeps them while a
+// persistent session is offline, as for its own deliveries. An MQTT 5
+// client's receive maximum is applied here, and mochi's own flow control
+// is switched off for every client (its send quota is set to zero when the
+// session is established). mochi v2.7.9's flow control loses messages and
+// can deadlock: a message it holds back for the receive maximum is deleted
+// from the in-flight store when it is finally sent, so its PUBACK frees no
+// quota and every later message waits for ever; and after each packet a
+// client sends, it looks for held-back messages with a read lock taken
+// twice (Inflight.NextImmediate, then GetAll), which blocks for good when
+// a publisher adds a message to the store in between. With a zero quota
+// mochi neither holds messages back nor looks for them. mochi's own
+// deliveries (messages of other clients, on topics the bridge does not
+// write) are then not limited by the receive maximum; they are few.
+//
+// Retained messages sent when a client subscribes come from here too (the
+// subscription's retain handling is turned off for mochi and applied here):
+// they then share the client's queue with live messages, so that a client
+// never receives a newer live value of a bridge topic before an older
+// retained one. Messages of other publishers (clients) are delivered by
+// mochi as before; for their topics, a retained message sent on subscribe
+// and a live one published at that very moment may arrive in either order,
+// as they may with mochi alone.
+//
+// A topic with shared subscriptions ($share/…) is left to mochi, which
+// chooses the group member.
+type fanout struct {
+	mqtt.HookBase
+
+	server *mqtt.Server
+	// mayRead reports whether a client may receive a topic (the ACL).
+	mayRead func(cl *mqtt.Client, topic string) bool
+	// bridgeOnly reports whether only the bridge may publish on a topic.
+	bridgeOnly func(topic string) bool
+	// dropped is told of a message dropped for a client whose queue is
+	// full.
+	dropped func(cl *mqtt.Client, pk packets.Packet)
+	// retainedChanged is told that the retained messages changed; may be
+	// nil.
+	retainedChanged func()
+	// maxPending is how many messages may wait for one client before
+	// further ones are dropped for it (mochi's MaximumClientWritesPending).
+	maxPending int
+
+	gen     atomic.Uint64 // numbers the states of subscriptions and sessions
+	holding atomic.Int32  // senders holding messages back for a receive maximum
+
+	mu     sync.RWMutex
+	routes map[string]*route
+
+	smu     sync.Mutex
+	senders map[*mqtt.Client]*sender
+	closed  bool
+
+	rmu      sync.Mutex
+	requests map[*mqtt.Client][]retainRequest // from OnSubscribe to OnSubscribed
+}
+
+// maxRoutes bounds the route cache; past it the cache starts over. A route
+// is a few dozen bytes; bridge topics number a few hundred per vehicle.
+const maxRoutes = 1 << 15
+
+// maxKeptBuffer is the largest write buffer a sender keeps between writes.
+const maxKeptBuffer = 256 << 10
+
+// route is where the messages of one topic go.
+type route struct {
+	gen     uint64 // the fanout's gen when the route was made
+	mochi   bool   // shared subscriptions: mochi delivers
+	inline  []mqtt.InlineSubscription
+	targets []target
+
+	// For a topic only the bridge may publish on (see guard), the payload
+	// and QoS of the message fanout last kept retained on it, so that
+	// publishing the same message again does not rewrite mochi's retained
+	// index: nobody else can have changed it. (Other topics are written by
+	// clients too, through mochi.)
+	bridgeOnly bool
+	mu         sync.Mutex
+	last       []byte // nil when unknown
+	lastQoS    byte
+}
+
+// target is one client subscribed to a topic, with its subscriptions to the
+// topic merged as mochi merges them.
+type target struct {
+	cl     *mqtt.Client
+	s      *sender // nil when the client was offline
+	qos    byte    // the highest QoS of its matching subscriptions
+	retain bool    // retain as published (MQTT 5)
+	ids    []int   // subscription identifiers (MQTT 5), ascending
+}
+
+// retainRequest is what a SUBSCRIBE asked about retained messages, kept
+// while mochi processes the packet.
+type retainRequest struct {
+	handling byte // the subscription's retain handling: 0 send, 1 send if new, 2 do not send
+	existed  bool // the client had this subscription before
+}
+
+func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bridgeOnly func(string) bool,
+	dropped func(*mqtt.Client, packets.Packet), retainedChanged func()) *fanout {
+	return &fanout{
+		server:          server,
+		mayRead:         mayRead,
+		bridgeOnly:      bridgeOnly,
+		dropped:         dropped,
+		retainedChanged: retainedChanged,
+		maxPending:      int(server.Options.Capabilities.MaximumClientWritesPending),
+		routes:          make(map[string]*route),
+		senders:         make(map[*mqtt.Client]*sender),
+		requests:        make(map[*mqtt.Client][]retainRequest),
+	}
+}
+
+// maxRemaining is the largest remaining length of an MQTT packet.
+const maxRemaining = 268_435_455
+
+// validPublish checks a message the bridge publishes as mochi checks a
+// client's PUBLISH (the inline client is exempt from some checks; the
+// encoder here is not: a topic must fit its 16-bit length).
+func validPublish(topic string, payload []byte, qos byte) error {
+	for i := 0; i < len(topic); i++ {
+		if c := topic[i]; c == '+' || c == '#' {
+			return packets.ErrProtocolViolationSurplusWildcard
+		}
+	}
+	switch {
+	case topic == "":
+		return packets.ErrProtocolViolationNoTopic
+	case len(topic) > 0xffff:
+		return packets.ErrProtocolViolationInvalidTopic
+	case qos > 2:
+		return packets.ErrProtocolViolationQosOutOfRange
+	case len(topic)+len(payload) > maxRemaining-64: // room for the identifier and properties
+		return packets.ErrPacketTooLarge
+	}
+	return nil
+}
+
+// publish delivers one message of the bridge, created at now (Unix
+// seconds). It reports false, having done nothing, when the topic has
+// shared subscriptions: the caller then publishes through mochi. The
+// payload is copied.
+func (f *fanout) publish(topic string, payload []byte, qos byte, retain bool, now int64) bool {
+	r := f.route(topic)
+	if r.mochi {
+		return false
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
+		TopicName:   topic,
+		Origin:      mqtt.InlineClientId,
+		Created:     now,
+	}
+	if retain {
+		f.keepRetained(r, &pk, payload)
+		// Look again if subscriptions changed meanwhile: a client that
+		// subscribed before the message was kept must get it from here,
+		// since its retained messages may have been read before.
+		if r.gen != f.gen.Load() {
+			if r = f.route(topic); r.mochi {
+				return false
+			}
+		}
+	} else if len(payload) > 0 {
+		pk.Payload = bytes.Clone(payload) // shared by in-flight stores and handlers; never written
+	}
+	for _, in := range r.inline {
+		in.Handler(f.inlineClient(), in.Subscription, pk)
+	}
+	for i := range r.targets {
+		t := &r.targets[i]
+		f.deliver(t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids)
+	}
+	return true
+}
+
+// keepRetained keeps the message pk, with a copy of payload, in mochi's
+// retained index, unless the route knows that the same message is kept
+// already; pk's payload is then the kept one.
+func (f *fanout) keepRetained(r *route, pk *packets.Packet, payload []byte) {
+	if !r.bridgeOnly {
+		if len(payload) > 0 {
+			pk.Payload = bytes.Clone(payload) // shared by the retained store, in-flight stores and handlers; never written
+		}
+		f.retain(*pk)
+		return
+	}
+	r.mu.Lock() // publishers of one topic keep in the order they note
+	defer r.mu.Unlock()
+	qos := pk.FixedHeader.Qos
+	if len(payload) > 0 && r.last != nil && r.lastQoS == qos && bytes.Equal(r.last, payload) {
+		pk.Payload = r.last
+		return
+	}
+	pk.Payload = nil
+	if len(payload) > 0 {
+		pk.Payload = bytes.Clone(payload)
+	}
+	f.retain(*pk)
+	r.last, r.lastQoS = pk.Payload, qos
+}
+
+// retain keeps pk in mochi's retained index (an empty payload deletes).
+func (f *fanout) retain(pk packets.Packet) {
+	if f.server.Options.Capabilities.RetainAvailable == 0 {
+		return
+	}
+	if f.server.Topics.RetainMessage(pk) != 0 && f.retainedChanged != nil && !strings.HasPrefix(pk.TopicName, "$") {
+		f.retainedChanged()
+	}
+	atomic.StoreInt64(&f.server.Info.Retained, int64(f.server.Topics.Retained.Len()))
+}
+
+func (f *fanout) inlineClient() *mqtt.Client {
+	cl, _ := f.server.Clients.Get(mqtt.InlineClientId)
+	return cl
+}
+
+// route returns the route of topic, from the cache when it is current.
+func (f *fanout) route(topic string) *route {
+	gen := f.gen.Load()
+	f.mu.RLock()
+	r := f.routes[topic]
+	f.mu.RUnlock()
+	if r != nil && r.gen == gen {
+		return r
+	}
+	r = f.makeRoute(topic, gen)
+	f.mu.Lock()
+	if len(f.routes) >= maxRoutes {
+		clear(f.routes)
+	}
+	f.routes[strings.Clone(topic)] = r
+	f.mu.Unlock()
+	return r
+}
+
+// makeRoute asks mochi who subscribes to topic. gen must have been read
+// before, so that a route made while subscriptions change is made again.
+func (f *fanout) makeRoute(topic string, gen uint64) *route {
+	r := &route{gen: gen, bridgeOnly: f.bridgeOnly(topic)}
+	subs := f.server.Topics.Subscribers(topic)
+	if len(subs.Shared) > 0 {
+		r.mochi = true
+		return r
+	}
+	for _, in := range subs.InlineSubscriptions {
+		r.inline = append(r.inline, in)
+	}
+	for id, sub := range subs.Subscriptions {
+		cl, ok := f.server.Clients.Get(id)
+		if !ok || cl.Net.Inline || !f.mayRead(cl, topic) {
+			continue
+		}
+		t := target{cl: cl, s: f.sender(cl), qos: sub.Qos}
+		if cl.Properties.ProtocolVersion == 5 {
+			t.retain = sub.RetainAsPublished
+			for _, n := range sub.Identifiers {
+				if n > 0 {
+					t.ids = append(t.ids, n)
+				}
+			}
+			slices.Sort(t.ids)
+		}
+		r.targets = append(r.targets, t)
+	}
+	return r
+}
+
+// invalidate forgets the routes: subscriptions or sessions changed.
+func (f *fanout) invalidate() {
+	f.gen.Add(1)
+	f.mu.Lock()
+	clear(f.routes)
+	f.mu.Unlock()
+}
+
+// deliver hands pk to one client at the QoS of its subscription (capped by
+// the message's) with the given retain flag and subscription identifiers.
+// s is the client's sender, nil when it is offline.
+func (f *fanout) deliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) {
+	if s != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+}
+
+// deliverLocked is deliver with s.mu held (when s is not nil).
+func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) {
+	d := delivery{
+		version: cl.Properties.ProtocolVersion,
+		qos:     min(pk.FixedHeader.Qos, subQoS, f.server.Options.Capabilities.MaximumQos),
+		retain:  retain,
+	}
+	if d.version == 5 {
+		d.ids = ids
+	}
+	closed := cl.Closed()
+	online := s != nil && !s.dead && !closed
+	if !online && (d.qos == 0 || !closed || sessionEnds(cl)) {
+		return // nothing to keep for a connection that is gone, or a broker that closes
+	}
+	if online && s.n >= f.maxPending {
+		f.drop(cl, pk, d) // a client that reads too slowly
+		return
+	}
+	if d.qos > 0 {
+		var ok bool
+		if d.id, ok = f.track(cl, pk, d); !ok || !online {
+			return // dropped, or kept in flight for the session
+		}
+		if s.mustWait(cl) {
+			s.wait(pk, d)
+			return
+		}
+	} else if !online {
+		return
+	}
+	s.write(cl, pk, d)
+}
+
+// write encodes a delivery into the pending buffer and wakes the writer.
+// s.mu is held.
+func (s *sender) write(cl *mqtt.Client, pk *packets.Packet, d delivery) {
+	start := len(s.buf)
+	s.buf = appendPublish(s.buf, pk, d)
+	if max := cl.Properties.Props.MaximumPacketSize; max > 0 && len(s.buf)-start > int(max) {
+		// Too large for the client ([MQTT-3.1.2-24]): mochi drops it too.
+		s.buf = s.buf[:start]
+		s.f.untrack(cl, d)
+		return
+	}
+	s.n++
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// mustWait reports whether a QoS 1 or 2 message, already in flight, must
+// wait before it is sent: the client (MQTT 5) has as many unacknowledged
+// messages as its receive maximum allows, or others wait before it. mochi
+// counts the same in a send quota of its own, but loses track when a
+// message it held back is acknowledged; here what waits is counted
+// directly. s.mu is held.
+func (s *sender) mustWait(cl *mqtt.Client) bool {
+	rm := int(cl.Properties.Props.ReceiveMaximum)
+	return rm > 0 && (len(s.waiting) > 0 || cl.State.Inflight.Len()-1 >= rm)
+}
+
+// wait holds a delivery back until the client acknowledges others.
+func (s *sender) wait(pk *packets.Packet, d delivery) {
+	if len(s.waiting) == 0 {
+		s.f.holding.Add(1)
+	}
+	s.waiting = append(s.waiting, waitingMessage{pk: *pk, d: d})
+}
+
+// release sends the deliveries that waited, as far as the client's
+// receive maximum now allows. s.mu is held.
+func (s *sender) release(cl *mqtt.Client) {
+	if len(s.waiting) == 0 || s.dead {
+		return
+	}
+	rm := int(cl.Properties.Props.ReceiveMaximum)
+	for len(s.waiting) > 0 && cl.State.Inflight.Len()-len(s.waiting) < rm {
+		m := &s.waiting[0]
+		if _, ok := cl.State.Inflight.Get(m.d.id); ok { // not cleared meanwhile
+			s.write(cl, &m.pk, m.d)
+		}
+		s.waiting[0] = waitingMessage{}
+		s.waiting = s.waiting[1:]
+	}
+	if len(s.waiting) == 0 {
+		s.waiting = nil
+		s.f.holding.Add(-1)
+	}
+}
+
+// waitingMessage is a delivery held back for the client's receive maximum.
+type waitingMessage struct {
+	pk packets.Packet
+	d  delivery
+}
+
+// delivery is how a message goes to one client.
+type delivery struct {
+	version byte // the client's MQTT version: 3, 4 or 5
+	qos     byte
+	retain  bool
+	id      uint16 // packet identifier, for QoS 1 and 2
+	ids     []int  // subscription identifiers (MQTT 5)
+}
+
+// packet returns pk as delivered with d, for mochi's in-flight store and
+// encoder. It shares pk's payload, which nobody writes.
+func (d delivery) packet(pk *packets.Packet) packets.Packet {
+	out := *pk
+	out.FixedHeader.Qos, out.FixedHeader.Retain, out.FixedHeader.Dup = d.qos, d.retain, false
+	out.PacketID = d.id
+	out.ProtocolVersion = d.version
+	out.Properties.SubscriptionIdentifier = d.ids
+	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
+	return out
+}
+
+// track puts a QoS 1 or 2 delivery in the client's in-flight store, with a
+// packet identifier from mochi, as mochi's own delivery does: mochi then
+// processes the acknowledgement, resends the message when the session
+// resumes, and keeps it while a persistent session is offline. It returns
+// the identifier, or false when the store is full and the message is
+// dropped.
+func (f *fanout) track(cl *mqtt.Client, pk *packets.Packet, d delivery) (uint16, bool) {
+	if cl.State.Inflight.Len() >= int(f.server.Options.Capabilities.MaximumInflight) {
+		atomic.AddInt64(&f.server.Info.InflightDropped, 1)
+		f.dropped(cl, d.packet(pk))
+		return 0, false
+	}
+	id, err := cl.NextPacketID()
+	if err != nil {
+		atomic.AddInt64(&f.server.Info.InflightDropped, 1)
+		f.dropped(cl, d.packet(pk))
+		return 0, false
+	}
+	d.id = uint16(id)
+	if cl.State.Inflight.Set(d.packet(pk)) {
+		atomic.AddInt64(&f.server.Info.Inflight, 1)
+	}
+	return d.id, true
+}
+
+// untrack takes a delivery that is not sent back out of the in-flight
+// store.
+func (f *fanout) untrack(cl *mqtt.Client, d delivery) {
+	if d.qos == 0 {
+		return
+	}
+	if cl.State.Inflight.Delete(d.id) {
+		atomic.AddInt64(&f.server.Info.Inflight, -1)
+	}
+}
+
+// drop gives up a message for a client whose queue is full.
+func (f *fanout) drop(cl *mqtt.Client, pk *packets.Packet, d delivery) {
+	atomic.AddInt64(&f.server.Info.MessagesDropped, 1)
+	f.dropped(cl, d.packet(pk))
+}
+
+// sessionEnds reports whether cl's session ends with its connection (so
+// that nothing is kept for it while it is offline), as mochi decides it.
+// Read it only once cl is closed: mochi may change the session expiry
+// while processing the client's DISCONNECT.
+func sessionEnds(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
+}
+
+// sender writes what fanout delivers to one client connection.
+type sender struct {
+	f    *fanout
+	cl   *mqtt.Client
+	wake chan struct{} // something is pending
+	stop chan struct{} // closed when the connection ends
+
+	mu      sync.Mutex       // held while a message is added; orders a client's messages
+	buf     []byte           // encoded packets waiting to be written
+	n       int              // packets in buf
+	waiting []waitingMessage // held back for the client's receive maximum
+	dead    bool             // the connection failed or ended
+}
+
+// sender returns the sender of cl, starting it on first use, or nil when
+// cl is offline or the broker is closing.
+func (f *fanout) sender(cl *mqtt.Client) *sender {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	if s := f.senders[cl]; s != nil {
+		return s
+	}
+	// OnDisconnect runs after the client is closed and removes its sender
+	// under smu, so a sender made here is always removed.
+	if f.closed || cl.Closed() || cl.Net.Conn == nil {
+		return nil
+	}
+	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	f.senders[cl] = s
+	go s.run()
+	return s
+}
+
+// endSender stops the sender of cl, if it has one.
+func (f *fanout) endSender(cl *mqtt.Client) {
+	f.smu.Lock()
+	s := f.senders[cl]
+	delete(f.senders, cl)
+	f.smu.Unlock()
+	if s != nil {
+		s.end()
+	}
+}
+
+// close stops every sender; the broker is going away.
+func (f *fanout) close() {
+	f.smu.Lock()
+	f.closed = true
+	senders := f.senders
+	f.senders = make(map[*mqtt.Client]*sender)
+	f.smu.Unlock()
+	for _, s := range senders {
+		s.end()
+	}
+	f.invalidate()
+}
+
+func (s *sender) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dead {
+		s.dead = true
+		s.buf, s.n = nil, 0
+		if len(s.waiting) > 0 { // in flight: resent if the session resumes
+			s.waiting = nil
+			s.f.holding.Add(-1)
+		}
+		close(s.stop)
+	}
+}
+
+// run writes the pending packets whenever woken, all in one write: writes
+// of mochi's own packets to the same connection go in between, whole
+// (net.Conn, tls.Conn and the WebSocket connection serialise Write calls).
+func (s *sender) run() {
+	var out []byte
+	info := s.f.server.Info
+	for {
+		select {
+		case <-s.wake:
+		case <-s.stop:
+			return
+		}
+		s.mu.Lock()
+		if s.dead {
+			s.mu.Unlock()
+			return
+		}
+		out, s.buf = s.buf, out[:0]
+		n := s.n
+		s.n = 0
+		s.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		written, err := s.cl.Net.Conn.Write(out)
+		atomic.AddInt64(&info.BytesSent, int64(written))
+		if err != nil {
+			// The connection is broken; mochi's reader ends the client.
+			// Messages in flight stay in its store for a resumed session.
+			s.end()
+			return
+		}
+		atomic.AddInt64(&info.PacketsSent, int64(n))
+		atomic.AddInt64(&info.MessagesSent, int64(n))
+		if cap(out) > maxKeptBuffer {
+			out = nil
+		}
+	}
+}
+
+// appendPublish appends the PUBLISH packet of pk delivered with d.
+// Packets without properties (every message of the bridge) are encoded
+// here; others by mochi.
+func appendPublish(dst []byte, pk *packets.Packet, d delivery) []byte {
+	if !plain(pk) {
+		return appendMochiPublish(dst, d.packet(pk))
+	}
+	props := 0
+	if d.version == 5 {
+		for _, n := range d.ids {
+			props += 1 + varintLen(n)
+		}
+	}
+	remaining := 2 + len(pk.TopicName) + len(pk.Payload)
+	if d.qos > 0 {
+		remaining += 2
+	}
+	if d.version == 5 {
+		remaining += varintLen(props) + props
+	}
+	h := byte(packets.Publish<<4) | d.qos<<1
+	if d.retain {
+		h |= 1
+	}
+	dst = append(dst, h)
+	dst = appendVarint(dst, remaining)
+	dst = append(dst, byte(len(pk.TopicName)>>8), byte(len(pk.TopicName)))
+	dst = append(dst, pk.TopicName...)
+	if d.qos > 0 {
+		dst = append(dst, byte(d.id>>8), byte(d.id))
+	}
+	if d.version == 5 {
+		dst = appendVarint(dst, props)
+		for _, n := range d.ids {
+			dst = append(dst, packets.PropSubscriptionIdentifier)
+			dst = appendVarint(dst, n)
+		}
+	}
+	return append(dst, pk.Payload...)
+}
+
+// plain reports whether pk carries no property but subscription
+// identifiers: no expiry, payload format, content type, response topic,
+// correlation data or user property.
+func plain(pk *packets.Packet) bool {
+	p := &pk.Properties
+	return pk.Expiry <= 0 && !p.PayloadFormatFlag && p.MessageExpiryInterval == 0 && p.ContentType == "" &&
+		p.ResponseTopic == "" && len(p.CorrelationData) == 0 && len(p.User) == 0
+}
+
+// appendMochiPublish encodes out with mochi's encoder, as mochi's
+// WritePacket would for the client (message expiry counted down).
+func appendMochiPublish(dst []byte, out packets.Packet) []byte {
+	if out.Expiry > 0 {
+		out.Properties.MessageExpiryInterval = uint32(max(out.Expiry-time.Now().Unix(), 1))
+	}
+	out.Mods.AllowResponseInfo = true
+	var b bytes.Buffer
+	if err := out.PublishEncode(&b); err != nil {
+		return dst // only a QoS > 0 packet without identifier fails, which fanout never makes
+	}
+	return append(dst, b.Bytes()...)
+}
+
+// appendVarint appends n as an MQTT variable byte integer.
+func appendVarint(dst []byte, n int) []byte {
+	for {
+		c := byte(n & 0x7f)
+		n >>= 7
+		if n > 0 {
+			c |= 0x80
+		}
+		dst = append(dst, c)
+		if n == 0 {
+			return dst
+		}
+	}
+}
+
+func varintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
+}
+
+// The broker hook: keeps the routes current and takes over retained
+// messages on subscribe.
+
+func (f *fanout) ID() string { return "fleet2mqtt-fanout" }
+
+func (f *fanout) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnQosComplete:
+		return true
+	}
+	return false
+}
+
+// OnSessionEstablish switches mochi's flow control off for the client (see
+// fanout) before the client is known to publishers.
+func (f *fanout) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
+}
+
+// OnSessionEstablished switches mochi's flow control off again, since a
+// resumed session's in-flight store, taken over from the previous
+// connection, comes with a quota of its own; it runs before mochi reads
+// the client's first packet.
+func (f *fanout) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
+	f.invalidate()
+}
+
+func (f *fanout) OnClientExpired(*mqtt.Client)                { f.invalidate() }
+func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
+
+// OnQosComplete sends what waited for the client's receive maximum, now
+// that the client acknowledged a message.
+func (f *fanout) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
+	if f.holding.Load() == 0 {
+		return
+	}
+	f.smu.Lock()
+	s := f.senders[cl]
+	f.smu.Unlock()
+	if s != nil {
+		s.mu.Lock()
+		s.release(cl)
+		s.mu.Unlock()
+	}
+}
+
+func (f *fanout) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	f.invalidate()
+	f.endSender(cl)
+	f.rmu.Lock()
+	delete(f.requests, cl)
+	f.rmu.Unlock()
+}
+
+// OnSubscribe notes what each subscription asks about retained messages
+// and tells mochi not to send them: OnSubscribed sends them instead,
+// through the client's queue.
+func (f *fanout) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk // mochi hands retained messages to in-process handlers itself
+	}
+	reqs := make([]retainRequest, len(pk.Filters))
+	filters := slices.Clone(pk.Filters)
+	for i := range filters {
+		_, existed := cl.State.Subscriptions.Get(filters[i].Filter)
+		reqs[i] = retainRequest{handling: filters[i].RetainHandling, existed: existed}
+		filters[i].RetainHandling = 2
+	}
+	pk.Filters = filters
+	f.rmu.Lock()
+	f.requests[cl] = reqs
+	f.rmu.Unlock()
+	return pk
+}
+
+// OnSubscribed sends the retained messages of the new subscriptions (mochi
+// calls it once they are in its index, before it answers with SUBACK,
+// which MQTT allows).
+func (f *fanout) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	f.invalidate()
+	if cl.Net.Inline {
+		return
+	}
+	f.rmu.Lock()
+	reqs := f.requests[cl]
+	delete(f.requests, cl)
+	f.rmu.Unlock()
+	if len(reqs) != len(pk.Filters) || len(codes) != len(pk.Filters) {
+		return
+	}
+	var retained []string // every retained topic, read once for the packet's wildcard filters
+	for i, sub := range pk.Filters {
+		r := reqs[i]
+		if codes[i] >= packets.ErrUnspecifiedError.Code || mqtt.IsSharedFilter(sub.Filter) ||
+			r.handling == 2 || (r.handling == 1 && r.existed) { // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+			continue
+		}
+		topics := []string{sub.Filter}
+		if strings.ContainsAny(sub.Filter, "+#") {
+			if retained == nil {
+				retained = f.retainedTopics()
+			}
+			topics = topics[:0]
+			for _, t := range retained {
+				if matchFilter(sub.Filter, t) {
+					topics = append(topics, t)
+				}
+			}
+		}
+		f.sendRetained(cl, sub, topics)
+	}
+}
+
+// retainedTopics returns the topics of all retained messages, sorted. (It
+// does not walk mochi's topic tree as mochi's TopicsIndex.Messages does:
+// that reads the tree without its lock, racing with RetainMessage.)
+func (f *fanout) retainedTopics() []string {
+	all := f.server.Topics.Retained.GetAll()
+	topics := make([]string, 0, len(all))
+	for t := range all {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	return topics
+}
+
+// sendRetained queues the retained messages of topics (which match sub)
+// for cl, flagged retained. Each is read from the index just before it is
+// queued, under the client's queue lock: a live message of the same topic
+// that is queued meanwhile was retained before, so the client never gets
+// an older value after a newer one.
+func (f *fanout) sendRetained(cl *mqtt.Client, sub packets.Subscription, topics []string) {
+	s := f.sender(cl)
+	if s == nil {
+		return
+	}
+	var ids []int
+	if sub.Identifier > 0 && cl.Properties.ProtocolVersion == 5 {
+		ids = []int{sub.Identifier}
+	}
+	const chunk = 256 // messages queued per lock, so that live ones are not held up long
+	for len(topics) > 0 {
+		n := min(chunk, len(topics))
+		s.mu.Lock()
+		for _, t := range topics[:n] {
+			pk, ok := f.server.Topics.Retained.Get(t)
+			if !ok || len(pk.Payload) == 0 || !f.mayRead(cl, t) {
+				continue
+			}
+			f.deliverLocked(cl, s, &pk, sub.Qos, true, ids)
+		}
+		s.mu.Unlock()
+		topics = topics[n:]
+	}
+}
+
+// matchFilter reports whether topic matches the subscription filter
+// (MQTT 3.1.1 and 5, section 4.7): '+' matches one level, a trailing '#'
+// any number including none, and a filter starting with a wildcard does
+// not match a topic starting with '$'.
+func matchFilter(filter, topic string) bool {
+	if topic != "" && topic[0] == '$' && filter != "" && (filter[0] == '+' || filter[0] == '#') {
+		return false
+	}
+	for {
+		if filter == "#" {
+			return true
+		}
+		fl, frest, fmore := strings.Cut(filter, "/")
+		tl, trest, tmore := strings.Cut(topic, "/")
+		if fl != "+" && fl != tl {
+			return false
+		}
+		switch {
+		case !fmore && !tmore:
+			return true
+		case !tmore:
+			return frest == "#" // "a/#" matches "a"
+		case !fmore:
+			return false
+		}
+		filter, topic = frest, trest
+	}
+}

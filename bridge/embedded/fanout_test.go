@@ -1,0 +1,824 @@
+package embedded
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+)
+
+// rawClient speaks MQTT 3.1.1 or 5 byte by byte (with mochi's packet
+// codec), so that tests see exactly what the broker writes: flags, packet
+// identifiers, properties.
+type rawClient struct {
+	t       testing.TB
+	id      string
+	version byte
+	conn    net.Conn
+	r       *bufio.Reader
+	queue   []packets.Packet // PUBLISH packets read while waiting for something else
+	nextID  uint16
+}
+
+// dialRaw connects a client with a clean session; props are its CONNECT
+// properties (MQTT 5).
+func dialRaw(t testing.TB, b *Broker, version byte, props packets.Properties) *rawClient {
+	t.Helper()
+	return dialRawID(t, b, fmt.Sprint("raw-", clientIDs.Add(1)), version, true, props)
+}
+
+func dialRawID(t testing.TB, b *Broker, id string, version byte, clean bool, props packets.Properties) *rawClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", b.Addr(ListenerTCP), wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &rawClient{t: t, id: id, version: version, conn: conn, r: bufio.NewReader(conn), nextID: 100}
+	c.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect:     packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: clean, Keepalive: 30, ClientIdentifier: id},
+		Properties:  props,
+	})
+	ack := c.read()
+	if ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
+		t.Fatalf("connect: %+v", ack)
+	}
+	return c
+}
+
+func (c *rawClient) send(pk packets.Packet) {
+	c.t.Helper()
+	pk.ProtocolVersion = c.version
+	var buf bytes.Buffer
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		err = pk.ConnectEncode(&buf)
+	case packets.Subscribe:
+		pk.FixedHeader.Qos = 1
+		err = pk.SubscribeEncode(&buf)
+	case packets.Unsubscribe:
+		pk.FixedHeader.Qos = 1
+		err = pk.UnsubscribeEncode(&buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&buf)
+	case packets.Disconnect:
+		err = pk.DisconnectEncode(&buf)
+	default:
+		c.t.Fatalf("cannot send packet type %d", pk.FixedHeader.Type)
+	}
+	if err == nil {
+		_, err = c.conn.Write(buf.Bytes())
+	}
+	if err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// read returns the next packet from the connection.
+func (c *rawClient) read() packets.Packet {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(wait))
+	var pk packets.Packet
+	hb, err := c.r.ReadByte()
+	if err == nil {
+		err = pk.FixedHeader.Decode(hb)
+	}
+	if err == nil {
+		pk.FixedHeader.Remaining, _, err = packets.DecodeLength(c.r)
+	}
+	body := make([]byte, pk.FixedHeader.Remaining)
+	if err == nil {
+		_, err = io.ReadFull(c.r, body)
+	}
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	pk.ProtocolVersion = c.version
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		err = pk.ConnackDecode(body)
+	case packets.Publish:
+		err = pk.PublishDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(body)
+	case packets.Pingresp, packets.Disconnect:
+	default:
+		c.t.Fatalf("unexpected packet type %d", pk.FixedHeader.Type)
+	}
+	if err != nil {
+		c.t.Fatalf("decode packet type %d: %v", pk.FixedHeader.Type, err)
+	}
+	return pk
+}
+
+// until reads up to the first packet of type typ, queueing PUBLISH packets
+// on the way.
+func (c *rawClient) until(typ byte) packets.Packet {
+	c.t.Helper()
+	for {
+		pk := c.read()
+		if pk.FixedHeader.Type == typ {
+			return pk
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			c.t.Fatalf("got packet type %d waiting for %d", pk.FixedHeader.Type, typ)
+		}
+		c.queue = append(c.queue, pk)
+	}
+}
+
+// subscribe subscribes and returns the reason codes; retained messages
+// that arrive before the SUBACK are queued.
+func (c *rawClient) subscribe(props packets.Properties, subs ...packets.Subscription) []byte {
+	c.t.Helper()
+	c.nextID++
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: c.nextID, Filters: subs, Properties: props})
+	ack := c.until(packets.Suback)
+	if ack.PacketID != c.nextID {
+		c.t.Fatalf("SUBACK for packet %d, want %d", ack.PacketID, c.nextID)
+	}
+	return ack.ReasonCodes
+}
+
+func (c *rawClient) unsubscribe(filters ...string) {
+	c.t.Helper()
+	c.nextID++
+	var subs packets.Subscriptions
+	for _, f := range filters {
+		subs = append(subs, packets.Subscription{Filter: f})
+	}
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe}, PacketID: c.nextID, Filters: subs})
+	c.until(packets.Unsuback)
+}
+
+// next returns the next PUBLISH packet.
+func (c *rawClient) next() packets.Packet {
+	c.t.Helper()
+	if len(c.queue) > 0 {
+		pk := c.queue[0]
+		c.queue = c.queue[1:]
+		return pk
+	}
+	return c.until(packets.Publish)
+}
+
+func (c *rawClient) puback(id uint16) {
+	c.t.Helper()
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
+}
+
+// sync returns once the broker has processed everything the client sent
+// before: it answers packets in order.
+func (c *rawClient) sync() {
+	c.t.Helper()
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+	c.until(packets.Pingresp)
+}
+
+// expectNext checks that the next message is on topic with payload.
+func (c *rawClient) expectNext(topic, payload string) packets.Packet {
+	c.t.Helper()
+	pk := c.next()
+	if pk.TopicName != topic || string(pk.Payload) != payload {
+		c.t.Fatalf("got %s %q, want %s %q", pk.TopicName, pk.Payload, topic, payload)
+	}
+	return pk
+}
+
+func publish(t testing.TB, b *Broker, msgs ...bridge.Message) {
+	t.Helper()
+	if err := b.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serverClient returns mochi's state of a connected client.
+func serverClient(t testing.TB, b *Broker, id string) *mqtt.Client {
+	t.Helper()
+	cl, ok := b.server.Clients.Get(id)
+	if !ok {
+		t.Fatalf("no client %s", id)
+	}
+	return cl
+}
+
+const (
+	socTopic  = "tesla/" + testVIN + "/Soc"
+	gearTopic = "tesla/" + testVIN + "/Gear"
+)
+
+// TestDelivery checks what a subscriber receives of the bridge's messages
+// for each protocol version and subscription QoS: the QoS is the lower of
+// message and subscription, QoS 1 messages carry distinct packet
+// identifiers and leave mochi's in-flight store when acknowledged, and
+// live messages are not flagged retained (MQTT 5: unless the subscription
+// asks to retain as published).
+func TestDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		version byte
+		qos     byte
+		rap     bool
+	}{
+		{4, 0, false}, {4, 1, false}, {5, 0, false}, {5, 1, false}, {5, 1, true},
+	} {
+		t.Run(fmt.Sprintf("v%d qos%d rap=%t", tc.version, tc.qos, tc.rap), func(t *testing.T) {
+			broker := startBroker(t, testConfig(), "")
+			c := dialRaw(t, broker, tc.version, packets.Properties{})
+			codes := c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: tc.qos, RetainAsPublished: tc.rap})
+			if !bytes.Equal(codes, []byte{tc.qos}) {
+				t.Fatalf("SUBACK %v", codes)
+			}
+			sent := []bridge.Message{
+				{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true},
+				{Topic: "tesla/" + testVIN + "/compat", Payload: []byte("1"), QoS: 1},
+				{Topic: gearTopic, Payload: []byte("D"), QoS: 0, Retain: true},
+				{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true},
+			}
+			publish(t, broker, sent...)
+			ids := map[uint16]bool{}
+			for _, m := range sent {
+				pk := c.expectNext(m.Topic, string(m.Payload))
+				if want := min(m.QoS, tc.qos); pk.FixedHeader.Qos != want {
+					t.Errorf("%s: QoS %d, want %d", m.Topic, pk.FixedHeader.Qos, want)
+				}
+				if want := m.Retain && tc.rap; pk.FixedHeader.Retain != want {
+					t.Errorf("%s: retain %t, want %t", m.Topic, pk.FixedHeader.Retain, want)
+				}
+				if pk.FixedHeader.Dup {
+					t.Errorf("%s: dup set", m.Topic)
+				}
+				if pk.FixedHeader.Qos > 0 {
+					if pk.PacketID == 0 || ids[pk.PacketID] {
+						t.Errorf("%s: packet id %d (seen: %v)", m.Topic, pk.PacketID, ids)
+					}
+					ids[pk.PacketID] = true
+					c.puback(pk.PacketID)
+				}
+			}
+			c.sync()
+			if n := serverClient(t, broker, c.id).State.Inflight.Len(); n != 0 {
+				t.Errorf("%d messages still in flight after their acknowledgements", n)
+			}
+		})
+	}
+}
+
+// TestSubscriptionIdentifiers: an MQTT 5 subscriber learns which of its
+// subscriptions a message matched.
+func TestSubscriptionIdentifiers(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 5, packets.Properties{})
+	c.subscribe(packets.Properties{SubscriptionIdentifier: []int{7}}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	c.subscribe(packets.Properties{SubscriptionIdentifier: []int{300}}, packets.Subscription{Filter: "tesla/+/Soc", Qos: 0})
+	publish(t, broker,
+		bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1},
+		bridge.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 1})
+	for _, want := range []struct {
+		topic string
+		ids   []int
+	}{{socTopic, []int{7, 300}}, {gearTopic, []int{7}}} {
+		pk := c.next()
+		if pk.TopicName != want.topic || !slices.Equal(pk.Properties.SubscriptionIdentifier, want.ids) {
+			t.Errorf("%s: subscription identifiers %v, want %s %v", pk.TopicName, pk.Properties.SubscriptionIdentifier, want.topic, want.ids)
+		}
+		if pk.FixedHeader.Qos != 1 {
+			t.Errorf("%s: QoS %d, want 1 (the higher of the two subscriptions)", pk.TopicName, pk.FixedHeader.Qos)
+		}
+	}
+	// A retained message sent on subscribe carries the new subscription's.
+	publish(t, broker, bridge.Message{Topic: gearTopic, Payload: []byte("P"), Retain: true})
+	if pk := c.expectNext(gearTopic, "P"); !slices.Equal(pk.Properties.SubscriptionIdentifier, []int{7}) {
+		t.Errorf("live %s: subscription identifiers %v, want [7]", gearTopic, pk.Properties.SubscriptionIdentifier)
+	}
+	c.subscribe(packets.Properties{SubscriptionIdentifier: []int{42}}, packets.Subscription{Filter: "tesla/+/Gear"})
+	if pk := c.expectNext(gearTopic, "P"); !pk.FixedHeader.Retain || !slices.Equal(pk.Properties.SubscriptionIdentifier, []int{42}) {
+		t.Errorf("retained %s: retain %t, subscription identifiers %v, want true [42]", gearTopic, pk.FixedHeader.Retain, pk.Properties.SubscriptionIdentifier)
+	}
+}
+
+// TestRetainedOnSubscribe: a new subscription gets the retained messages
+// that match it, flagged retained, at the lower QoS, as its retain
+// handling says; a shared subscription gets none but its share of live
+// messages.
+func TestRetainedOnSubscribe(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	publish(t, broker,
+		bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true},
+		bridge.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 0, Retain: true},
+		bridge.Message{Topic: "tesla/" + testVIN + "/live", Payload: []byte("x"), QoS: 1})
+	// Another client's retained message, with properties that must survive.
+	other := mustDial(t, broker.Addr(ListenerTCP), nil)
+	if _, err := other.Publish(t.Context(), &paho.Publish{Topic: "home/x", QoS: 1, Retain: true, Payload: []byte("1"),
+		Properties: &paho.PublishProperties{ContentType: "text/plain", User: paho.UserProperties{{Key: "k", Value: "v"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	marker := func(c *rawClient, n int) {
+		t.Helper()
+		publish(t, broker, bridge.Message{Topic: "tesla/marker", Payload: []byte(strconv.Itoa(n)), QoS: 0})
+		c.expectNext("tesla/marker", strconv.Itoa(n))
+	}
+
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprint("v", version), func(t *testing.T) {
+			c := dialRaw(t, broker, version, packets.Properties{})
+			c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#", Qos: 1})
+			got := map[string]packets.Packet{}
+			for range 3 {
+				pk := c.next()
+				got[pk.TopicName] = pk
+				if !pk.FixedHeader.Retain {
+					t.Errorf("%s: not flagged retained", pk.TopicName)
+				}
+			}
+			for topic, want := range map[string]struct {
+				payload string
+				qos     byte
+			}{socTopic: {"80", 1}, gearTopic: {"D", 0}, "home/x": {"1", 1}} {
+				pk, ok := got[topic]
+				if !ok || string(pk.Payload) != want.payload || pk.FixedHeader.Qos != want.qos {
+					t.Errorf("retained %s: %+v, want %q at QoS %d", topic, pk, want.payload, want.qos)
+				}
+				if pk.FixedHeader.Qos > 0 {
+					c.puback(pk.PacketID)
+				}
+			}
+			if version == 5 {
+				p := got["home/x"].Properties
+				if p.ContentType != "text/plain" || len(p.User) != 1 || p.User[0] != (packets.UserProperty{Key: "k", Val: "v"}) {
+					t.Errorf("another client's retained message lost its properties: %+v", p)
+				}
+			}
+			marker(c, 1) // nothing else came first
+
+			// Subscribing again replaces the subscription and sends the
+			// retained messages again, unless retain handling says no.
+			if version == 5 {
+				c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/+/Gear", RetainHandling: 2})
+				marker(c, 2)
+				c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/+/Gear", RetainHandling: 1})
+				marker(c, 3) // not new
+				c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/+/Soc", RetainHandling: 1})
+				c.expectNext(socTopic, "80")
+				marker(c, 4)
+			}
+		})
+	}
+
+	t.Run("shared", func(t *testing.T) {
+		c := dialRaw(t, broker, 5, packets.Properties{})
+		c.subscribe(packets.Properties{}, packets.Subscription{Filter: "$share/g/tesla/#", Qos: 1})
+		publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("82"), QoS: 1, Retain: true})
+		pk := c.expectNext(socTopic, "82") // live, not the retained 80
+		c.puback(pk.PacketID)
+		late := dialRaw(t, broker, 5, packets.Properties{})
+		late.subscribe(packets.Properties{}, packets.Subscription{Filter: socTopic})
+		late.expectNext(socTopic, "82") // the shared topic's message was kept
+	})
+}
+
+// TestRetainedOrder: a client that subscribes while the bridge publishes
+// never receives an older value of a topic after a newer one, and ends
+// with the latest.
+func TestRetainedOrder(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	const last = 2000
+	for round := range 5 {
+		publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("0"), QoS: 0, Retain: true})
+		errs := make(chan error, 1)
+		go func() {
+			for i := 1; i <= last; i++ {
+				if err := broker.Publish(context.Background(), []bridge.Message{{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 0, Retain: true}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+		c := dialRaw(t, broker, 4, packets.Properties{})
+		c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#"})
+		prev := -1
+		for prev != last {
+			pk := c.next()
+			n, err := strconv.Atoi(string(pk.Payload))
+			if err != nil || n < prev {
+				t.Fatalf("round %d: %q after %d", round, pk.Payload, prev)
+			}
+			prev = n
+		}
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPersistentSession: QoS 1 messages for a subscriber with a session
+// that outlives its connection wait for it while it is away and arrive
+// when it comes back; a clean session keeps nothing.
+func TestPersistentSession(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	props := packets.Properties{SessionExpiryInterval: 600, SessionExpiryIntervalFlag: true}
+	c := dialRawID(t, broker, "persistent", 5, true, props)
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.conn.Close()
+	waitFor(t, "the client to be offline", func() bool { return serverClient(t, broker, "persistent").Closed() })
+
+	publish(t, broker,
+		bridge.Message{Topic: socTopic, Payload: []byte("1"), QoS: 1},
+		bridge.Message{Topic: socTopic, Payload: []byte("2"), QoS: 0}, // QoS 0: not kept
+		bridge.Message{Topic: socTopic, Payload: []byte("3"), QoS: 1})
+	if n := serverClient(t, broker, "persistent").State.Inflight.Len(); n != 2 {
+		t.Fatalf("%d messages kept for the offline session, want 2", n)
+	}
+
+	back := dialRawID(t, broker, "persistent", 5, false, props)
+	var got []string
+	for range 2 {
+		pk := back.next()
+		got = append(got, string(pk.Payload))
+		back.puback(pk.PacketID)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"1", "3"}) {
+		t.Errorf("after reconnecting: %q, want 1 and 3", got)
+	}
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("4"), QoS: 1})
+	pk := back.expectNext(socTopic, "4")
+	back.puback(pk.PacketID)
+	back.sync()
+	if n := serverClient(t, broker, "persistent").State.Inflight.Len(); n != 0 {
+		t.Errorf("%d messages in flight after all were acknowledged", n)
+	}
+
+	// A clean session ends with its connection: nothing is kept.
+	clean := dialRawID(t, broker, "clean", 5, true, packets.Properties{})
+	clean.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	cl := serverClient(t, broker, "clean")
+	clean.conn.Close()
+	waitFor(t, "the clean session to end", func() bool { _, ok := broker.server.Clients.Get("clean"); return !ok })
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("5"), QoS: 1})
+	if n := cl.State.Inflight.Len(); n != 0 {
+		t.Errorf("%d messages kept for an ended clean session", n)
+	}
+}
+
+// TestReceiveMaximum: an MQTT 5 client that accepts at most two
+// unacknowledged messages gets two; the others follow as it acknowledges.
+func TestReceiveMaximum(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 5, packets.Properties{ReceiveMaximum: 2})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	var msgs []bridge.Message
+	for i := range 5 {
+		msgs = append(msgs, bridge.Message{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 1})
+	}
+	publish(t, broker, msgs...)
+	cl := serverClient(t, broker, c.id)
+	broker.fan.smu.Lock()
+	s := broker.fan.senders[cl]
+	broker.fan.smu.Unlock()
+	s.mu.Lock()
+	waiting := len(s.waiting)
+	s.mu.Unlock()
+	if waiting != 3 {
+		t.Errorf("%d messages wait for the receive maximum, want 3", waiting)
+	}
+	if n := cl.State.Inflight.Len(); n != 5 {
+		t.Errorf("%d messages in flight, want all 5", n)
+	}
+	var got []string
+	for range 5 {
+		pk := c.next()
+		got = append(got, string(pk.Payload))
+		c.puback(pk.PacketID)
+	}
+	if !slices.Equal(got, []string{"0", "1", "2", "3", "4"}) {
+		t.Errorf("got %q, want all in order", got)
+	}
+	c.sync()
+	if n := cl.State.Inflight.Len(); n != 0 {
+		t.Errorf("%d messages in flight after all were acknowledged", n)
+	}
+	if n := broker.fan.holding.Load(); n != 0 {
+		t.Errorf("%d senders still hold messages back", n)
+	}
+}
+
+func TestMatchFilter(t *testing.T) {
+	for _, tc := range []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"#", "a", true},
+		{"#", "a/b/c", true},
+		{"#", "/a", true},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"a/#", "ab", false},
+		{"a/+", "a/b", true},
+		{"a/+", "a/b/c", false},
+		{"a/+", "a", false},
+		{"a/+/c", "a/b/c", true},
+		{"a/+/c", "a//c", true},
+		{"+", "a", true},
+		{"+", "a/b", false},
+		{"+/+", "/a", true},
+		{"a/b", "a/b", true},
+		{"a/b", "a/b/c", false},
+		{"a/b/c", "a/b", false},
+		{"tesla/+/Soc", "tesla/" + testVIN + "/Soc", true},
+	} {
+		if got := matchFilter(tc.filter, tc.topic); got != tc.want {
+			t.Errorf("matchFilter(%q, %q) = %t, want %t", tc.filter, tc.topic, got, tc.want)
+		}
+	}
+}
+
+// TestMaximumPacketSize: a message larger than the client accepts is not
+// sent to it (nor kept in flight); the next one is.
+func TestMaximumPacketSize(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 5, packets.Properties{MaximumPacketSize: 64})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	publish(t, broker,
+		bridge.Message{Topic: socTopic, Payload: bytes.Repeat([]byte("x"), 100), QoS: 1},
+		bridge.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 1})
+	pk := c.expectNext(gearTopic, "D")
+	c.puback(pk.PacketID)
+	c.sync()
+	if n := serverClient(t, broker, c.id).State.Inflight.Len(); n != 0 {
+		t.Errorf("%d messages in flight", n)
+	}
+}
+
+// TestUnsubscribe: after UNSUBACK no message of the filter arrives.
+func TestUnsubscribe(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 4, packets.Properties{})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/+/Soc"}, packets.Subscription{Filter: "marker"})
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("1")})
+	c.expectNext(socTopic, "1")
+	c.unsubscribe("tesla/+/Soc")
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("2")}, bridge.Message{Topic: "marker", Payload: []byte("m")})
+	c.expectNext("marker", "m")
+}
+
+// TestQueueFull: a client whose queue is full loses messages, which are
+// counted and reported, and taken back out of its in-flight store.
+func TestQueueFull(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 5, packets.Properties{})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	cl := serverClient(t, broker, c.id)
+
+	f := broker.fan
+	var mu sync.Mutex
+	var dropped []string
+	f.dropped = func(cl *mqtt.Client, pk packets.Packet) {
+		mu.Lock()
+		dropped = append(dropped, string(pk.Payload))
+		mu.Unlock()
+	}
+	f.maxPending = 2
+	// A sender that is never written out, in place of the client's.
+	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	before := broker.server.Info.MessagesDropped
+	for i := range 3 {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: socTopic, Payload: []byte(strconv.Itoa(i))}
+		f.deliver(cl, s, &pk, 1, false, nil)
+	}
+	if !slices.Equal(dropped, []string{"2"}) {
+		t.Errorf("dropped %q, want the third message", dropped)
+	}
+	if n := broker.server.Info.MessagesDropped - before; n != 1 {
+		t.Errorf("%d drops counted", n)
+	}
+	if n := cl.State.Inflight.Len(); n != 2 {
+		t.Errorf("%d messages in flight, want the 2 queued", n)
+	}
+}
+
+// TestSenderEnds: when a client goes, its sender stops.
+func TestSenderEnds(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 4, packets.Properties{})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#"})
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("1")})
+	c.expectNext(socTopic, "1")
+	f := broker.fan
+	senders := func() int {
+		f.smu.Lock()
+		defer f.smu.Unlock()
+		return len(f.senders)
+	}
+	if n := senders(); n != 1 {
+		t.Fatalf("%d senders, want 1", n)
+	}
+	c.conn.Close()
+	waitFor(t, "the sender to stop", func() bool { return senders() == 0 })
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("2")})
+	if n := senders(); n != 0 {
+		t.Errorf("%d senders after the client left", n)
+	}
+}
+
+func TestPublishRefuses(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	for _, tc := range []struct {
+		msg  bridge.Message
+		want error
+	}{
+		{bridge.Message{Topic: ""}, packets.ErrProtocolViolationNoTopic},
+		{bridge.Message{Topic: "tesla/+/Soc"}, packets.ErrProtocolViolationSurplusWildcard},
+		{bridge.Message{Topic: "tesla/#"}, packets.ErrProtocolViolationSurplusWildcard},
+		{bridge.Message{Topic: string(bytes.Repeat([]byte("a"), 70000))}, packets.ErrProtocolViolationInvalidTopic},
+		{bridge.Message{Topic: "tesla/x", QoS: 3}, packets.ErrProtocolViolationQosOutOfRange},
+	} {
+		if err := broker.Publish(t.Context(), []bridge.Message{tc.msg}); !errors.Is(err, tc.want) {
+			t.Errorf("topic %.20q qos %d: %v, want %v", tc.msg.Topic, tc.msg.QoS, err, tc.want)
+		}
+	}
+}
+
+// TestAppendPublish compares the encoder with mochi's for packets without
+// properties other than subscription identifiers.
+func TestAppendPublish(t *testing.T) {
+	for _, d := range []delivery{
+		{version: 4}, {version: 4, qos: 1, id: 513, retain: true}, {version: 3, qos: 2, id: 1},
+		{version: 5}, {version: 5, qos: 1, id: 65535, ids: []int{1, 127, 128, 16384, 268435455}},
+	} {
+		for _, payload := range [][]byte{nil, []byte("80"), bytes.Repeat([]byte("x"), 200), bytes.Repeat([]byte("y"), 20000)} {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "tesla/" + testVIN + "/state", Payload: payload}
+			got := appendPublish([]byte("prefix"), &pk, d)
+			var want bytes.Buffer
+			want.WriteString("prefix")
+			out := d.packet(&pk)
+			if err := out.PublishEncode(&want); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Errorf("%+v, %d bytes of payload:\n got %x\nwant %x", d, len(payload), got[:min(len(got), 64)], want.Bytes()[:min(want.Len(), 64)])
+			}
+		}
+	}
+}
+
+// waitFor waits until cond holds; it fails the test after wait.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRetainedRepeat: a message the bridge publishes again unchanged is
+// delivered again but not kept again; anything else that changes the
+// retained message of a topic is kept: another payload or QoS, a
+// deletion, and on topics clients may write, whatever the bridge sends.
+func TestRetainedRepeat(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	c := dialRaw(t, broker, 5, packets.Properties{})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#"})
+	retained := func(topic string) (packets.Packet, bool) { return broker.server.Topics.Retained.Get(topic) }
+
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
+	first, _ := retained(socTopic)
+	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
+	c.expectNext(socTopic, "80")
+	c.expectNext(socTopic, "80")
+	if again, _ := retained(socTopic); &again.Payload[0] != &first.Payload[0] {
+		t.Error("an unchanged message was kept again")
+	}
+	for _, step := range []struct {
+		msg  bridge.Message
+		want string // retained payload afterwards; "" for none
+		qos  byte
+	}{
+		{bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true}, "80", 1},
+		{bridge.Message{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true}, "81", 1},
+		{bridge.Message{Topic: socTopic, Payload: nil, QoS: 1, Retain: true}, "", 0},
+		{bridge.Message{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true}, "81", 1},
+	} {
+		publish(t, broker, step.msg)
+		pk := c.expectNext(step.msg.Topic, string(step.msg.Payload))
+		if pk.FixedHeader.Qos > 0 {
+			c.puback(pk.PacketID)
+		}
+		got, ok := retained(socTopic)
+		if string(got.Payload) != step.want || ok != (step.want != "") || got.FixedHeader.Qos != step.qos {
+			t.Errorf("after %q at QoS %d: retained %q (%t) at QoS %d, want %q at QoS %d",
+				step.msg.Payload, step.msg.QoS, got.Payload, ok, got.FixedHeader.Qos, step.want, step.qos)
+		}
+	}
+
+	// A topic clients may write too: the bridge's message is always kept.
+	const config = "homeassistant/sensor/x/config"
+	publish(t, broker, bridge.Message{Topic: config, Payload: []byte("{}"), QoS: 1, Retain: true})
+	c.puback(c.expectNext(config, "{}").PacketID)
+	other := mustDial(t, broker.Addr(ListenerTCP), nil)
+	if _, err := other.Publish(t.Context(), &paho.Publish{Topic: config, QoS: 1, Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	c.puback(c.expectNext(config, "").PacketID)
+	if _, ok := retained(config); ok {
+		t.Fatal("the client's empty message did not delete the retained one")
+	}
+	publish(t, broker, bridge.Message{Topic: config, Payload: []byte("{}"), QoS: 1, Retain: true})
+	if got, _ := retained(config); string(got.Payload) != "{}" {
+		t.Errorf("retained %q after the bridge published {} again", got.Payload)
+	}
+}
+
+// TestReceiveMaximumUnderLoad streams QoS 1 messages of the bridge, and of
+// a client through mochi's own path, to an MQTT 5 subscriber with a small
+// receive maximum, and checks that every message arrives. With mochi's
+// flow control left on, messages it held back were never sent once the
+// first held-back one was acknowledged, and its double read lock of the
+// in-flight store could hang the subscriber's connection for good.
+func TestReceiveMaximumUnderLoad(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	addr := broker.Addr(ListenerTCP)
+	rm := uint16(10)
+	sub := mustDial(t, addr, &paho.Connect{Properties: &paho.ConnectProperties{ReceiveMaximum: &rm}})
+	sub.subscribe(t, "tesla/#")
+	sub.subscribe(t, "other/#")
+	pub := mustDial(t, addr, nil)
+
+	// Fewer than mochi's MaximumInflight (8192) in all: past it the broker
+	// drops messages for a subscriber that falls behind, by design.
+	const batches, batch, others = 200, 20, 1000
+	errs := make(chan error, 2)
+	go func() {
+		msgs := make([]bridge.Message, batch)
+		for i := range batches {
+			for j := range msgs {
+				msgs[j] = bridge.Message{Topic: fmt.Sprintf("tesla/%s/F%d", testVIN, j), Payload: []byte(strconv.Itoa(i*batch + j)), QoS: 1}
+			}
+			if err := broker.Publish(context.Background(), msgs); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	go func() {
+		for i := range others {
+			if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: "other/x", QoS: 1, Payload: []byte(strconv.Itoa(i))}); err != nil {
+				errs <- fmt.Errorf("client publish: %w", err)
+				return
+			}
+		}
+		errs <- nil
+	}()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	seen := make(map[string]bool)
+	want := batches*batch + others
+	timeout := time.After(60 * time.Second)
+	for len(seen) < want {
+		select {
+		case m := <-sub.msgs:
+			seen[m.Topic[:5]+string(m.Payload)] = true
+		case <-timeout:
+			t.Fatalf("%d of %d messages arrived; mochi holds %d in flight for the subscriber",
+				len(seen), want, serverClient(t, broker, sub.ClientID()).State.Inflight.Len())
+		}
+	}
+	if n := broker.server.Info.MessagesDropped + broker.server.Info.InflightDropped; n != 0 {
+		t.Errorf("the broker dropped %d messages", n)
+	}
+	waitFor(t, "an empty in-flight store", func() bool {
+		return serverClient(t, broker, sub.ClientID()).State.Inflight.Len() == 0
+	})
+}
