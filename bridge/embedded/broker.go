@@ -34,6 +34,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,10 +75,14 @@ type Broker struct {
 	store  *store  // nil without persistence
 	fan    *fanout // delivers what the bridge publishes
 
-	mu        sync.RWMutex // guards running against Publish
-	running   bool
-	closed    bool
-	listeners map[string]listeners.Listener
+	mu      sync.RWMutex // guards running against Publish
+	running bool
+	closed  bool
+
+	// connectTimeout bounds the time from accepting a connection to its
+	// CONNECT packet (see defaultConnectTimeout); tests shorten it.
+	connectTimeout time.Duration
+	listeners      map[string]listeners.Listener
 
 	subID atomic.Int64
 	stop  chan struct{}
@@ -130,6 +135,8 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		server:    server,
 		guard:     newGuard(&cfg, logger),
 		listeners: make(map[string]listeners.Listener),
+
+		connectTimeout: defaultConnectTimeout,
 	}
 	b.guard.server = server
 	b.guard.protect(prefix)
@@ -176,14 +183,37 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 	}
 	var ls []listeners.Listener
-	if b.cfg.Listen != "" {
-		ls = append(ls, listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: ListenerTCP, Address: b.cfg.Listen}))
+	fail := func(err error) error {
+		for _, l := range ls {
+			l.Close(func(string) {})
+		}
+		b.server.Close()
+		b.closed = true
+		return fmt.Errorf("embedded broker: %w", err)
 	}
-	if b.cfg.TLS.Listen != "" {
-		ls = append(ls, listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: ListenerTLS, Address: b.cfg.TLS.Listen, TLSConfig: cert.tlsConfig()}))
+	for _, tl := range []struct {
+		id, addr string
+		secure   bool
+	}{
+		{ListenerTCP, b.cfg.Listen, false},
+		{ListenerTLS, b.cfg.TLS.Listen, true},
+	} {
+		if tl.addr == "" {
+			continue
+		}
+		var tlsConfig *tls.Config
+		if tl.secure {
+			tlsConfig = cert.tlsConfig()
+		}
+		l, err := listenTCP(tl.id, tl.addr, tlsConfig, b.connectTimeout)
+		if err != nil {
+			return fail(fmt.Errorf("listen %s on %s: %w", tl.id, tl.addr, err))
+		}
+		ls = append(ls, l)
 	}
 	if b.cfg.WebSocket.Listen != "" {
 		ws := newWSListener(ListenerWebSocket, b.cfg.WebSocket.Listen, nil, b.cfg.WebSocket.AllowedOrigins)
+		ws.connectTimeout = b.connectTimeout
 		if b.cfg.WebSocket.TLS {
 			ws.tls = cert.tlsConfig()
 		}

@@ -31,6 +31,9 @@ type wsListener struct {
 	listener net.Listener
 	server   *http.Server
 	upgrader websocket.Upgrader
+	// connectTimeout bounds the time from the upgrade to the CONNECT
+	// packet (see defaultConnectTimeout).
+	connectTimeout time.Duration
 
 	// Connections being served, so that Close can end them all before it
 	// returns: mochi waits for its clients after closing the listeners,
@@ -44,7 +47,8 @@ type wsListener struct {
 var _ listeners.Listener = (*wsListener)(nil)
 
 func newWSListener(id, addr string, tlsConfig *tls.Config, origins []string) *wsListener {
-	l := &wsListener{id: id, addr: addr, tls: tlsConfig, origins: origins, conns: make(map[*websocket.Conn]struct{})}
+	l := &wsListener{id: id, addr: addr, tls: tlsConfig, origins: origins, conns: make(map[*websocket.Conn]struct{}),
+		connectTimeout: defaultConnectTimeout}
 	l.upgrader = websocket.Upgrader{
 		Subprotocols:     []string{"mqtt"},
 		HandshakeTimeout: 10 * time.Second,
@@ -94,6 +98,9 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 				return
 			}
 			defer l.untrack(ws)
+			if err := ws.SetReadDeadline(time.Now().Add(l.connectTimeout)); err != nil {
+				return
+			}
 			if err := establish(l.id, &wsConn{Conn: ws.NetConn(), ws: ws}); err != nil {
 				l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "error", err)
 			}
