@@ -234,8 +234,26 @@ func (f *fanout) keepRetained(r *route, pk *packets.Packet, payload []byte) {
 	if len(payload) > 0 {
 		pk.Payload = bytes.Clone(payload)
 	}
-	f.retain(*pk)
+	if r.last != nil && len(pk.Payload) > 0 {
+		f.replaceRetained(*pk)
+	} else {
+		f.retain(*pk)
+	}
 	r.last, r.lastQoS = pk.Payload, qos
+}
+
+// replaceRetained replaces the retained message of a topic that has one,
+// which the route kept: only the message changes, not mochi's topic tree,
+// so the tree is not walked under its global lock as RetainMessage does
+// (a car changes some of its values every second).
+func (f *fanout) replaceRetained(pk packets.Packet) {
+	if f.server.Options.Capabilities.RetainAvailable == 0 {
+		return
+	}
+	f.server.Topics.Retained.Add(pk.TopicName, pk)
+	if f.retainedChanged != nil {
+		f.retainedChanged()
+	}
 }
 
 // retain keeps pk in mochi's retained index (an empty payload deletes).
