@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/deviceid"
 )
 
 // File names inside a development PKI directory. Certificates are PEM
@@ -31,8 +33,10 @@ const (
 )
 
 var (
-	// ErrBadVIN is returned for a vehicle name that cannot be a file name.
-	ErrBadVIN = errors.New("vin not usable as a file name")
+	// ErrBadVIN is returned for a vehicle name that cannot be a file name,
+	// or that the vehicle listener would refuse as a car's device id (see
+	// deviceid.Valid). The error names which.
+	ErrBadVIN = errors.New("vin not usable")
 	// ErrHalfPair is returned when a certificate or key is present on disk
 	// without its partner.
 	ErrHalfPair = errors.New("certificate without key or key without certificate")
@@ -283,11 +287,17 @@ func loadPair(dir, certName, keyName string) (tls.Certificate, bool, error) {
 }
 
 // checkVIN refuses names that would escape the vehicles directory or clash
-// with the key file naming.
+// with the key file naming, and names that the vehicle listener refuses as
+// a car's device id: a certificate issued for one would be turned away at
+// the WebSocket upgrade.
 func checkVIN(vin string) error {
 	if vin == "" || vin == "." || vin == ".." || strings.ContainsAny(vin, `/\:`) ||
 		strings.HasSuffix(vin+pemSuffix, keySuffix) || !filepath.IsLocal(vin) {
-		return fmt.Errorf("%q: %w", vin, ErrBadVIN)
+		return fmt.Errorf("%q: %w as a file name", vin, ErrBadVIN)
+	}
+	if !deviceid.Valid(deviceid.FromCommonName(vin)) {
+		return fmt.Errorf("%q: %w: the vehicle listener accepts only names of %s (a '.' counts as '-')",
+			vin, ErrBadVIN, deviceid.Rule)
 	}
 	return nil
 }

@@ -5,7 +5,8 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/deviceid"
 )
 
 // DeviceTypeVehicle is the device type of a car.
@@ -34,10 +35,6 @@ var (
 	// separator or control characters in it must never get that far.
 	ErrInvalidDeviceID = errors.New("client certificate common name is not a valid device id")
 )
-
-// maxDeviceIDLen is the longest device id accepted, the upper bound X.509
-// sets for a common name.
-const maxDeviceIDLen = 64
 
 // Identity is who a connection belongs to, taken from its verified client
 // certificate, never from the messages it sends.
@@ -79,9 +76,7 @@ func IdentityFromCertificate(leaf *x509.Certificate) (Identity, error) {
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: issuer %q, subject %q", err, issuer, subject)
 	}
-	// ReplaceAll returns subject itself when there is no dot: a VIN costs
-	// no copy.
-	deviceID := strings.ReplaceAll(subject, ".", "-")
+	deviceID := deviceid.FromCommonName(subject)
 	if !ValidDeviceID(deviceID) {
 		return Identity{}, fmt.Errorf("%w: issuer %q, subject %q", ErrInvalidDeviceID, issuer, subject)
 	}
@@ -92,31 +87,11 @@ func IdentityFromCertificate(leaf *x509.Certificate) (Identity, error) {
 	}, nil
 }
 
-// ValidDeviceID reports whether id is a plausible device id: 1 to 64 ASCII
-// letters, digits, '-' and '_', starting with a letter or a digit.
-//
-// A car's id is its VIN (17 capital letters and digits), other Tesla
-// devices use part numbers and serials such as "1232100-00-E--TG1234". The
-// rule does not insist on the VIN alphabet (no I, O or Q) or its length:
-// development and test certificates use names such as 5YJ3TESTVIN000001,
-// and what matters is that the id is safe wherever it goes, as one MQTT
-// topic level (no '/', '+', '#', leading '$' or NUL), in Home Assistant
-// unique ids, in file names and in log lines.
-func ValidDeviceID(id string) bool {
-	if id == "" || len(id) > maxDeviceIDLen || !isAlnum(id[0]) {
-		return false
-	}
-	for i := 1; i < len(id); i++ {
-		if c := id[i]; !isAlnum(c) && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
-}
+// ValidDeviceID reports whether id is a plausible device id: 1 to 64
+// ASCII letters, digits, '-' and '_', starting with a letter or a digit.
+// The rule is deviceid.Valid, shared with the development PKI (certs),
+// which refuses to issue certificates that this server would refuse.
+func ValidDeviceID(id string) bool { return deviceid.Valid(id) }
 
 // deviceTypeOf applies the issuer rules.
 func deviceTypeOf(leaf *x509.Certificate) (string, error) {

@@ -98,12 +98,12 @@ func (w *Wizard) handleCallback(rw http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	owner, err := client.Exchange(ctx, code, nonce, fleetapi.FileTokenStore{Path: join(w.dir, tokenFile)})
 	if err != nil {
-		fail(http.StatusBadGateway, err)
+		fail(teslaCallStatus(err), err)
 		return
 	}
 	region, err := owner.DiscoverRegion(ctx)
 	if err != nil {
-		fail(http.StatusBadGateway, err)
+		fail(teslaCallStatus(err), err)
 		return
 	}
 	w.mu.Lock()
@@ -199,7 +199,7 @@ func (w *Wizard) handleVehiclesPage(rw http.ResponseWriter, r *http.Request) {
 	var prob *problem
 	status := http.StatusOK
 	if err := w.listVehicles(ctx); err != nil {
-		prob, status = explain(err), http.StatusBadGateway
+		prob, status = explain(err), teslaCallStatus(err)
 	} else if len(w.vehiclesData().Vehicles) == 0 {
 		prob = problemText("Tesla lists no car on this account. Log in with the Tesla account that owns the car (or to which it is shared).")
 	}
@@ -294,7 +294,7 @@ func (w *Wizard) handlePairingPage(rw http.ResponseWriter, r *http.Request) {
 	err := w.pollPairing(ctx, true)
 	status := http.StatusOK
 	if err != nil {
-		status = http.StatusBadGateway
+		status = teslaCallStatus(err)
 	}
 	w.render(rw, r, status, "pairing", &page{Step: stepPairing, Problem: explain(err), Data: w.pairingData()})
 }

@@ -19,6 +19,18 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
+// teslaCallStatus is the status of a page whose call to Tesla failed with
+// err: 502 Bad Gateway when Tesla, or the way there, failed; 500 when the
+// failure was on this computer, such as a full or read-only disk met while
+// saving the setup state or the owner's refreshed token (fleetapi.IsLocal).
+// The page explains either (fleetapi.Explain).
+func teslaCallStatus(err error) int {
+	if fleetapi.IsLocal(err) {
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadGateway
+}
+
 // Step 1: the developer application. The page shows what to enter on
 // developer.tesla.com and takes the client id and secret, which Tesla must
 // accept (a partner token is fetched) before the step counts as done.
@@ -154,7 +166,7 @@ func (w *Wizard) handleApp(rw http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		w.log.Info("setup: tesla refused the application's credentials", "err", err)
-		fail(http.StatusBadGateway, explain(err), d)
+		fail(teslaCallStatus(err), explain(err), d)
 		return
 	}
 	w.mu.Lock()
@@ -403,6 +415,7 @@ func (w *Wizard) handleRegister(rw http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), teslaTimeout)
 	defer cancel()
 	problems := make(map[fleetapi.Region]string)
+	var failures []error
 	for _, region := range chosen {
 		_, err := client.RegisterPartner(ctx, region, host)
 		if err == nil {
@@ -410,6 +423,7 @@ func (w *Wizard) handleRegister(rw http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			problems[region] = fleetapi.Explain(err)
+			failures = append(failures, err)
 			w.log.Info("setup: partner registration failed", "region", region, "err", err)
 			continue
 		}
@@ -423,13 +437,17 @@ func (w *Wizard) handleRegister(rw http.ResponseWriter, r *http.Request) {
 	w.mu.Lock()
 	err = w.st.save(join(w.dir, stateFile))
 	w.mu.Unlock()
-	if err != nil {
-		problems[""] = explain(err).Text
-	}
-	if len(problems) > 0 {
-		w.render(rw, r, http.StatusBadGateway, "register", &page{Step: stepRegister,
-			Problem: problemText("Registration did not succeed in every chosen region; see below."),
-			Data:    w.registerData(chosen, problems)})
+	if err != nil || len(failures) > 0 {
+		prob := problemText("Registration did not succeed in every chosen region; see below.")
+		if err != nil {
+			// The page has no place for it below the regions, and Tesla
+			// may have registered them all.
+			prob = explain(err)
+			failures = append(failures, err)
+		}
+		// A local failure, in a region or saving, is what to fix first.
+		w.render(rw, r, teslaCallStatus(errors.Join(failures...)), "register", &page{Step: stepRegister,
+			Problem: prob, Data: w.registerData(chosen, problems)})
 		return
 	}
 	redirect(rw, steps[stepOwner].path)

@@ -248,7 +248,7 @@ func (w *Wizard) handlePush(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		w.teslaFailed(err)
 		w.log.Info("setup: config push failed", "err", err)
-		fail(http.StatusBadGateway, explain(err))
+		fail(teslaCallStatus(err), explain(err))
 		return
 	}
 	w.mu.Lock()
@@ -494,7 +494,7 @@ func (w *Wizard) handleRemove(rw http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		w.teslaFailed(err)
-		w.render(rw, r, http.StatusBadGateway, "verify", &page{Step: stepVerify, Problem: explain(err), Data: w.verifyData()})
+		w.render(rw, r, teslaCallStatus(err), "verify", &page{Step: stepVerify, Problem: explain(err), Data: w.verifyData()})
 		return
 	}
 	w.mu.Lock()

@@ -276,40 +276,66 @@ func isErrno(err error) bool {
 	return ok
 }
 
-// explainLocal explains a failure to read or write fleet2mqtt's own files
-// (its data directory: token, key, setup state), or returns "" when err is
-// not one. The explanation names the file and the cause, and keeps the
-// system's own words (such as "no space left on device") so that they can
-// be looked up.
-func explainLocal(err error) string {
+// IsLocal reports whether err is a failure on this computer rather than at
+// Tesla or on the way there: reading or writing fleet2mqtt's own files (its
+// data directory: token, key, setup state), such as a full or read-only
+// disk, even when the failure surfaced in the middle of a call to Tesla
+// (saving a refreshed token). Explain then blames the disk, and a web
+// page answers with a server error of its own, not a bad gateway.
+func IsLocal(err error) bool {
+	_, ok := localFailure(err)
+	return ok
+}
+
+// fileFailure is a failure on fleet2mqtt's own files: what was done to
+// which path (both "" when unknown), and the system's error.
+type fileFailure struct {
+	op, path string
+	cause    error
+}
+
+// localFailure picks the file failure out of err, if err is one.
+func localFailure(err error) (fileFailure, bool) {
+	if err == nil {
+		return fileFailure{}, false
+	}
 	// An error from a network operation may carry an errno that also
 	// occurs on files (EACCES from a firewall); it is not a file error.
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
-		return ""
+		return fileFailure{}, false
 	}
 	var (
 		pathErr *fs.PathError
 		linkErr *os.LinkError
-		op      string
-		path    string
-		cause   error
 	)
 	switch {
 	case errors.As(err, &pathErr):
-		op, path, cause = pathErr.Op, pathErr.Path, pathErr.Err
+		return fileFailure{pathErr.Op, pathErr.Path, pathErr.Err}, true
 	case errors.As(err, &linkErr):
-		op, path, cause = linkErr.Op, linkErr.New, linkErr.Err
+		return fileFailure{linkErr.Op, linkErr.New, linkErr.Err}, true
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS):
 		// Without a path these can still only be about storage.
-		cause = err
+		cause := err
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			cause = errno
 		}
-	default:
+		return fileFailure{cause: cause}, true
+	}
+	return fileFailure{}, false
+}
+
+// explainLocal explains a failure to read or write fleet2mqtt's own files
+// (see IsLocal), or returns "" when err is not one. The explanation names
+// the file and the cause, and keeps the system's own words (such as "no
+// space left on device") so that they can be looked up.
+func explainLocal(err error) string {
+	f, ok := localFailure(err)
+	if !ok {
 		return ""
 	}
+	op, path, cause := f.op, f.path, f.cause
 
 	var b strings.Builder
 	b.WriteString("fleet2mqtt could not ")

@@ -277,6 +277,9 @@ func TestExplainLocalFiles(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if !fleetapi.IsLocal(tc.err) {
+				t.Errorf("IsLocal(%v) = false, want true", tc.err)
+			}
 			got := fleetapi.Explain(tc.err)
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
@@ -308,6 +311,9 @@ func TestExplainNetworkNotLocal(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if fleetapi.IsLocal(tc.err) {
+				t.Errorf("IsLocal(%v) = true, want false", tc.err)
+			}
 			got := fleetapi.Explain(tc.err)
 			if !strings.Contains(got, tc.want) {
 				t.Errorf("Explain(%v) = %q, want it to contain %q", tc.err, got, tc.want)
@@ -339,6 +345,9 @@ func TestExplainFullDiskOnRefresh(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("error %v, want one caused by the full disk", err)
 	}
+	if !fleetapi.IsLocal(err) {
+		t.Errorf("IsLocal(%v) = false for a full disk met during a call to Tesla", err)
+	}
 	got := fleetapi.Explain(err)
 	for _, w := range []string{"the disk is full", "no space left on device", "/dev/full", "not at Tesla"} {
 		if !strings.Contains(got, w) {
@@ -366,10 +375,37 @@ func TestExplainUnwritableDataDir(t *testing.T) {
 	if err == nil {
 		t.Fatal("saving into a read-only directory succeeded")
 	}
+	if !fleetapi.IsLocal(err) {
+		t.Errorf("IsLocal(%v) = false", err)
+	}
 	got := fleetapi.Explain(err)
 	for _, w := range []string{store.Path, "permission denied", "user fleet2mqtt runs as"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("Explain(%v) = %q, want it to contain %q", err, got, w)
 		}
+	}
+}
+
+// TestIsLocalTesla checks that Tesla's own failures and the way there are
+// never taken for local ones.
+func TestIsLocalTesla(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{"nil", nil},
+		{"server error", &fleetapi.APIError{Status: 503, Endpoint: "GET /api/1/vehicles"}},
+		{"rate limited", fmt.Errorf("list vehicles: %w", &fleetapi.APIError{Status: 429})},
+		{"login required", fleetapi.ErrLoginRequired},
+		{"malformed answer", fmt.Errorf("vehicles: %w", fleetapi.ErrMalformedResponse)},
+		{"timeout", &url.Error{Op: "Get", URL: "https://fleet-api.example/api/1/vehicles", Err: context.DeadlineExceeded}},
+		{"unrelated errno", fmt.Errorf("pipe: %w", syscall.EMFILE)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if fleetapi.IsLocal(tc.err) {
+				t.Errorf("IsLocal(%v) = true, want false", tc.err)
+			}
+		})
 	}
 }
