@@ -21,8 +21,8 @@
 //
 // Delivery: Publish returns once the broker has taken the messages (kept
 // the retained ones, queued them for every subscriber). A subscriber that
-// reads more slowly than the cars send fills its queue (8192 messages, or
-// 8192 unacknowledged at QoS 1); the broker then drops messages for that
+// reads more slowly than the cars send fills its queue (maxQueued
+// messages); the broker then drops messages for that
 // subscriber only, and logs it. The bridge's messages do not take mochi's
 // general publish path, which costs some 25 allocations per message and
 // subscriber, but a direct one (fanout.go): a cached subscriber lookup per
@@ -57,6 +57,11 @@ var (
 	// ErrNotRunning means the broker was not started, or was closed.
 	ErrNotRunning = errors.New("embedded broker not running")
 )
+
+// maxQueued is how many messages may wait for one subscriber: written to
+// it but not acknowledged, held back for its receive maximum, or not yet
+// written.
+const maxQueued = 65535
 
 // Listener names, for Addr.
 const (
@@ -119,6 +124,15 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	// packet, whatever length it announces (the largest message the bridge
 	// publishes, a car's Home Assistant discovery config, is ~100 KB).
 	caps.MaximumPacketSize = 1 << 20
+	// How far a subscriber may fall behind before the broker drops
+	// messages for it: the most QoS 1 and 2 messages it may have
+	// unacknowledged or waiting for its receive maximum (the most packet
+	// identifiers there are), and the most messages waiting to be written
+	// to its connection. mochi's 8192 are about a second of a thousand
+	// cars; this is several, for a subscriber that stalls for a moment. A
+	// message waiting costs a few hundred bytes.
+	caps.MaximumInflight = maxQueued
+	caps.MaximumClientWritesPending = maxQueued
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		// Writes to a subscriber are coalesced until its queue drains or
