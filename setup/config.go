@@ -3,13 +3,13 @@ package setup
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
 
 // Config is the "setup" section of the configuration file: the setup page
@@ -136,23 +136,6 @@ func checkRedirectURL(s string) error {
 	return nil
 }
 
-// Secret is a string that does not show itself in logs or printed
-// configuration.
-type Secret string
-
-// redacted stands for a secret that is set.
-const redacted = "[redacted]"
-
-// String returns [redacted] for a set secret and "" for an empty one.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// GoString keeps %#v from printing the secret.
-func (s Secret) GoString() string { return strconv.Quote(s.String()) }
-
-// LogValue keeps slog from printing the secret.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+// Secret is a string that does not show itself in logs, printed
+// configuration or encoded output (it reads [redacted]).
+type Secret = secret.Secret

@@ -91,7 +91,7 @@ func TestAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig()
-	cfg.Users = []User{{Name: "homeassistant", Password: "s3cret"}, {Name: "nodered", Password: string(hash)}}
+	cfg.Users = []User{{Name: "homeassistant", Password: "s3cret"}, {Name: "nodered", Password: Secret(hash)}}
 	cfg.AllowAnonymous = AnonymousNever
 	broker := startBroker(t, cfg, "")
 	addr := broker.Addr(ListenerTCP)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
 
 // configKey is the name of this package's section in the configuration
@@ -77,13 +79,17 @@ type WebSocketConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
+// Secret is a string that does not show itself in logs, printed
+// configuration or encoded output (it reads [redacted]).
+type Secret = secret.Secret
+
 // User is one MQTT login.
 type User struct {
 	// Name is the MQTT user name.
 	Name string `yaml:"name"`
 	// Password is the password in clear text, or its bcrypt hash (a value
 	// starting with $2a$, $2b$ or $2y$, e.g. from htpasswd -nbB).
-	Password string `yaml:"password"`
+	Password Secret `yaml:"password"`
 }
 
 // LogValue keeps passwords out of logs.

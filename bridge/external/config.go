@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
 
 // Defaults for the zero values of Config.
@@ -46,7 +47,7 @@ type Config struct {
 	// Username to log in with; empty for anonymous access.
 	Username string `yaml:"username"`
 
-	// Password to log in with. It is never logged and prints as ***.
+	// Password to log in with. It is never logged and prints as [redacted].
 	Password Secret `yaml:"password"`
 
 	// CAFile is a PEM file of certificate authorities to trust in addition
@@ -83,38 +84,9 @@ type Config struct {
 	SessionExpiry time.Duration `yaml:"session_expiry"`
 }
 
-// Secret is a string that does not show itself in logs or printed
-// configuration.
-type Secret string
-
-const redacted = "***"
-
-// String returns *** for a set secret and "" for an empty one.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// GoString keeps %#v from printing the secret.
-func (s Secret) GoString() string { return strconv.Quote(s.String()) }
-
-// LogValue keeps slog from printing the secret.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText keeps encoders (JSON, YAML, text) from writing the secret.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText reads the secret as written, undoing MarshalText's effect on
-// decoding.
-func (s *Secret) UnmarshalText(b []byte) error {
-	*s = Secret(b)
-	return nil
-}
-
-// Reveal returns the secret itself, for the one place that needs it.
-func (s Secret) Reveal() string { return string(s) }
+// Secret is a string that does not show itself in logs, printed
+// configuration or encoded output (it reads [redacted]).
+type Secret = secret.Secret
 
 // Defaults fills zero fields with their defaults.
 func (c *Config) Defaults() {

@@ -151,8 +151,8 @@ func TestSecretRedacted(t *testing.T) {
 		if strings.Contains(out, "s3cret") {
 			t.Errorf("%s shows the password: %s", name, out)
 		}
-		if !strings.Contains(out, "***") {
-			t.Errorf("%s does not show *** for the password: %s", name, out)
+		if !strings.Contains(out, "[redacted]") {
+			t.Errorf("%s does not show [redacted] for the password: %s", name, out)
 		}
 	}
 	if Secret("").String() != "" {

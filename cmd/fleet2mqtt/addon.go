@@ -63,7 +63,7 @@ func applyAddon(cfg *Config, s addon.Settings) {
 		if len(s.EmbeddedUsers) > 0 {
 			users := make([]embedded.User, len(s.EmbeddedUsers))
 			for i, u := range s.EmbeddedUsers {
-				users[i] = embedded.User{Name: u.Name, Password: u.Password}
+				users[i] = embedded.User{Name: u.Name, Password: embedded.Secret(u.Password)}
 			}
 			cfg.MQTT.Embedded.Users = users
 		}

@@ -173,7 +173,7 @@ func brokerClientConfig(cfg Config) (external.Config, string, error) {
 // plainUser returns the first user whose password is not a bcrypt hash.
 func plainUser(users []embedded.User) (embedded.User, bool) {
 	for _, u := range users {
-		if !strings.HasPrefix(u.Password, "$2") {
+		if !strings.HasPrefix(u.Password.Reveal(), "$2") {
 			return u, true
 		}
 	}
