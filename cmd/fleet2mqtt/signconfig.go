@@ -39,21 +39,23 @@ func runSignConfig(_ context.Context, args []string, stdout, stderr io.Writer) i
 	flags := flag.NewFlagSet("sign-config", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	keyFile := flags.String("key", "", "private key `file` (PEM, PKCS#8 or the SEC1 that openssl ecparam writes; default: the setup page's key in the data directory)")
-	configFile := flags.String("config", "-", "telemetry config `file` (JSON; - for standard input)")
-	dataDir := flags.String("data-dir", defaultDataDir(), "data `directory` holding the setup page's key")
+	configFile := flags.String("config", os.Getenv("FLEET2MQTT_CONFIG"), "fleet2mqtt's configuration `file` (YAML), for data_dir")
+	dataDir := flags.String("data-dir", "", "data `directory` holding the setup page's key (overrides data_dir)")
 	force := flags.Bool("force", false, "sign even when the config has problems (they are printed as warnings)")
 	verify := flags.String("verify", "", "verify this `token` (- for standard input) instead of signing: signature, aud and config")
 	pubFile := flags.String("pub", "", "with --verify: the public key `file` (PEM) to verify with, instead of the private key's")
 	flags.Usage = func() {
-		fmt.Fprint(stderr, `Usage: fleet2mqtt sign-config [--key KEY.pem] [--config CONFIG.json]
+		fmt.Fprint(stderr, `Usage: fleet2mqtt sign-config [--key KEY.pem] [TELEMETRY.json]
        fleet2mqtt sign-config --verify TOKEN [--key KEY.pem | --pub PUBLIC.pem]
 
 Signs a fleet-telemetry config with the application's key (Tesla.SS256) and
 prints the token on one line, for POST /api/1/vehicles/fleet_telemetry_config_jws
-{"vins": [...], "token": "<token>"}. The config is the JSON object the car gets
-(hostname, port, ca, exp, fields, alert_types, delivery_policy, prefer_typed);
-its claims reach the token unchanged, plus iss (the public key) and aud.
-It is checked first as Tesla and the car would check it.
+{"vins": [...], "token": "<token>"}. The telemetry config, read from
+TELEMETRY.json or standard input (no file, or -), is the JSON object the car
+gets (hostname, port, ca, exp, fields, alert_types, delivery_policy,
+prefer_typed); its claims reach the token unchanged, plus iss (the public key)
+and aud. It is checked first as Tesla and the car would check it. Without
+--key, the key is the setup page's, in the data directory.
 
 Flags:
 `)
@@ -65,13 +67,30 @@ Flags:
 		}
 		return 2
 	}
-	if flags.NArg() > 0 {
-		fmt.Fprintf(stderr, "fleet2mqtt sign-config: unexpected argument %q\n", flags.Arg(0))
+	telemetryFile := "-"
+	switch flags.NArg() {
+	case 0:
+	case 1:
+		telemetryFile = flags.Arg(0)
+	default:
+		fmt.Fprintf(stderr, "fleet2mqtt sign-config: unexpected argument %q: give one telemetry config file\n", flags.Arg(1))
 		return 2
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "fleet2mqtt sign-config:", err)
 		return 1
+	}
+	// keyDir is the data directory, from --data-dir or the configuration;
+	// only needed without --key.
+	keyDir := func() (string, error) {
+		if *dataDir != "" {
+			return *dataDir, nil
+		}
+		cfg, err := loadConfig(*configFile)
+		if err != nil {
+			return "", err
+		}
+		return cfg.DataDir, nil
 	}
 	now := time.Now()
 
@@ -84,7 +103,7 @@ Flags:
 			}
 			token = string(raw)
 		}
-		pub, source, err := verifyKey(*pubFile, *keyFile, *dataDir)
+		pub, source, err := verifyKey(*pubFile, *keyFile, keyDir)
 		if err != nil {
 			return fail(err)
 		}
@@ -96,7 +115,11 @@ Flags:
 
 	path := *keyFile
 	if path == "" {
-		path = setupKeyPath(*dataDir)
+		dir, err := keyDir()
+		if err != nil {
+			return fail(err)
+		}
+		path = setupKeyPath(dir)
 	}
 	key, err := fleetapi.LoadPrivateKey(path)
 	if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
@@ -106,13 +129,13 @@ Flags:
 		return fail(err)
 	}
 	var claims []byte
-	if *configFile == "-" {
+	if telemetryFile == "-" {
 		claims, err = readLimited(stdin)
 	} else {
-		claims, err = readFileLimited(*configFile)
+		claims, err = readFileLimited(telemetryFile)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("read config: %w", err))
+		return fail(fmt.Errorf("read telemetry config: %w", err))
 	}
 	token, problems, err := signConfig(key, claims, now)
 	if err != nil {
@@ -329,7 +352,7 @@ func shorten(raw json.RawMessage) string {
 // verifyKey picks the key a token is verified with: --pub, else the
 // private key's public half (--key, or the setup page's key if there is
 // one), else none (the key named in the token's iss).
-func verifyKey(pubFile, keyFile, dataDir string) (*ecdsa.PublicKey, string, error) {
+func verifyKey(pubFile, keyFile string, dataDir func() (string, error)) (*ecdsa.PublicKey, string, error) {
 	if pubFile != "" {
 		data, err := readFileLimited(pubFile)
 		if err != nil {
@@ -343,7 +366,11 @@ func verifyKey(pubFile, keyFile, dataDir string) (*ecdsa.PublicKey, string, erro
 	}
 	path := keyFile
 	if path == "" {
-		path = setupKeyPath(dataDir)
+		dir, err := dataDir()
+		if err != nil {
+			return nil, "", err
+		}
+		path = setupKeyPath(dir)
 	}
 	key, err := fleetapi.LoadPrivateKey(path)
 	if errors.Is(err, fs.ErrNotExist) && keyFile == "" {

@@ -112,10 +112,10 @@ func TestSignConfigVector(t *testing.T) {
 		stdin string
 		args  []string
 	}{
-		{"pkcs8 key, file", "", []string{"--key", pkcs8, "--config", claimsFile}},
-		{"sec1 key, file", "", []string{"--key", sec1, "--config", claimsFile}},
+		{"pkcs8 key, file", "", []string{"--key", pkcs8, claimsFile}},
+		{"sec1 key, file", "", []string{"--key", sec1, claimsFile}},
 		{"standard input", string(v.Claims), []string{"--key", sec1}},
-		{"standard input named", string(v.Claims), []string{"--key", pkcs8, "--config", "-"}},
+		{"standard input named", string(v.Claims), []string{"--key", pkcs8, "-"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestSignConfigVector(t *testing.T) {
 	}
 
 	t.Run("refused without --force", func(t *testing.T) {
-		code, out, errOut := runCmd(t, "", "sign-config", "--key", pkcs8, "--config", claimsFile)
+		code, out, errOut := runCmd(t, "", "sign-config", "--key", pkcs8, claimsFile)
 		if code != 1 || out != "" {
 			t.Fatalf("exit %d, stdout %q: want 1 and no token", code, out)
 		}
@@ -265,6 +265,11 @@ func TestSignConfigVerifyOtherAudience(t *testing.T) {
 func TestSignConfigErrors(t *testing.T) {
 	v := loadVector(t, "telemetry_config_jws")
 	pkcs8, _, _ := vectorKeyFiles(t, v)
+	yamlDataDir := t.TempDir()
+	yamlConfig := filepath.Join(t.TempDir(), "fleet2mqtt.yaml")
+	writeTestFile(t, yamlConfig, []byte("data_dir: "+yamlDataDir+"\n"))
+	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
+	writeTestFile(t, badConfig, []byte("mqtt: [\n"))
 	tests := []struct {
 		name  string
 		stdin string
@@ -275,9 +280,11 @@ func TestSignConfigErrors(t *testing.T) {
 		{"no key in the data dir", "{}", []string{"--data-dir", t.TempDir()}, 1, "no key at"},
 		{"not JSON", "hostname: x", []string{"--key", pkcs8}, 1, "config is not a JSON object"},
 		{"JSON array", "[1]", []string{"--key", pkcs8}, 1, "config is not a JSON object"},
-		{"missing config file", "", []string{"--key", pkcs8, "--config", filepath.Join(t.TempDir(), "nope.json")}, 1, "read config"},
+		{"missing config file", "", []string{"--key", pkcs8, filepath.Join(t.TempDir(), "nope.json")}, 1, "read telemetry config"},
 		{"pub without verify", "{}", []string{"--key", pkcs8, "--pub", pkcs8}, 1, "--pub only goes with --verify"},
-		{"argument", "", []string{"extra"}, 2, "unexpected argument"},
+		{"two files", "", []string{"a.json", "b.json"}, 2, `unexpected argument "b.json"`},
+		{"data dir from the configuration", "{}", []string{"--config", yamlConfig}, 1, "no key at " + filepath.Join(yamlDataDir, "setup")},
+		{"bad configuration", "{}", []string{"--config", badConfig}, 1, "config " + badConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
