@@ -29,6 +29,7 @@ type Bridge struct {
 	compat bool // publish the compatibility layout
 
 	bridgeState string
+	rep         *replicas // nil for a single instance (replicas.go)
 
 	clock clock // measures the state interval (state.go)
 
@@ -56,31 +57,65 @@ func New(cfg Config, pub Publisher, logger *slog.Logger) (*Bridge, error) {
 		native:      !cfg.Compat.Exclusive,
 		compat:      cfg.Compat.Enabled,
 		bridgeState: cfg.BridgeStateTopic(),
+		rep:         newReplicas(cfg),
 		vehicles:    make(map[string]*vehicle),
 	}, nil
 }
 
-// Online publishes "online" on <prefix>/bridge/state (retained). Call it
-// once the broker is reachable.
+// Online publishes "online" on the bridge state topic (retained; see
+// Config.BridgeStateTopic), and for a replica on <prefix>/bridge/state
+// too. Call it once the broker is reachable.
 func (b *Bridge) Online(ctx context.Context) error {
-	return b.publishBridgeState(ctx, PayloadOnline)
+	msgs := []Message{{Topic: b.bridgeState, Payload: []byte(PayloadOnline), QoS: b.cfg.QoS, Retain: true}}
+	if r := b.rep; r != nil {
+		r.mu.Lock()
+		r.stopping = false
+		r.mu.Unlock()
+		msgs = append(msgs, Message{Topic: r.shared, Payload: []byte(PayloadOnline), QoS: b.cfg.QoS, Retain: true})
+	}
+	if err := b.pub.Publish(ctx, msgs); err != nil {
+		return fmt.Errorf("publish bridge state %s: %w", PayloadOnline, err)
+	}
+	return nil
 }
 
 // Offline publishes the state objects that wait for the end of their
-// interval (see Config.StateInterval), then "offline" on
-// <prefix>/bridge/state (retained). Call it on a clean shutdown, before
-// the broker connection closes; when the process dies instead, the
-// external client's last will says the same.
+// interval (see Config.StateInterval), then "offline" on the bridge state
+// topic (retained). A replica then publishes "offline" on
+// <prefix>/bridge/state too when no other replica runs (see
+// RunReplicas). Call it on a clean shutdown, before the broker connection
+// closes; when the process dies instead, the external client's last will
+// says offline on the bridge state topic.
 func (b *Bridge) Offline(ctx context.Context) error {
-	return errors.Join(b.flushStates(ctx), b.publishBridgeState(ctx, PayloadOffline))
+	err := b.flushStates(ctx)
+	if b.rep != nil {
+		return errors.Join(err, b.replicaOffline(ctx))
+	}
+	return errors.Join(err, b.publishBridgeState(ctx, b.bridgeState, PayloadOffline))
 }
 
-func (b *Bridge) publishBridgeState(ctx context.Context, state string) error {
-	msgs := []Message{{Topic: b.bridgeState, Payload: []byte(state), QoS: b.cfg.QoS, Retain: true}}
+// publishBridgeState publishes a bridge state, retained.
+func (b *Bridge) publishBridgeState(ctx context.Context, topic, state string) error {
+	msgs := []Message{{Topic: topic, Payload: []byte(state), QoS: b.cfg.QoS, Retain: true}}
 	if err := b.pub.Publish(ctx, msgs); err != nil {
-		return fmt.Errorf("publish bridge state %s: %w", state, err)
+		return fmt.Errorf("publish bridge state %s on %s: %w", state, topic, err)
 	}
 	return nil
+}
+
+// Streams reports whether vin's car streams to this bridge now: its last
+// connectivity record said connected. Replicas use it to leave a car that
+// moved to another replica to that one (see Config.Replica).
+func (b *Bridge) Streams(vin string) bool {
+	b.mu.RLock()
+	v, c := b.vehicles[vin], b.cars[vin]
+	b.mu.RUnlock()
+	if v == nil || c == nil {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return c.connected > 0
 }
 
 // Handle publishes the messages of one record and returns nil once the

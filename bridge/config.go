@@ -20,6 +20,17 @@ type Config struct {
 	// It may hold several levels ("home/tesla") but no wildcard, no
 	// leading or trailing slash and no leading '$'. Default "tesla".
 	Prefix string `yaml:"prefix"`
+	// Replica names this process among the replicas of one installation
+	// that share a broker behind a load balancer, such as "a" or
+	// "fleet2mqtt-0"; each replica needs a name of its own. A replica says
+	// whether it runs on <prefix>/bridge/<replica>/state (retained; the
+	// external client's last will), and the replicas together keep
+	// <prefix>/bridge/state, which Home Assistant's availability follows,
+	// online while at least one of them runs (see RunReplicas). Letters,
+	// digits, '-' and '_', at most 64 characters. Empty (default): a
+	// single instance, which says whether it runs on <prefix>/bridge/state
+	// itself.
+	Replica string `yaml:"replica"`
 	// QoS is the MQTT quality of service of every message: 0 (at most
 	// once) or 1 (at least once; the car's frame is acknowledged only
 	// after the broker acknowledged every message). Default 1.
@@ -84,6 +95,9 @@ func (c Config) Validate() error {
 	if err := validatePrefix(configKey+".prefix", c.Prefix); err != nil {
 		return err
 	}
+	if err := validateReplica(configKey+".replica", c.Replica); err != nil {
+		return err
+	}
 	switch c.QoS {
 	case 0, 1:
 	case 2:
@@ -126,13 +140,44 @@ func validatePrefix(key, p string) error {
 	return nil
 }
 
-// Payloads of <prefix>/bridge/state. The external broker client announces
-// PayloadOffline as its last will.
+// maxReplicaLen bounds Config.Replica, a topic level.
+const maxReplicaLen = 64
+
+// validateReplica checks a replica name: one topic level of letters,
+// digits, '-' and '_', or empty.
+func validateReplica(key, r string) error {
+	if len(r) > maxReplicaLen {
+		return fmt.Errorf("%s: %q is longer than %d characters", key, r, maxReplicaLen)
+	}
+	for i := 0; i < len(r); i++ {
+		switch c := r[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return fmt.Errorf("%s: %q may hold only letters, digits, '-' and '_', such as \"a\" or \"fleet2mqtt-0\"", key, r)
+		}
+	}
+	return nil
+}
+
+// Payloads of the bridge state topics. The external broker client
+// announces PayloadOffline as its last will.
 const (
 	PayloadOnline  = "online"
 	PayloadOffline = "offline"
 )
 
-// BridgeStateTopic returns <prefix>/bridge/state, where the bridge says
-// whether it runs (retained; the external client's last will).
-func (c Config) BridgeStateTopic() string { return c.Prefix + "/bridge/state" }
+// BridgeStateTopic returns where this process says whether it runs
+// (retained; the external client's last will): <prefix>/bridge/state, or
+// <prefix>/bridge/<replica>/state for a replica.
+func (c Config) BridgeStateTopic() string {
+	if c.Replica != "" {
+		return c.Prefix + "/bridge/" + c.Replica + "/state"
+	}
+	return c.AvailabilityTopic()
+}
+
+// AvailabilityTopic returns <prefix>/bridge/state, which says whether
+// fleet2mqtt runs and which Home Assistant's availability follows. A
+// single instance publishes it as its own state; replicas keep it online
+// while at least one of them runs.
+func (c Config) AvailabilityTopic() string { return c.Prefix + "/bridge/state" }

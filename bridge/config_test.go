@@ -53,6 +53,13 @@ func TestConfigValidate(t *testing.T) {
 		{"compat base", func(c *Config) { c.Compat.Enabled = true; c.Compat.Base = "telemetry/" },
 			`mqtt.compat.base: "telemetry/" starts or ends with '/': use one or more topic levels without wildcards, such as "tesla"`},
 		{"compat base unused", func(c *Config) { c.Compat.Base = "" }, ""},
+		{"replica", func(c *Config) { c.Replica = "fleet2mqtt-0_A" }, ""},
+		{"replica with a slash", func(c *Config) { c.Replica = "a/b" },
+			`mqtt.replica: "a/b" may hold only letters, digits, '-' and '_', such as "a" or "fleet2mqtt-0"`},
+		{"replica with a wildcard", func(c *Config) { c.Replica = "+" },
+			`mqtt.replica: "+" may hold only letters, digits, '-' and '_', such as "a" or "fleet2mqtt-0"`},
+		{"replica too long", func(c *Config) { c.Replica = strings.Repeat("r", 65) },
+			`mqtt.replica: "` + strings.Repeat("r", 65) + `" is longer than 64 characters`},
 		{"exclusive without enabled", func(c *Config) { c.Compat.Exclusive = true },
 			`mqtt.compat.exclusive: true needs mqtt.compat.enabled: true`},
 	}

@@ -21,6 +21,9 @@
 //	                             the active alerts (no end time) by start time, then name; after
 //	                             every alerts record (see PublishActiveAlerts and Republish)
 //	tesla/bridge/state           online or offline (retained; the external client's last will)
+//	tesla/bridge/<replica>/state with Config.Replica: this replica's own state (retained; its
+//	                             last will), while tesla/bridge/state reads online as long as
+//	                             any replica runs (see RunReplicas)
 //
 // Numbers are plain decimal text without exponent or trailing zeros, in the
 // unit the car sends (see the catalog in package telemetry); a float the car

@@ -27,8 +27,11 @@
 //
 // Ids hold only [A-Za-z0-9_-]; VIN characters outside [A-Za-z0-9] are
 // written as -XX. Replicas of one installation serving the same car make
-// the same topic and payload, so announcing twice only repeats a retained
-// message. Two separate installations that serve the same car on one
+// the same topic, and the same payload once they know the same of the car
+// (ParseAnnouncement reads another replica's config back into a Vehicle's
+// signals, name and version; package bridge/announce merges them), so
+// announcing twice only repeats a retained message. Two separate
+// installations that serve the same car on one
 // broker must set Config.Instance to different values: the instance then
 // sits in every id (fleet2mqtt_<instance>_<VIN>…), and each makes its own
 // device. Without it they would overwrite each other's config.
@@ -100,16 +103,20 @@
 //
 // # Availability
 //
-// Every entity is available while the bridge is: availability is the
-// bridge's own <bridge prefix>/bridge/state (online, or offline by its
-// last will). A sleeping car is not unavailable; its entities keep their
-// last values and Streaming shows whether it streams.
+// Every entity is available while the bridge is: availability is
+// <bridge prefix>/bridge/state (online, or offline by the bridge's last
+// will). A sleeping car is not unavailable; its entities keep their last
+// values and Streaming shows whether it streams. With several replicas
+// the availability is the same topic, which the replicas keep online
+// while any of them runs (see bridge.Config.Replica): a car may stream to
+// any replica, so its entities must not follow one replica's own state,
+// and the config must not depend on which replica publishes it.
 //
 // # What the bridge must publish
 //
 // Besides the signal topics, the bridge publishes for discovery:
 //
-//	<prefix>/bridge/state           online / offline, retained, last will
+//	<prefix>/bridge/state           online / offline, retained, last will (replicas: online while one runs)
 //	<prefix>/<VIN>/connected        true / false, retained
 //	<prefix>/<VIN>/active_alerts    retained JSON, after every alerts record and when the car is first seen:
 //	                                {"count":2,"alerts":[{"name":"…","started_at":"…","audiences":["Customer"]},…]}

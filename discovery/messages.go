@@ -27,7 +27,7 @@ type Message struct {
 type Bridge struct {
 	// Prefix is the bridge's topic prefix (mqtt.prefix, default "tesla"):
 	// values are at <Prefix>/<VIN>/<Field>, the bridge's availability at
-	// <Prefix>/bridge/state.
+	// <Prefix>/bridge/state (bridge.Config.AvailabilityTopic).
 	Prefix string
 	// Version is fleet2mqtt's version, announced as the origin's sw
 	// version. Optional.

@@ -108,7 +108,8 @@ const words = int(telemetry.MaxField)/64 + 1
 
 // car is what the announcer knows of one car. The bitset, name and
 // version are written by Observe; the rest belongs to Run's goroutine,
-// but streaming, which SetStreaming writes under Announcer.mu.
+// but streaming and dropped, which SetStreaming writes under
+// Announcer.mu.
 type car struct {
 	vin     string
 	seen    [words]atomic.Uint64
@@ -116,16 +117,58 @@ type car struct {
 	version atomic.Pointer[string]
 	dirty   atomic.Bool // news not yet taken by Run
 
-	streaming []telemetry.Field // nil: unknown; guarded by Announcer.mu
+	// Guarded by Announcer.mu.
+	streaming []telemetry.Field // nil: unknown
+	// dropped are the signals SetStreaming forgot whose removal Home
+	// Assistant has not been sent yet (see merge), and dropEpoch counts
+	// the calls of SetStreaming that dropped signals.
+	dropped   [words]uint64
+	dropEpoch int
 
 	// Run's goroutine only.
 	fresh       bool              // not announced since it was first seen
-	announced   map[string]string // components of the last config, key → platform
+	announced   map[string]string // components that may be in Home Assistant, key → platform
 	topic       string            // where the last config went
 	hash        uint64            // of the last config
-	first, last time.Time         // unannounced news, zero when none
-	retryAt     time.Time         // after a failed publish
+	sent        [sentHashes]sentPayload
+	nsent       int       // payloads published so far; sent is a ring of the last ones
+	removalAt   int       // the first payload that removes dropped, -1 when none is on its way
+	removalOf   int       // the dropEpoch that payload removes
+	first, last time.Time // unannounced news, zero when none
+	retryAt     time.Time // after a failed publish
 	unsubscribe context.CancelFunc
+}
+
+// sentHashes is how many of its own payloads a car remembers, so that
+// their echoes on its discovery topic are not taken for another
+// replica's config. A few configs at most are on their way at once.
+const sentHashes = 8
+
+// sentPayload is a payload published for a car: its hash and its number
+// among the car's payloads.
+type sentPayload struct {
+	hash uint64
+	n    int
+}
+
+// remember notes a payload published for c and returns its number.
+func (c *car) remember(h uint64) int {
+	n := c.nsent
+	c.sent[n%sentHashes] = sentPayload{h, n + 1} // n+1: the zero value is no payload
+	c.nsent++
+	return n
+}
+
+// own reports whether a payload with hash h is one this process
+// published for c lately, and the number of the last such.
+func (c *car) own(h uint64) (n int, ok bool) {
+	n = -1
+	for _, p := range c.sent {
+		if p.n > 0 && p.hash == h && p.n-1 > n {
+			n = p.n - 1
+		}
+	}
+	return n, n >= 0
 }
 
 // New returns an announcer for cfg (which must be valid and enabled)
@@ -260,7 +303,7 @@ func (a *Announcer) car(vin string) (c *car, created bool) {
 	if c = a.cars[vin]; c != nil {
 		return c, false
 	}
-	c = &car{vin: strings.Clone(vin), fresh: true}
+	c = &car{vin: strings.Clone(vin), fresh: true, removalAt: -1}
 	a.cars[c.vin] = c
 	return c, true
 }
@@ -286,8 +329,15 @@ func (a *Announcer) SetStreaming(vin string, fields []telemetry.Field) {
 				keep[f>>6] |= 1 << (f & 63)
 			}
 		}
+		drop := false
 		for i := range c.seen {
-			c.seen[i].And(keep[i])
+			if gone := c.seen[i].And(keep[i]) &^ keep[i]; gone != 0 {
+				c.dropped[i] |= gone
+				drop = true
+			}
+		}
+		if drop {
+			c.dropEpoch++
 		}
 	}
 	a.mu.Unlock()
@@ -332,12 +382,14 @@ func (a *Announcer) Run(ctx context.Context) error {
 		}
 	}()
 
-	// The cars of the state file are announced again at once.
+	// The cars of the state file are announced again after one debounce,
+	// which leaves the time to read the retained config of each first:
+	// another replica may have announced more since this one stopped.
 	now := time.Now()
 	a.mu.RLock()
 	for _, c := range a.cars {
 		if !c.fresh {
-			c.first, c.last = now.Add(-a.maxWait()), now.Add(-a.debounce)
+			c.first, c.last = now, now
 		}
 	}
 	a.mu.RUnlock()
@@ -418,15 +470,113 @@ func (r *runner) collect(ctx context.Context, now time.Time) {
 			r.forget(ev.car)
 			continue
 		}
-		if ev.car.announced == nil {
-			// Announced by an earlier run without a state file: its
-			// components are what may need removing.
-			if comps, err := discovery.ParseAnnounced(ev.payload); err == nil {
-				ev.car.announced = comps
-				ev.car.topic = discovery.Topic(r.cfg, ev.car.vin)
+		r.merge(ev.car, ev.payload, now)
+	}
+}
+
+// merge learns from a config on c's discovery topic that this process
+// did not publish: one another replica published, or an earlier run
+// (without a state file, it is all that is known of that run). Its
+// signals become signals c has seen and its components components that
+// may need removing, so that c's next config announces everything the
+// other announced and removes nothing it announced; components it sent
+// bare were removed by the other, and their signals are forgotten here
+// too (a car that still sends one brings it back). A name or software
+// version that differs from c's is taken over without announcing again,
+// so that two replicas that learnt different ones converge instead of
+// taking turns. When c's config would announce an entity that this one
+// lacks, c is announced again after the debounce, so that the retained
+// config becomes the union.
+func (r *runner) merge(c *car, payload []byte, now time.Time) {
+	if n, ok := c.own(maphash.Bytes(r.seed, payload)); ok {
+		if c.removalAt >= 0 && n >= c.removalAt {
+			// The removal has reached the broker: what comes after it
+			// was published knowing it.
+			r.mu.Lock()
+			if c.dropEpoch == c.removalOf {
+				c.dropped = [words]uint64{}
 			}
+			r.mu.Unlock()
+			c.removalAt = -1
+		}
+		return
+	}
+	ann, err := discovery.ParseAnnouncement(payload)
+	if err != nil {
+		r.log.Debug("ignoring a config on a car's discovery topic", "vin", c.vin, "err", err)
+		return
+	}
+	for _, f := range ann.RemovedFields() {
+		if f > 0 && f <= telemetry.MaxField {
+			c.seen[f>>6].And(^(uint64(1) << (f & 63)))
 		}
 	}
+	// Signals that SetStreaming dropped are not learnt back from a
+	// config that may have been published before their removal; the
+	// removal is sent again instead.
+	r.mu.RLock()
+	dropped := c.dropped
+	r.mu.RUnlock()
+	grew, stale := false, false
+	for _, f := range ann.Fields() {
+		if f <= 0 || f > telemetry.MaxField {
+			continue
+		}
+		bit := uint64(1) << (f & 63)
+		if dropped[f>>6]&bit != 0 {
+			stale = true
+			continue
+		}
+		grew = c.seen[f>>6].Or(bit)&bit == 0 || grew
+	}
+	if ann.Name != "" && ann.Name != c.vin {
+		setText(&c.name, telemetry.StringValue(ann.Name))
+	}
+	if ann.SoftwareVersion != "" {
+		setText(&c.version, telemetry.StringValue(ann.SoftwareVersion))
+	}
+	if c.announced == nil {
+		c.announced = make(map[string]string, len(ann.Components))
+		c.topic = discovery.Topic(r.cfg, c.vin)
+	}
+	for key := range ann.Removed {
+		delete(c.announced, key)
+	}
+	for key, platform := range ann.Components {
+		c.announced[key] = platform
+	}
+	r.changed = true
+
+	// The retained config may be c's own last one, published before this
+	// one arrived: when this one taught c signals, c's last config lacks
+	// them, and c is announced again.
+	if stale || (grew && c.hash != 0) || r.knowsMore(c, ann) {
+		c.hash = 0 // published even if unchanged: the retained config is not c's
+		if c.first.IsZero() {
+			c.first = now
+		}
+		c.last = now
+	}
+}
+
+// knowsMore reports whether c's config would announce something ann does
+// not: an entity, or a name where ann has the VIN.
+func (r *runner) knowsMore(c *car, ann discovery.Announcement) bool {
+	msgs := discovery.Messages(r.cfg, r.br, r.vehicle(c))
+	if len(msgs) == 0 {
+		return false
+	}
+	mine, err := discovery.ParseAnnounced(msgs[len(msgs)-1].Payload)
+	if err != nil {
+		return false
+	}
+	for key := range mine {
+		if _, ok := ann.Components[key]; !ok {
+			return true
+		}
+	}
+	p := c.name.Load()
+	return p != nil && ann.Name == c.vin
 }
 
 // watch subscribes to c's discovery topic, to learn what is retained
@@ -570,7 +720,19 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	}
 	config := msgs[len(msgs)-1].Payload
 	hash := maphash.Bytes(r.seed, config)
+	r.mu.RLock()
+	epoch, dropping := c.dropEpoch, c.dropped != [words]uint64{}
+	r.mu.RUnlock()
 	if !force && !removing && hash == c.hash && topic == c.topic {
+		if dropping && c.removalAt < 0 {
+			// Nothing to remove after all (the dropped signals were
+			// never announced).
+			r.mu.Lock()
+			if c.dropEpoch == epoch {
+				c.dropped = [words]uint64{}
+			}
+			r.mu.Unlock()
+		}
 		return nil
 	}
 	out := make([]bridge.Message, 0, len(msgs)+1)
@@ -579,6 +741,12 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	}
 	for _, m := range msgs {
 		out = append(out, bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
+	}
+	for i, m := range out {
+		n := c.remember(maphash.Bytes(r.seed, m.Payload))
+		if i == 0 && dropping {
+			c.removalAt, c.removalOf = n, epoch
+		}
 	}
 	if err := r.pub.Publish(ctx, out); err != nil {
 		return err

@@ -39,11 +39,28 @@
 // keeps that, with the signals seen, the name and the version of every
 // car, in a small JSON state file in the data directory (written
 // atomically, after every change). At start it announces every car of the
-// state file again, so that configuration changes (prefix, instance,
-// include and exclude lists) take effect, and removes the config at a
-// discovery topic that is no longer the car's. Without a state file the
-// announcer reads the components back from the retained config on the
-// broker when it first meets a car.
+// state file again (after one debounce), so that configuration changes
+// (prefix, instance, include and exclude lists) take effect, and removes
+// the config at a discovery topic that is no longer the car's.
+//
+// # Configs it did not publish: replicas
+//
+// The announcer subscribes to the discovery topic of every car it knows
+// and reads every config there that it did not publish itself: the
+// retained one of an earlier run (all it knows of that run without a
+// state file), or one that another replica of the installation published
+// for a car that streams to it, or streamed to it before. Such a config
+// is merged into what the announcer knows of the car (see
+// discovery.ParseAnnouncement): its signals count as seen, its components
+// as announced, components it sends bare ({"p":…}, a removal) forget
+// their signals, and its name and software version are taken over. So
+// a replica never removes an entity another replica announced (it
+// announces it too), removals made on one replica are not undone by
+// another, and when the configs of two replicas differ, the one that knows
+// more announces the union, after which both render the same bytes: the
+// configs converge instead of taking turns. Only the configuration
+// (include, exclude, instance) decides what is removed, which is why
+// replicas must share it.
 //
 // # Home Assistant's birth message
 //

@@ -62,7 +62,7 @@ func (c *car) save() savedCar {
 // car makes the car the state file describes. Signals the catalog does
 // not know (any more) are left out.
 func (s savedCar) car(vin string) *car {
-	c := &car{vin: vin, topic: s.Topic, announced: s.Announced}
+	c := &car{vin: vin, topic: s.Topic, announced: s.Announced, removalAt: -1}
 	if s.Name != "" {
 		c.name.Store(&s.Name)
 	}

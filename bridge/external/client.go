@@ -355,6 +355,12 @@ func (c *Client) Publish(ctx context.Context, msgs []bridge.Message) error {
 	return c.sess.publish(ctx, b)
 }
 
+// QueueLen returns how many messages wait in Publish calls now, for the
+// connection or for the broker's acknowledgement: from 0 to
+// Config.QueueSize, beyond which Publish fails with ErrQueueFull. It is
+// meant for monitoring.
+func (c *Client) QueueLen() int { return int(c.queued.Load()) }
+
 // Subscribe calls handle for every message on filter (wildcards allowed),
 // including the retained ones the broker sends on subscribing, until ctx
 // ends. It returns once the subscription is registered and, when connected,

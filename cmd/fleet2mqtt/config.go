@@ -211,6 +211,9 @@ func (m *MQTTConfig) Validate() error {
 	}
 	switch m.Broker {
 	case brokerEmbedded:
+		if m.Replica != "" {
+			return fmt.Errorf("mqtt.replica: %q needs mqtt.broker: external: replicas share one external broker, and the embedded broker serves one instance", m.Replica)
+		}
 		return m.Embedded.Validate()
 	case brokerExternal:
 		m.External.Defaults()

@@ -60,6 +60,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad level", "log:\n  level: loud\n", `log.level: "loud" is not debug, info, warn or error`},
 		{"bad listen", "vehicle:\n  listen: nowhere\n", `vehicle.listen: "nowhere" is not host:port`},
 		{"bad anonymous", "mqtt:\n  embedded:\n    allow_anonymous: sometimes\n", `mqtt.embedded.allow_anonymous: "sometimes"`},
+		{"replica with the embedded broker", "mqtt:\n  replica: a\n", `mqtt.replica: "a" needs mqtt.broker: external`},
+		{"bad replica", "mqtt:\n  broker: external\n  replica: a/b\n  external:\n    url: mqtt://127.0.0.1\n", `mqtt.replica: "a/b" may hold only letters, digits, '-' and '_'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "config.yaml")

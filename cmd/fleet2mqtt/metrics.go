@@ -73,6 +73,27 @@ func (m *metrics) watchVehicles(s *ingest.Server) {
 	)
 }
 
+// queue is a broker client that holds messages while it waits for the
+// broker: the external client.
+type queue interface {
+	QueueLen() int
+}
+
+// watchQueue exports how many messages wait for the broker, and how many
+// may.
+func (m *metrics) watchQueue(q queue, capacity int) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "fleet2mqtt", Name: "mqtt_queue_depth",
+			Help: "Messages waiting for the external broker now (for the connection or its acknowledgement).",
+		}, func() float64 { return float64(q.QueueLen()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "fleet2mqtt", Name: "mqtt_queue_capacity",
+			Help: "Messages that may wait for the external broker at once (mqtt.external.queue_size); beyond it frames stay unacknowledged.",
+		}, func() float64 { return float64(capacity) }),
+	)
+}
+
 // sink counts records on their way from the vehicle listener to the bridge.
 func (m *metrics) sink(next ingest.Sink) ingest.Sink {
 	published := map[telemetry.Topic]prometheus.Counter{}

@@ -203,9 +203,31 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 
 	a.metrics = newMetrics()
+	if q, ok := a.broker.(queue); ok {
+		a.metrics.watchQueue(q, cfg.MQTT.External.QueueSize)
+	}
 	a.bridge, err = bridge.New(cfg.MQTT.Config, instrumentedBroker{a.broker, a.metrics}, log)
 	if err != nil {
 		return fail(err)
+	}
+	// A replica watches the others until its own offline is published
+	// (see bridge.Bridge.RunReplicas), so past the end of ctx.
+	replicaCtx, stopReplicas := context.WithCancel(context.WithoutCancel(ctx))
+	replicasDone := make(chan struct{})
+	go func() {
+		defer close(replicasDone)
+		if err := a.bridge.RunReplicas(replicaCtx, a.broker); err != nil {
+			log.Warn("cannot watch the other replicas; this one says offline for all when it stops", "err", err)
+		}
+	}()
+	endReplicas := func() {
+		stopReplicas()
+		<-replicasDone
+	}
+	fail = func(err error) (*app, error) {
+		endReplicas()
+		_ = a.closeFn()
+		return nil, err
 	}
 	if err := a.bridge.Online(ctx); err != nil {
 		return fail(fmt.Errorf("publish bridge state: %w", err))
@@ -213,8 +235,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 
 	var sink ingest.Sink = a.bridge
 	if cfg.discoveryEnabled() {
+		var states announce.States = a.bridge
+		if cfg.MQTT.Replica != "" {
+			states = replicaStates{a.bridge}
+		}
 		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Version: version()},
-			instrumentedBroker{a.broker, a.metrics}, a.broker, a.bridge,
+			instrumentedBroker{a.broker, a.metrics}, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
 		if err != nil {
@@ -304,12 +330,27 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		if err := a.bridge.Offline(stopCtx); err != nil {
 			log.Warn("publish bridge state", "err", err)
 		}
+		endReplicas()
 		if err := a.closeFn(); err != nil {
 			log.Warn("close broker", "err", err)
 		}
 		log.Info("fleet2mqtt stopped")
 	}()
 	return a, nil
+}
+
+// replicaStates is what a replica's announcer drives: after Home
+// Assistant's birth message it republishes the values of the cars that
+// stream to this replica only. A car that moved to another replica has
+// newer values there, which this replica's would overwrite (and its
+// connected would read false).
+type replicaStates struct{ *bridge.Bridge }
+
+func (s replicaStates) Republish(ctx context.Context, vin string) error {
+	if !s.Streams(vin) {
+		return nil
+	}
+	return s.Bridge.Republish(ctx, vin)
 }
 
 func (a *app) startBroker(ctx context.Context) error {
@@ -322,11 +363,15 @@ func (a *app) startBroker(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := c.Start(ctx); err != nil {
+		// The client outlives ctx: the cars' last records and the bridge
+		// state are published after ctx has ended, then closeFn ends it.
+		clientCtx, stopClient := context.WithCancel(context.WithoutCancel(ctx))
+		if err := c.Start(clientCtx); err != nil {
+			stopClient()
 			return fmt.Errorf("external broker: %w", err)
 		}
 		a.broker = c
-		a.closeFn = func() error { <-c.Done(); return nil }
+		a.closeFn = func() error { stopClient(); <-c.Done(); return nil }
 		a.mqttAddr = m.External.URL
 		return nil
 	default:
@@ -371,6 +416,9 @@ func (a *app) banner(w io.Writer) {
 	fmt.Fprintf(w, "\nfleet2mqtt %s is running.\n\n", version())
 	if a.cfg.MQTT.Broker == brokerExternal {
 		fmt.Fprintf(w, "  MQTT:     publishing to %s, topics %s/<VIN>/<Field>\n", a.mqttAddr, prefix)
+		if r := a.cfg.MQTT.Replica; r != "" {
+			fmt.Fprintf(w, "  Replica:  %s, its state on %s\n", r, a.cfg.MQTT.BridgeStateTopic())
+		}
 	} else if a.mqttAddr != "" {
 		fmt.Fprintf(w, "  MQTT:     embedded broker on %s, topics %s/<VIN>/<Field>\n", a.mqttAddr, prefix)
 		fmt.Fprintf(w, "            try: mosquitto_sub -h %s -p %s -t '%s/#' -v\n", hostOf(a.mqttAddr), portOf(a.mqttAddr), prefix)
