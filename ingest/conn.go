@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -13,9 +13,16 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
-// vehicleConn is one connected car. Its frames are read, handled and
-// acknowledged by the single goroutine that runs run; pings are written
-// from a timer.
+// vehicleConn is one connected car. One goroutine reads its frames; each
+// frame is handled and acknowledged on a handler goroutine (see
+// handlers.go) while the reader waits, so frames are handled one at a time
+// and in order. Pings are written from a timer.
+//
+// An idle car costs this struct, its WebSocket and TLS state and the
+// reader's goroutine, blocked in a read: everything a frame needs only
+// while it is handled is pooled (frameScratch, the WebSocket's write
+// buffer) and the deep stack that handling grows belongs to a handler
+// goroutine, not to the reader.
 type vehicleConn struct {
 	srv       *Server
 	ws        *websocket.Conn
@@ -27,104 +34,121 @@ type vehicleConn struct {
 	connected time.Time
 
 	pinger   *time.Timer
-	stopOnce sync.Once
-	stopping chan struct{}
-
-	rec telemetry.Record // reused for every frame
-	out []byte           // reused for every response
+	stopping atomic.Bool // set once by stop
 }
 
-func (vc *vehicleConn) logger() *slog.Logger {
+// log returns the connection's logger. It is made when something is
+// logged, not kept: a handler's preformatted attributes would otherwise
+// stay with every idle car.
+func (vc *vehicleConn) log() *slog.Logger {
 	return vc.srv.log.With("vin", vc.id.DeviceID, "conn", vc.connID)
 }
 
-func (vc *vehicleConn) run(ctx context.Context) {
-	vc.stopping = make(chan struct{})
-	cfg := &vc.srv.cfg
-	log := vc.logger()
-	log.Info("vehicle connected", "remote", vc.remote, "network", vc.network, "version", vc.version)
-
+// start announces the car to the sink, then leaves the connection to a
+// reader goroutine of its own and returns: the goroutine calling start,
+// and the stack that the TLS handshake and the sink grew on it, are not
+// kept while the car is idle.
+func (vc *vehicleConn) start(ctx context.Context) {
+	vc.log().Info("vehicle connected", "remote", vc.remote, "network", vc.network, "version", vc.version)
 	vc.connectivity(ctx, telemetry.StatusConnected)
-	defer vc.connectivity(ctx, telemetry.StatusDisconnected)
-	defer vc.ws.Close()
+	vc.ws.SetPongHandler(vc.pong)
+	vc.ws.SetPingHandler(vc.answerPing)
+	vc.pinger = time.AfterFunc(vc.srv.cfg.PingInterval, vc.ping)
+	go vc.serve(ctx)
+}
 
-	extend := func() {
-		select {
-		case <-vc.stopping:
-		default:
-			_ = vc.ws.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
-		}
+// serve reads frames until the connection ends, then closes it.
+func (vc *vehicleConn) serve(ctx context.Context) {
+	for vc.next(ctx) {
 	}
-	vc.ws.SetPongHandler(func(string) error { extend(); return nil })
-	vc.ws.SetPingHandler(func(data string) error {
-		extend()
-		err := vc.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(cfg.WriteTimeout))
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return nil
-		}
-		return err
-	})
-	vc.pinger = time.AfterFunc(cfg.PingInterval, vc.ping)
-	defer vc.pinger.Stop()
+	vc.pinger.Stop()
+	vc.ws.Close()
+	vc.connectivity(ctx, telemetry.StatusDisconnected)
+	vc.srv.untrack(vc)
+}
 
-	for {
-		extend()
-		select {
-		case <-vc.stopping:
+// next waits for one frame and has it handled. It reports whether the
+// connection goes on.
+func (vc *vehicleConn) next(ctx context.Context) bool {
+	vc.extend()
+	if vc.stopping.Load() {
+		vc.close(websocket.CloseGoingAway, "server shutting down")
+		return false
+	}
+	kind, r, err := vc.ws.NextReader()
+	if err != nil {
+		if vc.stopping.Load() {
 			vc.close(websocket.CloseGoingAway, "server shutting down")
-			return
-		default:
+		} else {
+			vc.logClosed(err)
 		}
-		kind, r, err := vc.ws.NextReader()
-		if err != nil {
-			select {
-			case <-vc.stopping:
-				vc.close(websocket.CloseGoingAway, "server shutting down")
-			default:
-				vc.logClosed(log, err)
-			}
-			return
-		}
-		if kind != websocket.BinaryMessage {
-			log.Warn("text frame refused: the protocol sends binary frames only")
-			vc.close(websocket.CloseUnsupportedData, "binary frames only")
-			return
-		}
-		vc.srv.stats.frames.Add(1)
-		buf := framePool.Get().(*[]byte)
-		err = readFrame(r, buf)
-		switch {
-		case errors.Is(err, errFrameTooLarge):
-			log.Warn("frame refused", "err", err)
-			err = vc.respondError(nil)
-		case err != nil:
-			vc.logClosed(log, err)
-		default:
-			err = vc.handleFrame(ctx, *buf, log)
-		}
-		if cap(*buf) <= maxPooledFrame {
-			framePool.Put(buf)
-		}
-		if err != nil {
-			log.Info("closing vehicle connection", "err", err)
-			return
-		}
+		return false
 	}
+	if kind != websocket.BinaryMessage {
+		vc.log().Warn("text frame refused: the protocol sends binary frames only")
+		vc.close(websocket.CloseUnsupportedData, "binary frames only")
+		return false
+	}
+	vc.srv.stats.frames.Add(1)
+	fs := getFrameScratch()
+	defer putFrameScratch(fs)
+	err = readFrame(r, &fs.frame)
+	switch {
+	case errors.Is(err, errFrameTooLarge):
+		vc.log().Warn("frame refused", "err", err)
+		err = vc.respondError(fs, nil)
+	case err != nil:
+		vc.logClosed(err)
+	default:
+		err = vc.srv.handle(ctx, vc, fs)
+	}
+	if err != nil {
+		vc.log().Info("closing vehicle connection", "err", err)
+		return false
+	}
+	return true
+}
+
+// extend gives the car another IdleTimeout to send something, unless the
+// connection is stopping.
+func (vc *vehicleConn) extend() {
+	if vc.stopping.Load() {
+		return
+	}
+	_ = vc.ws.SetReadDeadline(time.Now().Add(vc.srv.cfg.IdleTimeout))
+	if vc.stopping.Load() {
+		// stop ran meanwhile; its deadline may have been overwritten.
+		_ = vc.ws.SetReadDeadline(time.Now())
+	}
+}
+
+func (vc *vehicleConn) pong(string) error {
+	vc.extend()
+	return nil
+}
+
+func (vc *vehicleConn) answerPing(data string) error {
+	vc.extend()
+	err := vc.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(vc.srv.cfg.WriteTimeout))
+	if errors.Is(err, websocket.ErrCloseSent) {
+		return nil
+	}
+	return err
 }
 
 // handleFrame decodes one frame, hands its record to the sink and answers
 // the car. It returns an error only when the connection cannot go on.
-func (vc *vehicleConn) handleFrame(ctx context.Context, frame []byte, log *slog.Logger) error {
-	f, err := envelope.Parse(frame)
+func (vc *vehicleConn) handleFrame(ctx context.Context, fs *frameScratch) error {
+	f, err := envelope.Parse(fs.frame)
 	if err != nil {
-		log.Warn("malformed frame", "err", err, "size", len(frame))
-		return vc.respondError(nil)
+		vc.log().Warn("malformed frame", "err", err, "size", len(fs.frame))
+		return vc.respondError(fs, nil)
 	}
 	if f.Type != envelope.TypeStream {
 		// Only servers send acknowledgements. Answer once, as the
 		// reference server means to, and publish nothing.
-		log.Warn("frame with unexpected message type", "type", f.Type, "txid", string(f.TxID))
-		return vc.respondAck(f.TxID, nil)
+		vc.log().Warn("frame with unexpected message type", "type", f.Type, "txid", string(f.TxID))
+		return vc.respondAck(fs, f.TxID, nil)
 	}
 
 	var topic telemetry.Topic
@@ -140,18 +164,20 @@ func (vc *vehicleConn) handleFrame(ctx context.Context, frame []byte, log *slog.
 		// servers make) are acknowledged, unless the frame claims to come
 		// from another device.
 		if s := f.Stream.SenderID; len(s) > 0 && string(s) != vc.id.SenderID && string(s) != vc.id.DeviceID {
-			log.Warn("frame from unexpected sender", "topic", string(f.Topic), "sender", string(s))
-			return vc.respondError(f.TxID)
+			vc.log().Warn("frame from unexpected sender", "topic", string(f.Topic), "sender", string(s))
+			return vc.respondError(fs, f.TxID)
 		}
-		log.Debug("frame for a topic that is not published", "topic", string(f.Topic))
-		return vc.respondAck(f.TxID, f.Topic)
+		if vc.srv.log.Enabled(ctx, slog.LevelDebug) {
+			vc.log().Debug("frame for a topic that is not published", "topic", string(f.Topic))
+		}
+		return vc.respondAck(fs, f.TxID, f.Topic)
 	}
 
-	rec := &vc.rec
+	rec := &fs.rec
 	rec.Reset()
 	if err := DecodePayload(topic, f.Stream.Payload, rec); err != nil {
-		log.Warn("undecodable payload", "topic", topic, "txid", string(f.TxID), "err", err)
-		return vc.respondError(f.TxID)
+		vc.log().Warn("undecodable payload", "topic", topic, "txid", string(f.TxID), "err", err)
+		return vc.respondError(fs, f.TxID)
 	}
 	// The certificate names the car, whatever the frame says.
 	rec.VIN = vc.id.DeviceID
@@ -168,24 +194,24 @@ func (vc *vehicleConn) handleFrame(ctx context.Context, frame []byte, log *slog.
 	if err != nil {
 		// Not acknowledged: the car keeps the record and sends it again.
 		vc.srv.stats.unacked.Add(1)
-		log.Warn("record not published; left unacknowledged for the car to resend", "topic", topic, "txid", rec.TxID, "err", err)
+		vc.log().Warn("record not published; left unacknowledged for the car to resend", "topic", topic, "txid", rec.TxID, "err", err)
 		return nil
 	}
-	return vc.respondAck(f.TxID, f.Topic)
+	return vc.respondAck(fs, f.TxID, f.Topic)
 }
 
-func (vc *vehicleConn) respondAck(txid, topic []byte) error {
-	vc.out = envelope.AppendAck(vc.out[:0], txid, topic)
-	if err := vc.write(vc.out); err != nil {
+func (vc *vehicleConn) respondAck(fs *frameScratch, txid, topic []byte) error {
+	fs.out = envelope.AppendAck(fs.out[:0], txid, topic)
+	if err := vc.write(fs.out); err != nil {
 		return err
 	}
 	vc.srv.stats.acks.Add(1)
 	return nil
 }
 
-func (vc *vehicleConn) respondError(txid []byte) error {
-	vc.out = envelope.AppendError(vc.out[:0], txid, envelope.ErrorText)
-	if err := vc.write(vc.out); err != nil {
+func (vc *vehicleConn) respondError(fs *frameScratch, txid []byte) error {
+	fs.out = envelope.AppendError(fs.out[:0], txid, envelope.ErrorText)
+	if err := vc.write(fs.out); err != nil {
 		return err
 	}
 	vc.srv.stats.errorResponses.Add(1)
@@ -198,10 +224,8 @@ func (vc *vehicleConn) write(msg []byte) error {
 }
 
 func (vc *vehicleConn) ping() {
-	select {
-	case <-vc.stopping:
+	if vc.stopping.Load() {
 		return
-	default:
 	}
 	err := vc.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(vc.srv.cfg.WriteTimeout))
 	if err != nil {
@@ -212,10 +236,9 @@ func (vc *vehicleConn) ping() {
 
 // stop makes the read loop end after the frame it is handling.
 func (vc *vehicleConn) stop() {
-	vc.stopOnce.Do(func() {
-		close(vc.stopping)
+	if vc.stopping.CompareAndSwap(false, true) {
 		_ = vc.ws.SetReadDeadline(time.Now())
-	})
+	}
 }
 
 func (vc *vehicleConn) close(code int, reason string) {
@@ -223,12 +246,12 @@ func (vc *vehicleConn) close(code int, reason string) {
 	_ = vc.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 }
 
-func (vc *vehicleConn) logClosed(log *slog.Logger, err error) {
+func (vc *vehicleConn) logClosed(err error) {
 	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
-		log.Info("vehicle disconnected", "after", time.Since(vc.connected).Round(time.Second))
+		vc.log().Info("vehicle disconnected", "after", time.Since(vc.connected).Round(time.Second))
 		return
 	}
-	log.Info("vehicle connection lost", "err", err, "after", time.Since(vc.connected).Round(time.Second))
+	vc.log().Info("vehicle connection lost", "err", err, "after", time.Since(vc.connected).Round(time.Second))
 }
 
 // connectivity tells the sink that the car connected or disconnected. It
@@ -252,6 +275,6 @@ func (vc *vehicleConn) connectivity(ctx context.Context, status telemetry.Status
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vc.srv.cfg.WriteTimeout)
 	defer cancel()
 	if err := vc.srv.sink.Handle(hctx, rec); err != nil {
-		vc.logger().Warn("connectivity record not published", "status", status, "err", err)
+		vc.log().Warn("connectivity record not published", "status", status, "err", err)
 	}
 }

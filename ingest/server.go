@@ -49,6 +49,7 @@ type Server struct {
 	fallback http.Handler
 	upgrader websocket.Upgrader
 	stats    counters
+	handlers handlers // where frames are handled; see handlers.go
 
 	mu     sync.Mutex
 	ctx    context.Context // set by Serve; ends all connections
@@ -98,23 +99,34 @@ func New(cfg Config, tlsConfig *tls.Config, sink Sink, opts ...Option) (*Server,
 		}
 	}
 	tc.NextProtos = protos
+	// CurvePreferences stay as the caller left them (Go's defaults: the
+	// post-quantum X25519MLKEM768 first, then X25519 and the NIST curves).
+	// The server takes a group the client sent a key share for, so cars,
+	// which offer X25519 and P-256, are served without a retry either way;
+	// and what a connection keeps after the handshake depends on the
+	// client's hello, not on the group chosen, so restricting the curves
+	// would save no memory and only refuse post-quantum key exchange to
+	// clients that offer it.
 
 	s := &Server{
-		cfg:   cfg,
-		sink:  sink,
-		log:   slog.New(slog.DiscardHandler),
-		tls:   tc,
-		conns: make(map[*vehicleConn]struct{}),
+		cfg:      cfg,
+		sink:     sink,
+		log:      slog.New(slog.DiscardHandler),
+		tls:      tc,
+		handlers: handlers{idleFor: defaultHandlerIdle},
+		conns:    make(map[*vehicleConn]struct{}),
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		// Small read buffers: a typical frame is a few hundred bytes and
-		// TLS buffers each record already; an idle car then holds 1 KB
-		// here instead of the HTTP server's 4 KB.
-		ReadBufferSize:  1024,
+		// A small read buffer: it holds frame headers and control-frame
+		// payloads (125 bytes at most, the least gorilla accepts); the
+		// rest of a larger payload is read straight into the frame's
+		// buffer. An idle car then holds 256 bytes here instead of the
+		// HTTP server's 4 KB.
+		ReadBufferSize:  256,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &writeBufferPool,
 		// Cars send no Origin; browsers cannot present a vehicle
@@ -251,13 +263,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.Close()
 		return
 	}
-	// The connection continues on a goroutine of its own, so that the
-	// request and the stack the TLS handshake grew are released while the
-	// car sits idle.
-	go func() {
-		defer s.untrack(vc)
-		vc.run(ctx)
-	}()
+	vc.start(ctx)
 }
 
 // ErrNotVehicle is returned for a verified device that is not a car.
@@ -309,13 +315,8 @@ func (s *Server) closeAll() {
 	}
 }
 
-// Buffers for frames are pooled across connections so that an idle car
-// holds none.
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// Buffers larger than this are not returned to the pool.
-const maxPooledFrame = 64 << 10
-
+// writeBufferPool holds the WebSocket's write buffers between responses,
+// so that an idle car holds none.
 var writeBufferPool sync.Pool
 
 var errFrameTooLarge = fmt.Errorf("frame larger than %d bytes", MaxFrameSize)

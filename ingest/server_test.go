@@ -100,6 +100,15 @@ type testServer struct {
 
 func startServer(t *testing.T, mutate func(*Config), opts ...Option) *testServer {
 	t.Helper()
+	sink := newRecorder()
+	ts := startServerWithSink(t, sink, mutate, opts...)
+	ts.sink = sink
+	return ts
+}
+
+// startServerWithSink starts a server that hands its records to sink.
+func startServerWithSink(t *testing.T, sink Sink, mutate func(*Config), opts ...Option) *testServer {
+	t.Helper()
 	pki, err := certs.NewBundle([]string{"127.0.0.1", "localhost"}, testVIN)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +118,6 @@ func startServer(t *testing.T, mutate func(*Config), opts ...Option) *testServer
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	sink := newRecorder()
 	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +127,7 @@ func startServer(t *testing.T, mutate func(*Config), opts ...Option) *testServer
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{srv: srv, sink: sink, pki: pki, addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	ts := &testServer{srv: srv, pki: pki, addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { ts.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
