@@ -49,6 +49,8 @@ func TestNativeValues(t *testing.T) {
 		{"negative zero", telemetry.FieldPackCurrent, telemetry.FloatValue(math.Copysign(0, -1)), "0", "0"},
 		{"NaN is no valid value", telemetry.FieldPackCurrent, telemetry.FloatValue(math.NaN()), "None", "null"},
 		{"infinity is no valid value", telemetry.FieldPackCurrent, telemetry.FloatValue(math.Inf(1)), "None", "null"},
+		{"a location with a NaN is no valid value", telemetry.FieldLocation, telemetry.LocationValue(0, math.NaN()), "None", "null"},
+		{"a location off to infinity is no valid value", telemetry.FieldLocation, telemetry.LocationValue(math.Inf(-1), 2), "None", "null"},
 		{"invalid", telemetry.FieldChargeAmps, telemetry.InvalidValue(), "None", "null"},
 		{"bool", telemetry.FieldLocked, telemetry.BoolValue(true), "true", "true"},
 		{"enum short name", telemetry.FieldGear, telemetry.EnumNumber(telemetry.EnumShiftState, 5), "D", `"D"`},

@@ -25,10 +25,9 @@ func appendNative(dst []byte, v telemetry.Value) []byte {
 // booleans and composite values.
 func sameText(v telemetry.Value) bool {
 	switch v.Kind() {
-	case telemetry.KindIntValue, telemetry.KindBoolValue, telemetry.KindLocationValue,
-		telemetry.KindDoorsValue, telemetry.KindTiresValue:
+	case telemetry.KindIntValue, telemetry.KindBoolValue, telemetry.KindDoorsValue, telemetry.KindTiresValue:
 		return true
-	case telemetry.KindFloatValue:
+	case telemetry.KindFloatValue, telemetry.KindLocationValue:
 		return valid(v)
 	}
 	return false
@@ -44,14 +43,19 @@ func appendStateValue(dst []byte, v telemetry.Value) []byte {
 }
 
 // valid reports whether v carries a usable value: not invalid, not empty,
-// and not a float that JSON and Home Assistant cannot take.
+// and not a float or location that JSON and Home Assistant cannot take.
 func valid(v telemetry.Value) bool {
-	if v.Kind() == telemetry.KindFloatValue {
-		f := v.Float()
-		return !math.IsNaN(f) && !math.IsInf(f, 0)
+	switch v.Kind() {
+	case telemetry.KindFloatValue:
+		return finite(v.Float())
+	case telemetry.KindLocationValue:
+		lat, lon := v.Location()
+		return finite(lat) && finite(lon)
 	}
 	return v.Valid()
 }
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // appendNativeAlert appends
 // {"started_at":…,"ended_at":…,"audiences":[…],"active":…}.

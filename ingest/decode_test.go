@@ -154,11 +154,23 @@ func goldenValue(t *testing.T, d goldenDatum) telemetry.Value {
 // equalValue reports whether a and b carry the same value and print alike
 // (Equal does not look at the precision a float arrived with).
 func equalValue(a, b telemetry.Value) bool {
-	if !a.Equal(b) && !(a.Kind() == telemetry.KindFloatValue && b.Kind() == telemetry.KindFloatValue &&
-		math.IsNaN(a.Float()) && math.IsNaN(b.Float())) {
+	if !a.Equal(b) && !(a.Kind() == b.Kind() && hasNaN(a) && hasNaN(b)) {
 		return false
 	}
 	return string(a.AppendJSON(nil)) == string(b.AppendJSON(nil))
+}
+
+// hasNaN reports whether a float or location value holds a NaN, which
+// Equal does not find equal to itself.
+func hasNaN(v telemetry.Value) bool {
+	switch v.Kind() {
+	case telemetry.KindFloatValue:
+		return math.IsNaN(v.Float())
+	case telemetry.KindLocationValue:
+		lat, lon := v.Location()
+		return math.IsNaN(lat) || math.IsNaN(lon)
+	}
+	return false
 }
 
 // sameValue is equalValue that also requires the same raw string: that the
