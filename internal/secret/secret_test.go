@@ -28,10 +28,10 @@ func TestSecretHides(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, out := range map[string]string{
-		"%v":  fmt.Sprintf("%v", c),
-		"%+v": fmt.Sprintf("%+v", c),
-		"%#v": fmt.Sprintf("%#v", c),
-		"%s":  fmt.Sprintf("%s", c.Password),
+		"%v":   fmt.Sprintf("%v", c),
+		"%+v":  fmt.Sprintf("%+v", c),
+		"%#v":  fmt.Sprintf("%#v", c),
+		"%s":   fmt.Sprintf("%s", c.Password),
 		"slog": logged.String(),
 		"json": string(j),
 		"yaml": string(y),
