@@ -21,7 +21,7 @@
 //
 // Delivery: Publish returns once the broker has taken the messages (kept
 // the retained ones, queued them for every subscriber). A subscriber that
-// reads more slowly than the cars send fills its queue (maxQueued
+// reads more slowly than the cars send fills its queue (Config.MaxQueued
 // messages); the broker then drops messages for that
 // subscriber only, and logs it. The bridge's messages do not take mochi's
 // general publish path, which costs some 25 allocations per message and
@@ -58,10 +58,9 @@ var (
 	ErrNotRunning = errors.New("embedded broker not running")
 )
 
-// maxQueued is how many messages may wait for one subscriber: written to
-// it but not acknowledged, held back for its receive maximum, or not yet
-// written.
-const maxQueued = 65535
+// maxPacketIDs is how many QoS 1 and 2 messages may be in flight to one
+// client at most: packet identifiers are 16-bit and never 0.
+const maxPacketIDs = 65535
 
 // Listener names, for Addr.
 const (
@@ -125,14 +124,10 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	// publishes, a car's Home Assistant discovery config, is ~100 KB).
 	caps.MaximumPacketSize = 1 << 20
 	// How far a subscriber may fall behind before the broker drops
-	// messages for it: the most QoS 1 and 2 messages it may have
-	// unacknowledged or waiting for its receive maximum (the most packet
-	// identifiers there are), and the most messages waiting to be written
-	// to its connection. mochi's 8192 are about a second of a thousand
-	// cars; this is several, for a subscriber that stalls for a moment. A
-	// message waiting costs a few hundred bytes.
-	caps.MaximumInflight = maxQueued
-	caps.MaximumClientWritesPending = maxQueued
+	// messages for it (Config.MaxQueued): mochi's 8192 are about a second
+	// of a thousand cars.
+	caps.MaximumInflight = uint16(cfg.MaxQueued)
+	caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		// Writes to a subscriber are coalesced until its queue drains or

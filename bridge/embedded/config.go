@@ -47,6 +47,15 @@ type Config struct {
 	// crash, changes of the last interval are lost (the cars send their
 	// state again). Default 10s.
 	PersistInterval time.Duration `yaml:"persist_interval"`
+	// MaxQueued is how far one subscriber may fall behind before the
+	// broker drops messages for it (and logs it): the most messages that
+	// may wait for it, QoS 1 and 2 ones unacknowledged or held back for its
+	// receive maximum, and messages not yet written to its connection.
+	// From 1 to 65535 (the most packet identifiers there are); default
+	// 32768. A QoS 1 or 2 message waiting costs about 1 KB, so a stalled
+	// QoS 1 subscriber may hold about MaxQueued KB until it catches up or
+	// its connection ends.
+	MaxQueued int `yaml:"max_queued"`
 }
 
 // TLSConfig is the MQTT over TLS listener.
@@ -114,6 +123,7 @@ func DefaultConfig() Config {
 		AllowAnonymous:  AnonymousLoopback,
 		Persist:         true,
 		PersistInterval: 10 * time.Second,
+		MaxQueued:       32768,
 	}
 }
 
@@ -169,6 +179,9 @@ func (c Config) Validate() error {
 	}
 	if c.Persist && c.PersistInterval < time.Second {
 		return fmt.Errorf("%s.persist_interval: %v is too short: use at least 1s", configKey, c.PersistInterval)
+	}
+	if c.MaxQueued < 1 || c.MaxQueued > maxPacketIDs {
+		return fmt.Errorf("%s.max_queued: %d is out of range: use 1 to %d", configKey, c.MaxQueued, maxPacketIDs)
 	}
 	return nil
 }

@@ -367,7 +367,7 @@ func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, s
 			return // dropped, or kept in flight for the session
 		}
 		if s.mustWait(cl) {
-			s.wait(pk, d)
+			s.wait(d)
 			return
 		}
 	} else if !online {
@@ -405,12 +405,14 @@ func (s *sender) mustWait(cl *mqtt.Client) bool {
 	return rm > 0 && (len(s.waiting) > 0 || cl.State.Inflight.Len()-1 >= rm)
 }
 
-// wait holds a delivery back until the client acknowledges others.
-func (s *sender) wait(pk *packets.Packet, d delivery) {
+// wait holds a delivery back until the client acknowledges others. The
+// message itself is in the client's in-flight store already; only how it
+// goes is kept here.
+func (s *sender) wait(d delivery) {
 	if len(s.waiting) == 0 {
 		s.f.holding.Add(1)
 	}
-	s.waiting = append(s.waiting, waitingMessage{pk: *pk, d: d})
+	s.waiting = append(s.waiting, d)
 }
 
 // release sends the deliveries that waited, as far as the client's
@@ -421,23 +423,17 @@ func (s *sender) release(cl *mqtt.Client) {
 	}
 	rm := int(cl.Properties.Props.ReceiveMaximum)
 	for len(s.waiting) > 0 && cl.State.Inflight.Len()-len(s.waiting) < rm {
-		m := &s.waiting[0]
-		if _, ok := cl.State.Inflight.Get(m.d.id); ok { // not cleared meanwhile
-			s.write(cl, &m.pk, m.d)
+		d := s.waiting[0]
+		if pk, ok := cl.State.Inflight.Get(d.id); ok { // not cleared meanwhile
+			s.write(cl, &pk, d)
 		}
-		s.waiting[0] = waitingMessage{}
+		s.waiting[0] = delivery{}
 		s.waiting = s.waiting[1:]
 	}
 	if len(s.waiting) == 0 {
 		s.waiting = nil
 		s.f.holding.Add(-1)
 	}
-}
-
-// waitingMessage is a delivery held back for the client's receive maximum.
-type waitingMessage struct {
-	pk packets.Packet
-	d  delivery
 }
 
 // delivery is how a message goes to one client.
@@ -521,11 +517,11 @@ type sender struct {
 	wake chan struct{} // something is pending
 	stop chan struct{} // closed when the connection ends
 
-	mu      sync.Mutex       // held while a message is added; orders a client's messages
-	buf     []byte           // encoded packets waiting to be written
-	n       int              // packets in buf
-	waiting []waitingMessage // held back for the client's receive maximum
-	dead    bool             // the connection failed or ended
+	mu      sync.Mutex // held while a message is added; orders a client's messages
+	buf     []byte     // encoded packets waiting to be written
+	n       int        // packets in buf
+	waiting []delivery // held back for the client's receive maximum, in flight
+	dead    bool       // the connection failed or ended
 }
 
 // sender returns the sender of cl, starting it on first use, or nil when
