@@ -191,6 +191,7 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 	seq := v.seq
 	firstLocation := -1
 	bt.slots = bt.slots[:0]
+	v.reserveSlots(len(data))
 	for i := range data {
 		d := &data[i]
 		if d.Field == telemetry.FieldLocation && firstLocation < 0 {
@@ -269,7 +270,7 @@ func (v *vehicle) appendState(dst []byte) []byte {
 			dst = append(dst, ',')
 		}
 		n++
-		dst = append(dst, s.key...)
+		dst = appendStateKey(dst, s.field)
 		dst = append(dst, s.json...)
 	}
 	for _, i := range v.index {

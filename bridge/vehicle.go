@@ -35,22 +35,26 @@ type vehicle struct {
 	connectedTopic    string
 	connectivityTopic string // compatibility layout
 
-	index []int32                   // slot index+1 by field number, below maxIndexed
+	index []uint16                  // slot index+1 by field number, below maxIndexed
 	extra map[telemetry.Field]int32 // slot index+1 of fields numbered otherwise
 	slots []slot
-	names map[string]*nameTopics
+	// compatTopics are the compatibility topics of the slots, by slot
+	// index, made when first needed: most bridges never publish them.
+	compatTopics []string
+	names        map[string]*nameTopics
 
 	seq uint32 // numbers data records, to find the last datum of each field
 
 	state stateSchedule // when the state object goes out (state.go)
 }
 
-// slot is one field of a vehicle.
+// slot is one field of a vehicle. A car keeps one per field it sent, so
+// the slot holds only what differs from car to car: the field's key in
+// the state object is shared (see stateKey), its compatibility topic
+// lives in vehicle.compatTopics.
 type slot struct {
-	field  telemetry.Field
-	topic  string // native topic
-	key    string // `"Name":`, the field's key in the state object
-	compat string // compatibility topic, made when first needed
+	field telemetry.Field
+	topic string // native topic
 	// value is the latest value that carried something, KindNone until
 	// one arrives. Its strings do not share memory with any record. json
 	// is its entry in the state object, nil until a value arrives.
@@ -92,7 +96,7 @@ func (v *vehicle) slot(f telemetry.Field) int32 {
 	if f >= 0 && f < maxIndexed {
 		if int(f) < len(v.index) {
 			if i := v.index[f]; i > 0 {
-				return i - 1
+				return int32(i) - 1
 			}
 		}
 	} else if i, ok := v.extra[f]; ok {
@@ -102,18 +106,15 @@ func (v *vehicle) slot(f telemetry.Field) int32 {
 		return -1
 	}
 	i := int32(len(v.slots))
-	name := fieldName(f)
-	v.slots = append(v.slots, slot{
-		field: f,
-		topic: v.native + name,
-		key:   string(telemetry.AppendJSONString(nil, name)) + ":",
-	})
+	v.slots = append(v.slots, slot{field: f, topic: v.native + fieldName(f)})
 	if f >= 0 && f < maxIndexed {
 		if int(f) >= len(v.index) {
-			n := max(int(f)+1, len(v.index)*2, 64)
-			v.index = append(v.index, make([]int32, min(n, maxIndexed)-len(v.index))...)
+			// The catalog's fields fit in the first growth; later
+			// ones are rare.
+			n := max(int(f)+1, len(v.index)*2, int(telemetry.MaxField)+1)
+			v.index = append(v.index, make([]uint16, min(n, maxIndexed)-len(v.index))...)
 		}
-		v.index[f] = i + 1
+		v.index[f] = uint16(i + 1)
 	} else {
 		if v.extra == nil {
 			v.extra = make(map[telemetry.Field]int32)
@@ -123,8 +124,36 @@ func (v *vehicle) slot(f telemetry.Field) int32 {
 	return i
 }
 
+// reserveSlots makes room for n more slots at once, so that a car's first
+// record, which brings most of the fields it will ever send, sizes the
+// slots to fit instead of doubling them on the way.
+func (v *vehicle) reserveSlots(n int) {
+	if v.slots == nil {
+		v.slots = make([]slot, 0, min(n, maxSlots))
+	}
+}
+
 // fieldName is a field's name in topics and in the state object.
 func fieldName(f telemetry.Field) string { return f.String() }
+
+// stateKeys are the state object's keys (`"Name":`) of the catalog's
+// fields, by field number, shared by every vehicle.
+var stateKeys = sync.OnceValue(func() []string {
+	keys := make([]string, telemetry.MaxField+1)
+	for f := range keys {
+		keys[f] = string(telemetry.AppendJSONString(nil, fieldName(telemetry.Field(f)))) + ":"
+	}
+	return keys
+})
+
+// appendStateKey appends f's key in the state object: its name as a JSON
+// string and a colon.
+func appendStateKey(dst []byte, f telemetry.Field) []byte {
+	if f >= 0 && f <= telemetry.MaxField {
+		return append(dst, stateKeys()[f]...)
+	}
+	return append(telemetry.AppendJSONString(dst, fieldName(f)), ':')
+}
 
 // compatFieldName is a field's name in the reference server's topics: the
 // protocol enum's name, or its number when unknown.
@@ -137,11 +166,13 @@ func compatFieldName(f telemetry.Field) string {
 
 // compatTopic returns the compatibility topic of slot i.
 func (v *vehicle) compatTopic(i int32) string {
-	s := &v.slots[i]
-	if s.compat == "" {
-		s.compat = v.compat + "v/" + compatFieldName(s.field)
+	if int(i) >= len(v.compatTopics) {
+		v.compatTopics = append(v.compatTopics, make([]string, len(v.slots)-len(v.compatTopics))...)
 	}
-	return s.compat
+	if v.compatTopics[i] == "" {
+		v.compatTopics[i] = v.compat + "v/" + compatFieldName(v.slots[i].field)
+	}
+	return v.compatTopics[i]
 }
 
 // nameTopics returns the topics of an alert or error name. Names are

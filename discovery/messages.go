@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -160,20 +161,47 @@ func ParseAnnounced(payload []byte) (map[string]string, error) {
 	if err := json.Unmarshal(payload, &cfg); err != nil {
 		return nil, fmt.Errorf("parse discovery config: %w", err)
 	}
-	out := make(map[string]string)
+	out := make(map[string]string, len(cfg.Components)+len(cfg.Cmp)+len(cfg.Cmps))
+	known := knownNames()
 	for _, m := range []map[string]comp{cfg.Components, cfg.Cmp, cfg.Cmps} {
 		for k, c := range m {
 			p := c.P
 			if p == "" {
 				p = c.Platform
 			}
-			out[k] = p
+			out[intern(known, k)] = intern(known, p)
 		}
 	}
 	if len(out) == 0 {
 		return nil, ErrNoComponents
 	}
 	return out, nil
+}
+
+// knownNames are the component keys and platforms this package announces,
+// each mapped to itself. The announcer keeps the result of ParseAnnounced
+// for every car; with the strings of the table instead of those JSON
+// decoding made, the cars share them.
+var knownNames = sync.OnceValue(func() map[string]string {
+	names := map[string]string{streamingKey: streamingKey, alertsKey: alertsKey}
+	for _, entities := range specs() {
+		for i := range entities {
+			e := &entities[i]
+			names[e.key], names[e.platform] = e.key, e.platform
+		}
+	}
+	for _, p := range []string{"binary_sensor", "sensor"} {
+		names[p] = p
+	}
+	return names
+})
+
+// intern returns known's copy of s, or s when known lacks it.
+func intern(known map[string]string, s string) string {
+	if k, ok := known[s]; ok {
+		return k
+	}
+	return s
 }
 
 // staleComponent is a component to remove.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -330,6 +331,26 @@ func TestParseAnnounced(t *testing.T) {
 	}
 	if _, err := ParseAnnounced([]byte("{")); err == nil {
 		t.Error("broken JSON parsed")
+	}
+}
+
+// TestParseAnnouncedShares checks that the components ParseAnnounced
+// returns hold this package's strings, not copies per config: the
+// announcer keeps them for every car.
+func TestParseAnnouncedShares(t *testing.T) {
+	v := Vehicle{VIN: "5YJ3E1EA7KF000001", Seen: []telemetry.Field{telemetry.FieldSoc, telemetry.FieldLocked}}
+	got, err := ParseAnnounced(Messages(DefaultConfig(), testBridge, v)[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := knownNames()
+	for k, p := range got {
+		if unsafe.StringData(k) != unsafe.StringData(known[k]) || unsafe.StringData(p) != unsafe.StringData(known[p]) {
+			t.Errorf("component %q: %q is a copy", k, p)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("ParseAnnounced = %v, want streaming, alerts, Soc and Locked", got)
 	}
 }
 
