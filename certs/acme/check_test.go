@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
 const testHost = "vehicle.fleet2mqtt.test"
@@ -155,7 +157,7 @@ func TestCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var addr string
 			if tt.server != nil {
-				addr = serveTLS(t, tt.server)
+				addr = testenv.ServeTLS(t, tt.server)
 			} else {
 				addr = closedAddr(t)
 			}

@@ -103,29 +103,6 @@ func pemOf(certs ...*x509.Certificate) []byte {
 	return out
 }
 
-// serveTLS accepts TLS connections on loopback with tc until the test
-// ends, completing each handshake and closing. It returns the address.
-func serveTLS(t testing.TB, tc *tls.Config) string {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // closedAddr returns a loopback address nothing listens on.
 func closedAddr(t testing.TB) string {

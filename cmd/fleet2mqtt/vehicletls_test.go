@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
 // testPair is a server certificate for loopback, issued by its own
@@ -109,30 +110,6 @@ func (l *logRecorder) find(level slog.Level, msg string) []string {
 		out = append(out, b.String())
 	}
 	return out
-}
-
-// serveTLS accepts TLS connections with config on loopback and completes
-// their handshakes, until the test ends.
-func serveTLS(t *testing.T, config *tls.Config) string {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // servedLeaf connects to addr as a car would, trusting the authorities of
@@ -238,7 +215,7 @@ func startCertFiles(t *testing.T, a testPair, write func(*testing.T, certPaths, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveTLS(t, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: files.GetCertificate})
+	addr := testenv.ServeTLS(t, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: files.GetCertificate})
 	return files, paths, clock, logs, addr
 }
 
@@ -457,7 +434,7 @@ func TestVehicleTLSCertFile(t *testing.T) {
 			if vc.tls.GetCertificate == nil || len(vc.tls.Certificates) > 0 {
 				t.Fatal("the certificate is not served through GetCertificate")
 			}
-			addr := serveTLS(t, vc.tls)
+			addr := testenv.ServeTLS(t, vc.tls)
 			if got := servedLeaf(t, addr, a); !got.Equal(a.leaf) {
 				t.Errorf("served %v, want the file's certificate", got.Subject)
 			}

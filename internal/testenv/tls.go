@@ -103,3 +103,29 @@ func writePEM(t testing.TB, path, kind string, der []byte) {
 		t.Fatalf("testenv: write %s: %v", path, err)
 	}
 }
+
+// ServeTLS accepts TLS connections with config on a free loopback port
+// until the test ends, completing each handshake and then closing the
+// connection, and returns the address: a server for tests of what a
+// handshake presents.
+func ServeTLS(t testing.TB, config *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
