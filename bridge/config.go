@@ -2,9 +2,9 @@ package bridge
 
 import (
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 )
 
 // configKey is the name of this package's section in the configuration
@@ -92,7 +92,7 @@ func DefaultConfig() Config {
 
 // Validate reports the first option that cannot work, naming its key.
 func (c Config) Validate() error {
-	if err := validatePrefix(configKey+".prefix", c.Prefix); err != nil {
+	if err := topic.Check(configKey+".prefix", c.Prefix, "tesla"); err != nil {
 		return err
 	}
 	if err := validateReplica(configKey+".replica", c.Replica); err != nil {
@@ -109,33 +109,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%s.state_interval: %v is negative: use 0 to publish the state object with every record, or a duration such as 1s", configKey, c.StateInterval)
 	}
 	if c.Compat.Enabled || c.Compat.Exclusive {
-		if err := validatePrefix(configKey+".compat.base", c.Compat.Base); err != nil {
+		if err := topic.Check(configKey+".compat.base", c.Compat.Base, "tesla"); err != nil {
 			return err
 		}
 	}
 	if c.Compat.Exclusive && !c.Compat.Enabled {
 		return fmt.Errorf("%s.compat.exclusive: true needs %s.compat.enabled: true", configKey, configKey)
-	}
-	return nil
-}
-
-// validatePrefix checks a topic prefix: one or more topic levels that a
-// client can publish to and subscribe under.
-func validatePrefix(key, p string) error {
-	const rule = "use one or more topic levels without wildcards, such as \"tesla\""
-	switch {
-	case p == "":
-		return fmt.Errorf("%s: must be set: %s", key, rule)
-	case strings.ContainsAny(p, "+#"):
-		return fmt.Errorf("%s: %q holds an MQTT wildcard (+ or #): %s", key, p, rule)
-	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/"):
-		return fmt.Errorf("%s: %q starts or ends with '/': %s", key, p, rule)
-	case strings.HasPrefix(p, "$"):
-		return fmt.Errorf("%s: %q starts with '$', which brokers reserve for themselves: %s", key, p, rule)
-	case strings.Contains(p, "//"):
-		return fmt.Errorf("%s: %q has an empty topic level: %s", key, p, rule)
-	case strings.IndexByte(p, 0) >= 0 || !utf8.ValidString(p):
-		return fmt.Errorf("%s: %q is not valid UTF-8 text without NUL: %s", key, p, rule)
 	}
 	return nil
 }

@@ -3,8 +3,8 @@ package discovery
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -64,11 +64,11 @@ func DefaultConfig() Config {
 
 // Validate reports the first option that cannot work, naming its key.
 func (c Config) Validate() error {
-	if err := validateTopic(configKey+".prefix", c.Prefix); err != nil {
+	if err := topic.Check(configKey+".prefix", c.Prefix, "homeassistant"); err != nil {
 		return err
 	}
 	if c.StatusTopic != "" {
-		if err := validateTopic(configKey+".status_topic", c.StatusTopic); err != nil {
+		if err := topic.Check(configKey+".status_topic", c.StatusTopic, "homeassistant"); err != nil {
 			return err
 		}
 	}
@@ -136,25 +136,4 @@ func suggestField(name string) string {
 		}
 	}
 	return ""
-}
-
-// validateTopic checks a topic or topic prefix: one or more levels a
-// client can publish to, without wildcards.
-func validateTopic(key, t string) error {
-	const rule = "use one or more topic levels without wildcards, such as \"homeassistant\""
-	switch {
-	case t == "":
-		return fmt.Errorf("%s: must be set: %s", key, rule)
-	case strings.ContainsAny(t, "+#"):
-		return fmt.Errorf("%s: %q holds an MQTT wildcard (+ or #): %s", key, t, rule)
-	case strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/"):
-		return fmt.Errorf("%s: %q starts or ends with '/': %s", key, t, rule)
-	case strings.HasPrefix(t, "$"):
-		return fmt.Errorf("%s: %q starts with '$', which brokers reserve for themselves: %s", key, t, rule)
-	case strings.Contains(t, "//"):
-		return fmt.Errorf("%s: %q has an empty topic level: %s", key, t, rule)
-	case strings.IndexByte(t, 0) >= 0 || !utf8.ValidString(t):
-		return fmt.Errorf("%s: %q is not valid UTF-8 text without NUL: %s", key, t, rule)
-	}
-	return nil
 }
