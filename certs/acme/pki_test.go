@@ -103,7 +103,6 @@ func pemOf(certs ...*x509.Certificate) []byte {
 	return out
 }
 
-
 // closedAddr returns a loopback address nothing listens on.
 func closedAddr(t testing.TB) string {
 	t.Helper()
