@@ -9,34 +9,18 @@ import (
 	"testing"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
 // serveCert accepts TLS connections with cert on loopback, asking for
 // client certificates as the vehicle listener does, until the test ends.
 func serveCert(t *testing.T, cert tls.Certificate, vehicleCA *x509.CertPool) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+	return testenv.ServeTLS(t, &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    vehicleCA,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func TestCheckCertCommand(t *testing.T) {
