@@ -57,7 +57,7 @@ func TestPasswordRateLimit(t *testing.T) {
 	// Another address is not locked by this one's failures.
 	req := httptest.NewRequest(http.MethodPost, "/login", nil)
 	req.RemoteAddr = "192.0.2.7:40000"
-	if wait := h.w.limiter.wait(remoteAddr(req).String()); wait != 0 {
+	if wait := h.w.site.limiter.wait(remoteAddr(req).String()); wait != 0 {
 		t.Errorf("another address waits %v", wait)
 	}
 	clk.Add(maxLockout)
@@ -98,7 +98,7 @@ func TestGeneratedPassword(t *testing.T) {
 	if again.String() != "" {
 		t.Errorf("printed again on the second start: %q", again.String())
 	}
-	if !w.password.check(plain) || w.password.check(plain+"x") || w.password.check("") {
+	if !w.site.password.check(plain) || w.site.password.check(plain+"x") || w.site.password.check("") {
 		t.Error("the generated password is not checked right")
 	}
 }

@@ -188,18 +188,16 @@ func TestStateSurvivesRestart(t *testing.T) {
 	h.throughPairing()
 	h.doFields(nil)
 
-	w2, err := New(Config{Password: testPassword}, h.dir, h.w.deps, nil)
+	w2, err := New(Config{Password: testPassword}, h.dir, h.w.flow.deps, nil, WithTiming(h.w.flow.timing))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w2.mu.Lock()
-	open := w2.firstOpenLocked()
-	w2.mu.Unlock()
+	open := w2.flow.openStep()
 	if open != stepPush {
 		t.Errorf("after a restart the first open step is %s, want push", steps[open].path)
 	}
 	// The stored owner token still works (a vehicle call through it).
-	owner, err := w2.ownerSession()
+	owner, err := w2.flow.owner()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +396,7 @@ func TestKeyCheckFailures(t *testing.T) {
 		h.login()
 		h.doApp()
 		h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
-		h.w.deps.PublicKeyURL = func(string) string { return h.vehicle.URL + "/elsewhere" }
+		h.w.flow.deps.PublicKeyURL = func(string) string { return h.vehicle.URL + "/elsewhere" }
 		h.expectPage(h.post("/key", url.Values{"action": {"check"}}), http.StatusBadGateway, "answered 404", "does not reach fleet2mqtt")
 		h.expectRedirect(h.get("/register"), "key")
 	})
@@ -407,7 +405,7 @@ func TestKeyCheckFailures(t *testing.T) {
 		h.login()
 		h.doApp()
 		h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
-		h.w.deps.CheckHTTPClient = &http.Client{Timeout: 5 * time.Second}
+		h.w.flow.deps.CheckHTTPClient = &http.Client{Timeout: 5 * time.Second}
 		h.expectPage(h.post("/key", url.Values{"action": {"check"}}), http.StatusBadGateway, "is not trusted")
 	})
 	t.Run("connection refused", func(t *testing.T) {
@@ -417,7 +415,7 @@ func TestKeyCheckFailures(t *testing.T) {
 		h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
 		closed := h.vehicle.URL
 		h.vehicle.Close()
-		h.w.deps.PublicKeyURL = func(string) string { return closed + fleetapi.PublicKeyPath }
+		h.w.flow.deps.PublicKeyURL = func(string) string { return closed + fleetapi.PublicKeyPath }
 		h.expectPage(h.post("/key", url.Values{"action": {"check"}}), http.StatusBadGateway, "connection was refused")
 	})
 }
@@ -470,7 +468,7 @@ func TestPushOutcomes(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
 		h.throughPairing()
 		h.doFields(nil)
-		h.w.deps.ServerCAPEM = func() []byte { return nil }
+		h.w.flow.deps.ServerCAPEM = func() []byte { return nil }
 		h.expectPage(h.get("/push"), http.StatusOK, "vehicle.cert_file", "disabled")
 		h.expectPage(h.post("/push", nil), http.StatusConflict, "vehicle.cert_file")
 	})
@@ -506,14 +504,14 @@ func TestRepush(t *testing.T) {
 	h.doPush()
 	first := pushedExp(t, h)
 
-	h.w.repushDue(t.Context())
+	h.w.flow.repushDue(t.Context())
 	if got := pushedExp(t, h); got != first {
 		t.Fatalf("pushed again although nothing is due: exp %d → %d", first, got)
 	}
 
 	clk.Add(fleetapi.ConfigLifetime - fleetapi.RepushMargin + time.Hour)
 	before := clk.Now()
-	h.w.repushDue(t.Context())
+	h.w.flow.repushDue(t.Context())
 	second := pushedExp(t, h)
 	if second <= first {
 		t.Fatalf("not pushed again before expiry: exp %d → %d", first, second)
@@ -526,7 +524,7 @@ func TestRepush(t *testing.T) {
 	// The listener's chain changes (a new certificate authority).
 	other := httptestCA(t)
 	h.ca = other
-	h.w.repushDue(t.Context())
+	h.w.flow.repushDue(t.Context())
 	var claims struct{ CA string }
 	json.Unmarshal(h.fake.PushedConfig(testVIN), &claims)
 	if claims.CA != string(other) {
@@ -537,10 +535,9 @@ func TestRepush(t *testing.T) {
 	clk.Add(fleetapi.ConfigLifetime)
 	h.fake.RevokeGrant()
 	h.fake.ExpireAccessTokens()
-	h.w.repushDue(t.Context())
-	h.w.mu.Lock()
-	problem := h.w.st.Cars[testVIN].Problem
-	h.w.mu.Unlock()
+	h.w.flow.repushDue(t.Context())
+	var problem string
+	h.w.flow.store.read(func(st *state) { problem = st.Cars[testVIN].Problem })
 	if !strings.Contains(problem, "Log in with Tesla again") {
 		t.Errorf("car problem after a failed re-push: %q", problem)
 	}
@@ -562,15 +559,14 @@ func TestRunStops(t *testing.T) {
 	h.throughPairing()
 	h.doFields(nil)
 	h.doPush()
-	h.w.deps.SyncCheckInterval = time.Millisecond
+	h.w.flow.timing.SyncCheck = time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- h.w.Run(ctx) }()
 	deadline := time.After(10 * time.Second)
 	for {
-		h.w.mu.Lock()
-		status := h.w.st.Cars[testVIN].Status
-		h.w.mu.Unlock()
+		var status string
+		h.w.flow.store.read(func(st *state) { status = st.Cars[testVIN].Status })
 		if status == carActive {
 			break
 		}
@@ -602,7 +598,7 @@ func TestPublicKeyHandler(t *testing.T) {
 	h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
 	rec := serve(http.MethodGet)
 	pub, err := fleetapi.ParsePublicKeyPEM(rec.Body.Bytes())
-	if rec.Code != http.StatusOK || err != nil || !pub.Equal(&h.w.key.PublicKey) {
+	if rec.Code != http.StatusOK || err != nil || !pub.Equal(&h.w.flow.store.appKey().private.PublicKey) {
 		t.Errorf("GET: %d %v", rec.Code, err)
 	}
 	if rec := serve(http.MethodHead); rec.Code != http.StatusOK {
