@@ -308,10 +308,14 @@ type reqInfo struct {
 type ctxKey struct{}
 
 // access wraps the page handlers: it refuses forged ingress requests,
-// finds or starts the session, lets the login page and static assets
-// through, and sends everyone else without a session to the login page
-// (or answers 401 to scripts and forms).
-func (s *site) access(next http.Handler) http.Handler {
+// answers paths the page does not have (404, 405) at once, finds or
+// starts the session, lets the login page and static assets through, and
+// sends everyone else without a session to the login page (or answers 401
+// to scripts and forms). Every page lives at the top level, next to the
+// login page, so the relative redirect to it lands there; a deeper,
+// unknown path must not be redirected relative to itself, which would
+// loop.
+func (s *site) access(next *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		setSecurityHeaders(rw)
 		prefix, ingress, err := s.ingressPrefix(r)
@@ -324,7 +328,7 @@ func (s *site) access(next http.Handler) http.Handler {
 			// Outside Home Assistant the page must not be framed.
 			rw.Header().Set("X-Frame-Options", "DENY")
 		}
-		if strings.HasPrefix(path.Clean(r.URL.Path), "/static/") {
+		if _, pattern := next.Handler(r); pattern == "" || strings.HasPrefix(path.Clean(r.URL.Path), "/static/") {
 			next.ServeHTTP(rw, r)
 			return
 		}
