@@ -3,6 +3,7 @@ package setup
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"net/http"
 	"net/url"
 
@@ -44,6 +45,12 @@ func (f *flow) ownerView() *ownerData {
 // back its state, and the id_token its nonce.
 type pendingLogin struct {
 	state, nonce string
+}
+
+// answers reports whether a callback's state is this login's (in
+// constant time). An empty login matches nothing.
+func (l pendingLogin) answers(state string) bool {
+	return l.state != "" && subtle.ConstantTimeCompare([]byte(state), []byte(l.state)) == 1
 }
 
 // startLogin returns a fresh login and the address of Tesla's login page
@@ -133,12 +140,26 @@ func (s ownerStep) login(rw http.ResponseWriter, r *http.Request) {
 	rw.WriteHeader(http.StatusSeeOther)
 }
 
-// callback finishes the session's login.
+// callback finishes the session's login. A callback whose state is not
+// the login's is ignored: anyone can send a browser to this address, so
+// it neither ends the login under way nor shows what it says (an
+// error_description chosen by someone else).
 func (s ownerStep) callback(rw http.ResponseWriter, r *http.Request) {
+	query := r.URL.Query()
 	var l pendingLogin
 	// The state and nonce are single use, whatever happens next.
-	s.sessions.update(infoOf(r).sess, func(sess *session) { l, sess.login = sess.login, pendingLogin{} })
-	region, registered, err := s.flow.finishLogin(r.Context(), r.URL.Query(), l)
+	s.sessions.update(infoOf(r).sess, func(sess *session) {
+		if sess.login.answers(query.Get("state")) {
+			l, sess.login = sess.login, pendingLogin{}
+		}
+	})
+	if l.state == "" {
+		s.log.Info("setup: ignored a login callback that belongs to no login of this session")
+		err := &stepError{kind: badRequest, err: fleetapi.ErrStateMismatch}
+		s.render(rw, r, statusOf(err), "owner", &page{Step: stepOwner, Problem: problemOf(err), Data: s.flow.ownerView()})
+		return
+	}
+	region, registered, err := s.flow.finishLogin(r.Context(), query, l)
 	if err != nil {
 		s.render(rw, r, statusOf(err), "owner", &page{Step: stepOwner, Problem: problemOf(err), Data: s.flow.ownerView()})
 		return

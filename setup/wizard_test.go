@@ -367,8 +367,9 @@ func TestOwnerInOtherRegion(t *testing.T) {
 	h.doVehicles()
 }
 
-// TestCallbackChecks: the callback refuses a state that is not the
-// session's, and a replayed callback.
+// TestCallbackChecks: a callback whose state is not the session's login
+// is ignored: it shows none of its text and leaves the login under way,
+// which the real callback then completes once, not twice.
 func TestCallbackChecks(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.login()
@@ -383,8 +384,29 @@ func TestCallbackChecks(t *testing.T) {
 	q := cb.Query()
 	forged := url.Values{"code": {q.Get("code")}, "state": {"forged"}, "issuer": {q.Get("issuer")}}
 	h.expectPage(h.get("/callback?"+forged.Encode()), http.StatusBadRequest, "does not belong to this browser session")
-	// The state was spent by the failed attempt: the real one fails too.
+	const planted = "Call 0800 FAKE now"
+	for _, bad := range []url.Values{
+		{"error": {"login_required"}, "error_description": {planted}, "state": {"forged"}},
+		{"error": {"access_denied"}, "error_description": {planted}},
+	} {
+		r := h.get("/callback?" + bad.Encode())
+		h.expectPage(r, http.StatusBadRequest, "does not belong to this browser session")
+		if strings.Contains(r.body, planted) {
+			t.Errorf("a foreign callback's text is on the page: %s", excerpt(r.body))
+		}
+	}
+	// The login under way survived them: the real callback completes it.
+	h.expectRedirect(h.get("/callback?"+cb.RawQuery), "vehicles")
+	// It was single use.
 	h.expectPage(h.get("/callback?"+cb.RawQuery), http.StatusBadRequest, "does not belong to this browser session")
+	// A matching callback that reports an error is explained.
+	r = h.post("/owner", nil)
+	loc, err := url.Parse(r.location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := url.Values{"error": {"access_denied"}, "error_description": {"The owner said no"}, "state": {loc.Query().Get("state")}}
+	h.expectPage(h.get("/callback?"+denied.Encode()), http.StatusBadRequest, "Access was not granted on Tesla")
 	// A fresh login works.
 	h.doOwner()
 }
