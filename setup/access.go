@@ -52,8 +52,8 @@ type session struct {
 	csrf   string
 	authed bool
 	seen   time.Time
-	// oauthState and oauthNonce belong to the owner login under way.
-	oauthState, oauthNonce string
+	// login is the owner login under way.
+	login pendingLogin
 	// flash is a message shown once on the next page.
 	flash string
 }
@@ -270,12 +270,12 @@ func remoteAddr(r *http.Request) netip.Addr {
 // ingressPrefix returns the X-Ingress-Path of a trusted ingress request;
 // ok is false when the request did not come through ingress. A request
 // that carries the header from anywhere else is forged: refused.
-func (w *Wizard) ingressPrefix(r *http.Request) (prefix string, ok bool, err error) {
+func (s *site) ingressPrefix(r *http.Request) (prefix string, ok bool, err error) {
 	vals := r.Header.Values(ingressHeader)
 	if len(vals) == 0 {
 		return "", false, nil
 	}
-	if !w.cfg.TrustIngress || remoteAddr(r) != w.ingress {
+	if !s.trustIngress || remoteAddr(r) != s.ingress {
 		return "", false, errors.New("X-Ingress-Path from an address that is not Home Assistant's Supervisor")
 	}
 	p := vals[0]
@@ -308,15 +308,19 @@ type reqInfo struct {
 type ctxKey struct{}
 
 // access wraps the page handlers: it refuses forged ingress requests,
-// finds or starts the session, lets the login page and static assets
-// through, and sends everyone else without a session to the login page
-// (or answers 401 to scripts and forms).
-func (w *Wizard) access(next http.Handler) http.Handler {
+// answers paths the page does not have (404, 405) at once, finds or
+// starts the session, lets the login page and static assets through, and
+// sends everyone else without a session to the login page (or answers 401
+// to scripts and forms). Every page lives at the top level, next to the
+// login page, so the relative redirect to it lands there; a deeper,
+// unknown path must not be redirected relative to itself, which would
+// loop.
+func (s *site) access(next *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		setSecurityHeaders(rw)
-		prefix, ingress, err := w.ingressPrefix(r)
+		prefix, ingress, err := s.ingressPrefix(r)
 		if err != nil {
-			w.log.Warn("setup page: refused request", "reason", err.Error(), "remote", remoteAddr(r).String())
+			s.log.Warn("setup page: refused request", "reason", err.Error(), "remote", remoteAddr(r).String())
 			http.Error(rw, "Forbidden: "+err.Error(), http.StatusForbidden)
 			return
 		}
@@ -324,19 +328,19 @@ func (w *Wizard) access(next http.Handler) http.Handler {
 			// Outside Home Assistant the page must not be framed.
 			rw.Header().Set("X-Frame-Options", "DENY")
 		}
-		if strings.HasPrefix(path.Clean(r.URL.Path), "/static/") {
+		if _, pattern := next.Handler(r); pattern == "" || strings.HasPrefix(path.Clean(r.URL.Path), "/static/") {
 			next.ServeHTTP(rw, r)
 			return
 		}
 		info := &reqInfo{ingress: ingress, prefix: prefix}
 		if c, err := r.Cookie(sessionCookie); err == nil {
-			info.sess = w.sessions.get(c.Value)
+			info.sess = s.sessions.get(c.Value)
 		}
 		if info.sess == nil || (ingress && !info.sess.authed) {
 			// Ingress users are authenticated by Home Assistant; everyone
 			// else gets an anonymous session for the login form's token.
-			info.sess = w.sessions.create(ingress)
-			w.setSessionCookie(rw, r, info, info.sess)
+			info.sess = s.sessions.create(ingress)
+			setSessionCookie(rw, r, info, info.sess)
 		}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
 
@@ -377,13 +381,13 @@ func checkCSRF(rw http.ResponseWriter, r *http.Request, sess *session) bool {
 	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(sess.csrf)) == 1
 }
 
-func (w *Wizard) setSessionCookie(rw http.ResponseWriter, r *http.Request, info *reqInfo, sess *session) {
+func setSessionCookie(rw http.ResponseWriter, r *http.Request, info *reqInfo, sess *session) {
 	http.SetCookie(rw, &http.Cookie{
 		Name:     sessionCookie,
 		Value:    sess.id,
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
-		Secure:   w.scheme(r, info) == "https",
+		Secure:   scheme(r, info) == "https",
 	})
 }
 

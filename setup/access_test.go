@@ -1,6 +1,8 @@
 package setup
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -57,7 +59,7 @@ func TestPasswordRateLimit(t *testing.T) {
 	// Another address is not locked by this one's failures.
 	req := httptest.NewRequest(http.MethodPost, "/login", nil)
 	req.RemoteAddr = "192.0.2.7:40000"
-	if wait := h.w.limiter.wait(remoteAddr(req).String()); wait != 0 {
+	if wait := h.w.site.limiter.wait(remoteAddr(req).String()); wait != 0 {
 		t.Errorf("another address waits %v", wait)
 	}
 	clk.Add(maxLockout)
@@ -98,7 +100,7 @@ func TestGeneratedPassword(t *testing.T) {
 	if again.String() != "" {
 		t.Errorf("printed again on the second start: %q", again.String())
 	}
-	if !w.password.check(plain) || w.password.check(plain+"x") || w.password.check("") {
+	if !w.site.password.check(plain) || w.site.password.check(plain+"x") || w.site.password.check("") {
 		t.Error("the generated password is not checked right")
 	}
 }
@@ -308,5 +310,48 @@ func TestSessionsBounded(t *testing.T) {
 	}
 	if len(s.m) > maxSessions {
 		t.Errorf("%d sessions kept", len(s.m))
+	}
+}
+
+// TestUnknownPathsNoLoop: without a session, a path the page does not
+// have answers 404 at once, however deep, instead of a redirect to a login
+// page relative to itself (which redirected again, forever); the pages
+// still lead to the real login page.
+func TestUnknownPathsNoLoop(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	// A client that follows redirects, as curl -L does, with a bound.
+	follow := &http.Client{
+		Jar: h.client.Jar,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("redirect loop")
+			}
+			return nil
+		},
+	}
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := follow.Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	for _, path := range []string{"/.well-known/appspecific/com.tesla.3p.public-key.pem", "/a/b/c", "/static/", "/app/", "/nothing"} {
+		if resp, _ := get(path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d at %s, want 404", path, resp.StatusCode, resp.Request.URL.Path)
+		}
+	}
+	for _, path := range []string{"/", "/app", "/verify", "/pairing-status"} {
+		resp, body := get(path)
+		if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/login" || !strings.Contains(body, `type="password"`) {
+			t.Errorf("GET %s: %d at %s, want the login page", path, resp.StatusCode, resp.Request.URL.Path)
+		}
+	}
+	// A wrong method on a page is not an invitation to log in either.
+	if r := h.post("/verify", nil); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("POST /verify: %d, want 405", r.status)
 	}
 }

@@ -27,6 +27,20 @@
 //	ingest: for every accepted record, w.RecordSeen(vin, time.Now())
 //	go w.Run(ctx)
 //
+// # Inside
+//
+// Three layers. The store (store.go) owns the state: one lock, and one
+// update function that saves state.json atomically after every change.
+// The flow (flow.go, and the flow part of each step file) makes every
+// call to Tesla and returns view models; it knows no HTTP. The site
+// (site.go, access.go) holds the handlers: each step is one file,
+// step_<path>.go, holding its view model, its flow and a small resource
+// type that mounts its routes, parses the form and renders. A resource
+// can be mounted on another listener's mux (such as the vehicle
+// listener's, on the public hostname) and shares the flow's state there.
+// Production dependencies come in Deps; the clock and poll intervals that
+// tests shorten come in Timing (WithTiming).
+//
 // # Access
 //
 // Behind Home Assistant's ingress (Config.TrustIngress), requests from the

@@ -130,17 +130,17 @@ func TestRecordSeen(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	first, last := w.seenTimes(testVIN)
+	first, last := w.seen.times(testVIN)
 	if !first.Equal(t0) || !last.Equal(t0.Add(799*time.Second)) {
 		t.Errorf("first %v last %v, want %v and %v", first, last, t0, t0.Add(799*time.Second))
 	}
-	if f, _ := w.seenTimes(testVIN2); !f.IsZero() {
+	if f, _ := w.seen.times(testVIN2); !f.IsZero() {
 		t.Error("a car never seen has a first record")
 	}
 	for i := range maxSeenCars + 10 {
 		w.RecordSeen("VIN"+string(rune('A'+i%26))+strings.Repeat("x", i/26), t0)
 	}
-	if n := w.seenCount.Load(); n > maxSeenCars {
+	if n := w.seen.count.Load(); n > maxSeenCars {
 		t.Errorf("%d cars remembered", n)
 	}
 }

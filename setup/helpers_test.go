@@ -147,14 +147,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		cfg.Password = testPassword
 	}
 	deps := Deps{
-		TeslaEndpoints:    h.fake.Endpoints(),
-		ServerCAPEM:       func() []byte { return h.ca },
-		PublicKeyURL:      func(string) string { return h.vehicle.URL + fleetapi.PublicKeyPath },
-		CheckHTTPClient:   h.vehicle.Client(),
-		PasswordOut:       h.pwOut,
-		Now:               o.now,
-		PagePollInterval:  o.pagePoll,
-		TeslaPollInterval: time.Nanosecond,
+		TeslaEndpoints:  h.fake.Endpoints(),
+		ServerCAPEM:     func() []byte { return h.ca },
+		PublicKeyURL:    func(string) string { return h.vehicle.URL + fleetapi.PublicKeyPath },
+		CheckHTTPClient: h.vehicle.Client(),
+		PasswordOut:     h.pwOut,
 		OnStreaming: func(vin string, fields []string) {
 			h.hookMu.Lock()
 			defer h.hookMu.Unlock()
@@ -172,7 +169,8 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			h.names[vin] = name
 		},
 	}
-	w, err := New(cfg, h.dir, deps, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	timing := Timing{Now: o.now, PagePoll: o.pagePoll, TeslaPoll: time.Nanosecond}
+	w, err := New(cfg, h.dir, deps, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), WithTiming(timing))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

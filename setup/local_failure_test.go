@@ -15,7 +15,7 @@ import (
 // reading it fails and renaming a new version over it fails too.
 func (h *harness) breakFile(name string) {
 	h.t.Helper()
-	path := join(h.w.dir, name)
+	path := join(h.w.flow.store.dir, name)
 	if err := os.RemoveAll(path); err != nil {
 		h.t.Fatal(err)
 	}

@@ -169,6 +169,7 @@ func (st *state) selected() []*vehicle {
 	return out
 }
 
+// vehicle returns the car vin of the account, or nil.
 func (st *state) vehicle(vin string) *vehicle {
 	for _, v := range st.Vehicles {
 		if v.VIN == vin {
@@ -176,6 +177,46 @@ func (st *state) vehicle(vin string) *vehicle {
 		}
 	}
 	return nil
+}
+
+// oldFirmware names a selected car whose software does not honour
+// minimum_delta ("" when none is known to be too old).
+func (st *state) oldFirmware() string {
+	for _, v := range st.selected() {
+		if v.Firmware != "" && !fleetapi.FirmwareAtLeast(v.Firmware, fleetapi.MinimumDeltaFirmware) {
+			return v.name()
+		}
+	}
+	return ""
+}
+
+// noteOwnerRegion keeps the region the owner's session moved to.
+func (st *state) noteOwnerRegion(o *fleetapi.Owner) {
+	if st.Owner != nil && o != nil && st.Owner.Region != o.Region() {
+		st.Owner.Region = o.Region()
+	}
+}
+
+// recordPush notes the outcome of a push of cfg to vins at now for each
+// car.
+func (st *state) recordPush(cfg *fleetapi.TelemetryConfig, res *fleetapi.PushResult, vins []string, now time.Time) {
+	if st.Cars == nil {
+		st.Cars = make(map[string]*car)
+	}
+	for _, vin := range vins {
+		if reason, skipped := res.Skipped[vin]; skipped {
+			prev := st.Cars[vin]
+			c := &car{Status: carSkipped, Skipped: reason, Explain: reason.Explain()}
+			if prev != nil && prev.Status == carActive {
+				// The car keeps the config it had; say so and keep it.
+				c.Config, c.PushedAt, c.Status = prev.Config, prev.PushedAt, carActive
+				c.Problem = "The new config was not sent: " + reason.Explain()
+			}
+			st.Cars[vin] = c
+			continue
+		}
+		st.Cars[vin] = &car{Config: cfg, PushedAt: now, Status: carPending}
+	}
 }
 
 // ensureDir creates the setup directory with mode 0700, and tightens an

@@ -188,18 +188,16 @@ func TestStateSurvivesRestart(t *testing.T) {
 	h.throughPairing()
 	h.doFields(nil)
 
-	w2, err := New(Config{Password: testPassword}, h.dir, h.w.deps, nil)
+	w2, err := New(Config{Password: testPassword}, h.dir, h.w.flow.deps, nil, WithTiming(h.w.flow.timing))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w2.mu.Lock()
-	open := w2.firstOpenLocked()
-	w2.mu.Unlock()
+	open := w2.flow.openStep()
 	if open != stepPush {
 		t.Errorf("after a restart the first open step is %s, want push", steps[open].path)
 	}
 	// The stored owner token still works (a vehicle call through it).
-	owner, err := w2.ownerSession()
+	owner, err := w2.flow.owner()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,8 +367,9 @@ func TestOwnerInOtherRegion(t *testing.T) {
 	h.doVehicles()
 }
 
-// TestCallbackChecks: the callback refuses a state that is not the
-// session's, and a replayed callback.
+// TestCallbackChecks: a callback whose state is not the session's login
+// is ignored: it shows none of its text and leaves the login under way,
+// which the real callback then completes once, not twice.
 func TestCallbackChecks(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.login()
@@ -385,8 +384,29 @@ func TestCallbackChecks(t *testing.T) {
 	q := cb.Query()
 	forged := url.Values{"code": {q.Get("code")}, "state": {"forged"}, "issuer": {q.Get("issuer")}}
 	h.expectPage(h.get("/callback?"+forged.Encode()), http.StatusBadRequest, "does not belong to this browser session")
-	// The state was spent by the failed attempt: the real one fails too.
+	const planted = "Call 0800 FAKE now"
+	for _, bad := range []url.Values{
+		{"error": {"login_required"}, "error_description": {planted}, "state": {"forged"}},
+		{"error": {"access_denied"}, "error_description": {planted}},
+	} {
+		r := h.get("/callback?" + bad.Encode())
+		h.expectPage(r, http.StatusBadRequest, "does not belong to this browser session")
+		if strings.Contains(r.body, planted) {
+			t.Errorf("a foreign callback's text is on the page: %s", excerpt(r.body))
+		}
+	}
+	// The login under way survived them: the real callback completes it.
+	h.expectRedirect(h.get("/callback?"+cb.RawQuery), "vehicles")
+	// It was single use.
 	h.expectPage(h.get("/callback?"+cb.RawQuery), http.StatusBadRequest, "does not belong to this browser session")
+	// A matching callback that reports an error is explained.
+	r = h.post("/owner", nil)
+	loc, err := url.Parse(r.location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := url.Values{"error": {"access_denied"}, "error_description": {"The owner said no"}, "state": {loc.Query().Get("state")}}
+	h.expectPage(h.get("/callback?"+denied.Encode()), http.StatusBadRequest, "Access was not granted on Tesla")
 	// A fresh login works.
 	h.doOwner()
 }
@@ -398,7 +418,7 @@ func TestKeyCheckFailures(t *testing.T) {
 		h.login()
 		h.doApp()
 		h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
-		h.w.deps.PublicKeyURL = func(string) string { return h.vehicle.URL + "/elsewhere" }
+		h.w.flow.deps.PublicKeyURL = func(string) string { return h.vehicle.URL + "/elsewhere" }
 		h.expectPage(h.post("/key", url.Values{"action": {"check"}}), http.StatusBadGateway, "answered 404", "does not reach fleet2mqtt")
 		h.expectRedirect(h.get("/register"), "key")
 	})
@@ -407,7 +427,7 @@ func TestKeyCheckFailures(t *testing.T) {
 		h.login()
 		h.doApp()
 		h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
-		h.w.deps.CheckHTTPClient = &http.Client{Timeout: 5 * time.Second}
+		h.w.flow.deps.CheckHTTPClient = &http.Client{Timeout: 5 * time.Second}
 		h.expectPage(h.post("/key", url.Values{"action": {"check"}}), http.StatusBadGateway, "is not trusted")
 	})
 	t.Run("connection refused", func(t *testing.T) {
@@ -417,7 +437,7 @@ func TestKeyCheckFailures(t *testing.T) {
 		h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
 		closed := h.vehicle.URL
 		h.vehicle.Close()
-		h.w.deps.PublicKeyURL = func(string) string { return closed + fleetapi.PublicKeyPath }
+		h.w.flow.deps.PublicKeyURL = func(string) string { return closed + fleetapi.PublicKeyPath }
 		h.expectPage(h.post("/key", url.Values{"action": {"check"}}), http.StatusBadGateway, "connection was refused")
 	})
 }
@@ -470,7 +490,7 @@ func TestPushOutcomes(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
 		h.throughPairing()
 		h.doFields(nil)
-		h.w.deps.ServerCAPEM = func() []byte { return nil }
+		h.w.flow.deps.ServerCAPEM = func() []byte { return nil }
 		h.expectPage(h.get("/push"), http.StatusOK, "vehicle.cert_file", "disabled")
 		h.expectPage(h.post("/push", nil), http.StatusConflict, "vehicle.cert_file")
 	})
@@ -506,14 +526,14 @@ func TestRepush(t *testing.T) {
 	h.doPush()
 	first := pushedExp(t, h)
 
-	h.w.repushDue(t.Context())
+	h.w.flow.repushDue(t.Context())
 	if got := pushedExp(t, h); got != first {
 		t.Fatalf("pushed again although nothing is due: exp %d → %d", first, got)
 	}
 
 	clk.Add(fleetapi.ConfigLifetime - fleetapi.RepushMargin + time.Hour)
 	before := clk.Now()
-	h.w.repushDue(t.Context())
+	h.w.flow.repushDue(t.Context())
 	second := pushedExp(t, h)
 	if second <= first {
 		t.Fatalf("not pushed again before expiry: exp %d → %d", first, second)
@@ -526,7 +546,7 @@ func TestRepush(t *testing.T) {
 	// The listener's chain changes (a new certificate authority).
 	other := httptestCA(t)
 	h.ca = other
-	h.w.repushDue(t.Context())
+	h.w.flow.repushDue(t.Context())
 	var claims struct{ CA string }
 	json.Unmarshal(h.fake.PushedConfig(testVIN), &claims)
 	if claims.CA != string(other) {
@@ -537,10 +557,9 @@ func TestRepush(t *testing.T) {
 	clk.Add(fleetapi.ConfigLifetime)
 	h.fake.RevokeGrant()
 	h.fake.ExpireAccessTokens()
-	h.w.repushDue(t.Context())
-	h.w.mu.Lock()
-	problem := h.w.st.Cars[testVIN].Problem
-	h.w.mu.Unlock()
+	h.w.flow.repushDue(t.Context())
+	var problem string
+	h.w.flow.store.read(func(st *state) { problem = st.Cars[testVIN].Problem })
 	if !strings.Contains(problem, "Log in with Tesla again") {
 		t.Errorf("car problem after a failed re-push: %q", problem)
 	}
@@ -562,15 +581,14 @@ func TestRunStops(t *testing.T) {
 	h.throughPairing()
 	h.doFields(nil)
 	h.doPush()
-	h.w.deps.SyncCheckInterval = time.Millisecond
+	h.w.flow.timing.SyncCheck = time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- h.w.Run(ctx) }()
 	deadline := time.After(10 * time.Second)
 	for {
-		h.w.mu.Lock()
-		status := h.w.st.Cars[testVIN].Status
-		h.w.mu.Unlock()
+		var status string
+		h.w.flow.store.read(func(st *state) { status = st.Cars[testVIN].Status })
 		if status == carActive {
 			break
 		}
@@ -602,7 +620,7 @@ func TestPublicKeyHandler(t *testing.T) {
 	h.expectRedirect(h.post("/key", url.Values{"action": {"create"}}), "key")
 	rec := serve(http.MethodGet)
 	pub, err := fleetapi.ParsePublicKeyPEM(rec.Body.Bytes())
-	if rec.Code != http.StatusOK || err != nil || !pub.Equal(&h.w.key.PublicKey) {
+	if rec.Code != http.StatusOK || err != nil || !pub.Equal(&h.w.flow.store.appKey().private.PublicKey) {
 		t.Errorf("GET: %d %v", rec.Code, err)
 	}
 	if rec := serve(http.MethodHead); rec.Code != http.StatusOK {

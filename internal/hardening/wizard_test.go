@@ -83,13 +83,13 @@ func newWizardRig(t *testing.T, ts *tesla, dir, password string) *wizardRig {
 	t.Helper()
 	out := logs.open("wizard " + dir)
 	w, err := setup.New(setup.Config{Password: setup.Secret(password)}, dir, setup.Deps{
-		TeslaEndpoints:    ts.fake.Endpoints(),
-		ServerCAPEM:       func() []byte { return ts.caPEM },
-		PublicKeyURL:      func(string) string { return ts.vehicle.URL + fleetapi.PublicKeyPath },
-		CheckHTTPClient:   ts.vehicle.Client(),
-		PasswordOut:       out,
-		TeslaPollInterval: time.Nanosecond,
-	}, slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		TeslaEndpoints:  ts.fake.Endpoints(),
+		ServerCAPEM:     func() []byte { return ts.caPEM },
+		PublicKeyURL:    func(string) string { return ts.vehicle.URL + fleetapi.PublicKeyPath },
+		CheckHTTPClient: ts.vehicle.Client(),
+		PasswordOut:     out,
+	}, slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		setup.WithTiming(setup.Timing{TeslaPoll: time.Nanosecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,80 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
+
+// site is the HTTP side of the setup page: access (password, sessions,
+// CSRF, ingress), templates, and the handlers of every step, which parse
+// the request, ask the flow and render what it returns. It changes no state
+// itself.
+type site struct {
+	flow *flow
+	log  *slog.Logger
+
+	trustIngress bool
+	ingress      netip.Addr // the Supervisor's address
+	pollMS       int64      // the page script's polling interval
+	sessions     *sessionStore
+	limiter      *limiter
+	password     *password
+	pages        map[string]*template.Template
+	static       fs.FS
+}
+
+// A resource is one part of the page (a step, the login): it adds its
+// routes to a mux. A resource that must answer on another listener, such
+// as the vehicle listener on the public hostname, is mounted on that
+// listener's mux and shares the flow, and so the state, with the page.
+type resource interface {
+	mount(mux *http.ServeMux)
+}
+
+// handler is Wizard.Handler: every resource of the page behind access.
+func (s *site) handler() http.Handler {
+	mux := http.NewServeMux()
+	static := http.StripPrefix("/static/", http.FileServerFS(s.static))
+	mux.Handle("GET /static/", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(rw, r) // no directory listings
+			return
+		}
+		rw.Header().Set("Cache-Control", "no-cache")
+		static.ServeHTTP(rw, r)
+	}))
+	for _, res := range []resource{
+		loginPage{s},
+		appStep{s}, keyStep{s}, registerStep{s}, ownerStep{s}, vehiclesStep{s},
+		pairingStep{s}, fieldsStep{s}, pushStep{s}, verifyStep{s},
+	} {
+		res.mount(mux)
+	}
+	return s.access(mux)
+}
+
+// publicKey serves the application's public key: Wizard.PublicKeyHandler.
+type publicKey struct{ store *store }
+
+func (p publicKey) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rw.Header().Set("Allow", "GET, HEAD")
+		http.Error(rw, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	key := p.store.appKey()
+	if key == nil {
+		http.NotFound(rw, r)
+		return
+	}
+	rw.Header().Set("Content-Type", "application/x-pem-file")
+	rw.Header().Set("Cache-Control", "no-cache")
+	rw.Write(key.publicPEM)
+}
 
 // pageNames are the templates under web/, each rendered inside
 // web/layout.html.
@@ -80,34 +149,71 @@ func explain(err error) *problem {
 	return p
 }
 
+// statusOf is the status of a page whose step failed with err: the kind
+// the flow gave it, else 502 Bad Gateway when Tesla, or the way there,
+// failed, and 500 when the failure was on this computer, such as a full or
+// read-only disk met while saving the setup state or the owner's refreshed
+// token (fleetapi.IsLocal). The page explains either (problemOf).
+func statusOf(err error) int {
+	var se *stepError
+	if errors.As(err, &se) {
+		switch se.kind {
+		case badInput:
+			return http.StatusUnprocessableEntity
+		case notReady:
+			return http.StatusConflict
+		case badRequest:
+			return http.StatusBadRequest
+		case localFault:
+			return http.StatusInternalServerError
+		case remoteFault:
+			return http.StatusBadGateway
+		}
+	}
+	if fleetapi.IsLocal(err) {
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadGateway
+}
+
+// problemOf is what the page shows for a failed step: the flow's words,
+// else the explanation of the error.
+func problemOf(err error) *problem {
+	var se *stepError
+	if errors.As(err, &se) && se.text != "" {
+		return &problem{Text: se.text}
+	}
+	return explain(err)
+}
+
 // problemText is a problem of the page's own making.
 func problemText(format string, args ...any) *problem {
 	return &problem{Text: fmt.Sprintf(format, args...)}
 }
 
 // render writes a page with status.
-func (w *Wizard) render(rw http.ResponseWriter, r *http.Request, status int, name string, p *page) {
+func (s *site) render(rw http.ResponseWriter, r *http.Request, status int, name string, p *page) {
 	info := infoOf(r)
 	if info != nil && info.sess != nil {
 		p.CSRF = info.sess.csrf
 		p.Authed = info.sess.authed
 		p.Password = !info.ingress
 		if p.Flash == "" {
-			w.sessions.update(info.sess, func(s *session) { p.Flash, s.flash = s.flash, "" })
+			s.sessions.update(info.sess, func(sess *session) { p.Flash, sess.flash = sess.flash, "" })
 		}
 	}
-	p.PollMS = w.deps.PagePollInterval.Milliseconds()
+	p.PollMS = s.pollMS
 	p.StepCount = len(steps)
 	if p.Step >= 0 {
 		p.StepNum = p.Step + 1
-		p.Progress = w.progress(p.Step)
+		p.Progress = s.flow.progress(p.Step)
 		if p.Title == "" {
 			p.Title = steps[p.Step].title
 		}
 	}
 	var buf bytes.Buffer
-	if err := w.pages[name].Execute(&buf, p); err != nil {
-		w.log.Error("setup: render page", "page", name, "err", err)
+	if err := s.pages[name].Execute(&buf, p); err != nil {
+		s.log.Error("setup: render page", "page", name, "err", err)
 		http.Error(rw, "the page could not be rendered", http.StatusInternalServerError)
 		return
 	}
@@ -117,9 +223,9 @@ func (w *Wizard) render(rw http.ResponseWriter, r *http.Request, status int, nam
 }
 
 // flash keeps a message for the next page of this session.
-func (w *Wizard) flash(r *http.Request, msg string) {
+func (s *site) flash(r *http.Request, msg string) {
 	if info := infoOf(r); info != nil && info.sess != nil {
-		w.sessions.update(info.sess, func(s *session) { s.flash = msg })
+		s.sessions.update(info.sess, func(sess *session) { sess.flash = msg })
 	}
 }
 
@@ -148,7 +254,7 @@ type pollItem struct {
 
 // scheme is how the browser reaches the page: https or http. Behind
 // trusted ingress Home Assistant says so in X-Forwarded-Proto.
-func (w *Wizard) scheme(r *http.Request, info *reqInfo) string {
+func scheme(r *http.Request, info *reqInfo) string {
 	if info != nil && info.ingress {
 		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
 			return p
@@ -164,7 +270,7 @@ func (w *Wizard) scheme(r *http.Request, info *reqInfo) string {
 // page. Behind a reverse proxy other than Home Assistant's ingress the
 // server cannot know the prefix; the page script corrects the suggestion
 // from the address bar.
-func (w *Wizard) suggestedRedirect(r *http.Request) string {
+func suggestedRedirect(r *http.Request) string {
 	info := infoOf(r)
 	host := r.Host
 	prefix := ""
@@ -174,7 +280,7 @@ func (w *Wizard) suggestedRedirect(r *http.Request) string {
 		}
 		prefix = info.prefix
 	}
-	return w.scheme(r, info) + "://" + host + prefix + "/callback"
+	return scheme(r, info) + "://" + host + prefix + "/callback"
 }
 
 // jsonText is v as JSON for a data attribute; values here are lists and

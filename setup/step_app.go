@@ -1,0 +1,174 @@
+package setup
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+)
+
+// Step 1: the developer application. The page shows what to enter on
+// developer.tesla.com and takes the client id and secret, which Tesla must
+// accept (a partner token is fetched) before the step counts as done.
+
+type appData struct {
+	Host, HostFromConfig string
+	Origin               string
+	ExtraOrigin          string // the redirect URI's origin, when another
+	Redirect             string
+	RedirectFromConfig   bool
+	RedirectSuggested    bool // not saved yet: the script may correct it
+	ClientID             string
+	ClientIDFromConfig   bool
+	SecretSet            bool
+	Scopes               []string
+	Checked              bool
+}
+
+// fill derives the origins from the host and redirect URI.
+func (d *appData) fill() {
+	if d.Host != "" {
+		d.Origin = "https://" + d.Host
+	}
+	if i := strings.Index(d.Redirect, "://"); i > 0 {
+		if j := strings.IndexByte(d.Redirect[i+3:], '/'); j >= 0 {
+			if o := d.Redirect[:i+3+j]; o != d.Origin {
+				d.ExtraOrigin = o
+			}
+		}
+	}
+}
+
+// appView is the step as it stands; suggested is the redirect URI to
+// offer when none is set.
+func (f *flow) appView(suggested string) *appData {
+	d := &appData{
+		HostFromConfig:     f.cfg.PublicHostname,
+		RedirectFromConfig: f.cfg.RedirectURL != "",
+		ClientIDFromConfig: f.cfg.ClientID != "",
+		Scopes:             []string{"Profile Information", "Vehicle Information", "Vehicle Location"},
+	}
+	f.store.read(func(st *state) {
+		id, secret := f.credentials(st)
+		d.Host, d.Redirect, d.ClientID = f.host(st), f.redirectURL(st), id
+		d.SecretSet = secret != ""
+		d.Checked = id != "" && st.CredentialsChecked == id
+	})
+	if d.Redirect == "" {
+		d.Redirect, d.RedirectSuggested = suggested, true
+	}
+	d.fill()
+	return d
+}
+
+// appAnswers are the answers of step 1's form, as typed.
+type appAnswers struct {
+	host, redirect, clientID, clientSecret string
+}
+
+// saveApp keeps the answers (the configuration's values win) and has
+// Tesla check the credentials. It returns the page to show again, with
+// the answers, when that fails.
+func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*appData, error) {
+	d := f.appView(suggested)
+	host := strings.ToLower(strings.TrimSpace(a.host))
+	if d.HostFromConfig != "" {
+		host = d.HostFromConfig
+	}
+	redirectURL := strings.TrimSpace(a.redirect)
+	if d.RedirectFromConfig {
+		redirectURL = d.Redirect
+	}
+	id := strings.TrimSpace(a.clientID)
+	secret := strings.TrimSpace(a.clientSecret)
+	if d.ClientIDFromConfig {
+		id = d.ClientID
+	}
+	// Show the answers again, whatever is wrong with them.
+	d.Host, d.Redirect, d.ClientID, d.RedirectSuggested = host, redirectURL, id, false
+	d.fill()
+
+	if err := fleetapi.ValidateDomain(host); err != nil {
+		return d, refuse("The public hostname is not usable: %s. Enter the DNS name your cars will connect to, such as telemetry.example.com.", strings.TrimPrefix(err.Error(), "domain: "))
+	}
+	if err := checkRedirectURL(redirectURL); err != nil {
+		return d, refuse("The redirect URI is not usable: %v.", err)
+	}
+	if id == "" {
+		return d, refuse("Enter the client ID of your application (developer.tesla.com → your application → Credentials & APIs).")
+	}
+
+	var secretNow string
+	err := f.store.update(func(st *state) error {
+		if !d.ClientIDFromConfig {
+			if id != st.ClientID {
+				st.CredentialsChecked = ""
+			}
+			st.ClientID = id
+			if secret != "" {
+				st.ClientSecret = secret
+			}
+		}
+		if d.HostFromConfig == "" {
+			st.PublicHostname = host
+		}
+		if !d.RedirectFromConfig {
+			st.RedirectURL = redirectURL
+		}
+		_, secretNow = f.credentials(st)
+		return nil
+	})
+	if err != nil {
+		return d, err
+	}
+	if secretNow == "" {
+		return d, refuse("Enter the client secret of your application as well.")
+	}
+	d.SecretSet = true
+
+	// Tesla must accept the credentials: ask for a partner token.
+	ctx, cancel := context.WithTimeout(ctx, teslaTimeout)
+	defer cancel()
+	client, err := f.client()
+	if err == nil {
+		var region fleetapi.Region
+		f.store.read(func(st *state) { region = authRegion(f.regions(st)) })
+		_, err = client.PartnerToken(ctx, region)
+	}
+	if err != nil {
+		f.log.Info("setup: tesla refused the application's credentials", "err", err)
+		return d, err
+	}
+	err = f.store.update(func(st *state) error {
+		st.CredentialsChecked = id
+		return nil
+	})
+	return d, err
+}
+
+// appStep serves step 1.
+type appStep struct{ *site }
+
+func (s appStep) mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /app", s.page)
+	mux.HandleFunc("POST /app", s.submit)
+}
+
+func (s appStep) page(rw http.ResponseWriter, r *http.Request) {
+	s.render(rw, r, http.StatusOK, "app", &page{Step: stepApp, Data: s.flow.appView(suggestedRedirect(r))})
+}
+
+func (s appStep) submit(rw http.ResponseWriter, r *http.Request) {
+	d, err := s.flow.saveApp(r.Context(), suggestedRedirect(r), appAnswers{
+		host:         r.PostFormValue("host"),
+		redirect:     r.PostFormValue("redirect"),
+		clientID:     r.PostFormValue("client_id"),
+		clientSecret: r.PostFormValue("client_secret"),
+	})
+	if err != nil {
+		s.render(rw, r, statusOf(err), "app", &page{Step: stepApp, Problem: problemOf(err), Data: d})
+		return
+	}
+	redirect(rw, steps[stepKey].path)
+}
