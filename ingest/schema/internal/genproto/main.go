@@ -2,7 +2,7 @@
 // specification tables in telemetry/spec, so that the wire schema and the
 // signal catalog can never disagree about a field number or an enum value.
 //
-// It reads three tables (tab separated, one row a line):
+// It reads the tables through internal/telemetryspec and uses three of them:
 //
 //	field_enum.tsv   number, name          the Field enum
 //	value_oneof.tsv  number, member, type  the members of Value.value
@@ -25,7 +25,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +34,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/telemetryspec"
 )
 
 // Names of the generated schema.
@@ -46,17 +47,14 @@ const (
 )
 
 var (
-	errSyntax    = errors.New("syntax")
-	errDuplicate = errors.New("duplicate")
 	errUnknown   = errors.New("unknown type")
-	errNoZero    = errors.New("enum has no zero value")
 	errCollision = errors.New("name collision")
 )
 
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("genproto: ")
-	specDir := flag.String("spec", "../../telemetry/spec", "directory holding field_enum.tsv, value_oneof.tsv and value_enums.tsv")
+	specDir := flag.String("spec", "../../telemetry/spec", "directory holding the tables of telemetry/spec")
 	outDir := flag.String("out", ".", "directory to write the .proto files into")
 	flag.Parse()
 	if err := run(*specDir, *outDir); err != nil {
@@ -127,16 +125,10 @@ type spec struct {
 	valueEnums []*enumType
 }
 
+// loadSpec reads the tables through telemetryspec and checks that every
+// Value member has a type this generator can declare.
 func loadSpec(dir string) (*spec, error) {
-	fieldRows, err := readTable(filepath.Join(dir, "field_enum.tsv"), 2, 0)
-	if err != nil {
-		return nil, err
-	}
-	memberRows, err := readTable(filepath.Join(dir, "value_oneof.tsv"), 3, 0)
-	if err != nil {
-		return nil, err
-	}
-	enumRows, err := readTable(filepath.Join(dir, "value_enums.tsv"), 3, 1)
+	t, err := telemetryspec.Load(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -145,46 +137,21 @@ func loadSpec(dir string) (*spec, error) {
 		name:    "Field",
 		comment: "Field names a vehicle signal; Datum.key carries it.",
 	}}
-	for _, r := range fieldRows {
-		s.field.values = append(s.field.values, enumValue{name: r.cols[1], number: r.number})
+	for _, f := range t.Fields {
+		s.field.values = append(s.field.values, enumValue{name: f.Name, number: int32(f.Number)})
 	}
-
-	byName := map[string]*enumType{}
-	for _, r := range enumRows {
-		e := byName[r.cols[0]]
-		if e == nil {
-			if !isIdent(r.cols[0]) {
-				return nil, fmt.Errorf("%s: enum %q: %w", r.pos, r.cols[0], errSyntax)
-			}
-			e = &enumType{name: r.cols[0]}
-			byName[e.name] = e
-			s.valueEnums = append(s.valueEnums, e)
+	for _, te := range t.Enums {
+		e := &enumType{name: te.Name}
+		for _, v := range te.Values {
+			e.values = append(e.values, enumValue{name: v.Name, number: int32(v.Number)})
 		}
-		e.values = append(e.values, enumValue{name: r.cols[2], number: r.number})
+		s.valueEnums = append(s.valueEnums, e)
 	}
-	for _, e := range append([]*enumType{s.field}, s.valueEnums...) {
-		if err := checkEnum(e); err != nil {
-			return nil, err
+	for _, m := range t.Members {
+		if !scalarTypes[m.Type] && messageByName(valueMessages, m.Type) == nil && t.Enum(m.Type) == nil {
+			return nil, fmt.Errorf("member %s type %q: %w", m.Name, m.Type, errUnknown)
 		}
-	}
-
-	seen := map[string]bool{}
-	for _, r := range memberRows {
-		name, typ := r.cols[1], r.cols[2]
-		if !isIdent(name) {
-			return nil, fmt.Errorf("%s: member %q: %w", r.pos, name, errSyntax)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("%s: member %q: %w", r.pos, name, errDuplicate)
-		}
-		seen[name] = true
-		if !scalarTypes[typ] && messageByName(valueMessages, typ) == nil && byName[typ] == nil {
-			return nil, fmt.Errorf("%s: member %q type %q: %w", r.pos, name, typ, errUnknown)
-		}
-		s.members = append(s.members, field{name: name, typ: typ, number: r.number})
-	}
-	if err := checkNumbers("Value", s.members); err != nil {
-		return nil, err
+		s.members = append(s.members, field{name: m.Name, typ: m.Type, number: int32(m.Number)})
 	}
 	for _, e := range s.valueEnums {
 		var users []string
@@ -200,98 +167,6 @@ func loadSpec(dir string) (*spec, error) {
 		}
 	}
 	return s, nil
-}
-
-// checkEnum rejects what protoc would reject later with a less helpful
-// message: a missing zero value, repeated names or numbers, bad identifiers.
-func checkEnum(e *enumType) error {
-	if len(e.values) == 0 || e.values[0].number != 0 {
-		return fmt.Errorf("enum %s: %w", e.name, errNoZero)
-	}
-	names := map[string]bool{}
-	numbers := map[int32]bool{}
-	for _, v := range e.values {
-		if !isIdent(v.name) {
-			return fmt.Errorf("enum %s value %q: %w", e.name, v.name, errSyntax)
-		}
-		if names[v.name] || numbers[v.number] {
-			return fmt.Errorf("enum %s value %s = %d: %w", e.name, v.name, v.number, errDuplicate)
-		}
-		names[v.name], numbers[v.number] = true, true
-	}
-	return nil
-}
-
-func checkNumbers(owner string, fields []field) error {
-	seen := map[int32]bool{}
-	for _, f := range fields {
-		if f.number < 1 || seen[f.number] {
-			return fmt.Errorf("%s field %s = %d: %w", owner, f.name, f.number, errDuplicate)
-		}
-		seen[f.number] = true
-	}
-	return nil
-}
-
-// row is one parsed table line; number is the integer of the table's
-// number column.
-type row struct {
-	pos    string
-	cols   []string
-	number int32
-}
-
-// readTable reads a tab-separated file of exactly ncols columns whose column
-// numCol is an integer. A first line whose number column reads "number" is a
-// header and skipped; blank lines and lines starting with # are ignored.
-func readTable(path string, ncols, numCol int) ([]row, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read table: %w", err)
-	}
-	defer f.Close()
-
-	var rows []row
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimRight(sc.Text(), "\r")
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		pos := fmt.Sprintf("%s:%d", filepath.Base(path), line)
-		cols := strings.Split(text, "\t")
-		if len(cols) != ncols {
-			return nil, fmt.Errorf("%s: want %d columns, have %d: %w", pos, ncols, len(cols), errSyntax)
-		}
-		if line == 1 && cols[numCol] == "number" {
-			continue
-		}
-		n, err := strconv.ParseInt(cols[numCol], 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("%s: number %q: %w", pos, cols[numCol], errSyntax)
-		}
-		rows = append(rows, row{pos: pos, cols: cols, number: int32(n)})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return rows, nil
-}
-
-// isIdent reports whether s is a valid proto identifier.
-func isIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 var scalarTypes = map[string]bool{
