@@ -23,7 +23,7 @@ func TestProtoFilesAreCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if err := gencheck.Compare(filepath.Join("../..", f.name), []byte(f.render()), "go generate ./ingest/schema/"); err != nil {
+		if err := gencheck.Compare(filepath.Join("../..", f.name), []byte(f.render()), "go generate ./simulate/schema/"); err != nil {
 			t.Error(err)
 		}
 	}

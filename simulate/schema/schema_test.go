@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/telemetryspec"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 )
 
 const (
