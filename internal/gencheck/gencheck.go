@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // Compare reads the committed file at path and returns nil when it equals
@@ -21,6 +22,9 @@ func Compare(path string, fresh []byte, command string) error {
 	}
 	if bytes.Equal(committed, fresh) {
 		return nil
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
 	}
 	return fmt.Errorf("%s is stale, %s; run %s and commit the result", path, firstDifference(committed, fresh), command)
 }
