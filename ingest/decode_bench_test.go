@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 

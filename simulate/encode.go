@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest/envelope"
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 

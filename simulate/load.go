@@ -19,8 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/uuid"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 

@@ -5,33 +5,25 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"flag"
 	"fmt"
 	"go/format"
 	"log"
 	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
+	"slices"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/telemetryspec"
 )
 
 func main() {
-	spec := flag.String("spec", "../telemetry/spec", "directory holding value_oneof.tsv and value_enums.tsv")
+	log.SetFlags(0)
+	log.SetPrefix("genoneof: ")
+	spec := flag.String("spec", "../telemetry/spec", "directory holding the tables of telemetry/spec")
 	out := flag.String("out", "oneof_gen.go", "file to write")
 	flag.Parse()
 
-	enums, err := readEnumNames(filepath.Join(*spec, "value_enums.tsv"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	members, err := readMembers(filepath.Join(*spec, "value_oneof.tsv"), enums)
-	if err != nil {
-		log.Fatal(err)
-	}
-	src, err := render(members)
+	src, err := generate(*spec)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -40,12 +32,28 @@ func main() {
 	}
 }
 
+// generate returns the source of oneof_gen.go for the tables in specDir.
+func generate(specDir string) ([]byte, error) {
+	s, err := telemetryspec.Load(specDir)
+	if err != nil {
+		return nil, err
+	}
+	members, err := decoderMembers(s)
+	if err != nil {
+		return nil, err
+	}
+	return render(members)
+}
+
 type member struct {
 	number int
 	name   string
 	kind   string // the decoder's memberKind constant
 	enum   string // protocol enum type name, for enum members
 }
+
+// maxMember is the highest member number the decoder's table can hold.
+const maxMember = 255
 
 // kinds maps the protocol type of a member to the decoder's member kind.
 // Anything else must be a value enum.
@@ -62,75 +70,31 @@ var kinds = map[string]string{
 	"Time":          "memberTime",
 }
 
-func readTSV(path string) ([][]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var rows [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rows = append(rows, strings.Split(line, "\t"))
-	}
-	return rows, sc.Err()
-}
-
-func readEnumNames(path string) (map[string]bool, error) {
-	rows, err := readTSV(path)
-	if err != nil {
-		return nil, err
-	}
-	names := make(map[string]bool)
-	for i, row := range rows {
-		if i == 0 && row[0] == "enum" {
-			continue // header
-		}
-		names[row[0]] = true
-	}
-	return names, nil
-}
-
-func readMembers(path string, enums map[string]bool) ([]member, error) {
-	rows, err := readTSV(path)
-	if err != nil {
-		return nil, err
-	}
-	seen := make(map[int]bool)
+// decoderMembers gives every member of the Value oneof its decoder kind,
+// in number order.
+func decoderMembers(s *telemetryspec.Spec) ([]member, error) {
 	var members []member
-	for i, row := range rows {
-		if len(row) != 3 {
-			return nil, fmt.Errorf("%s:%d: want 3 columns, have %d", path, i+1, len(row))
+	for _, sm := range s.Members {
+		if sm.Number > maxMember {
+			return nil, fmt.Errorf("member %s number %d: the decoder's table ends at %d", sm.Name, sm.Number, maxMember)
 		}
-		n, err := strconv.Atoi(row[0])
-		if err != nil || n <= 0 || n > 255 {
-			return nil, fmt.Errorf("%s:%d: bad member number %q", path, i+1, row[0])
-		}
-		if seen[n] {
-			return nil, fmt.Errorf("%s:%d: member number %d twice", path, i+1, n)
-		}
-		seen[n] = true
-		m := member{number: n, name: row[1]}
-		switch kind, ok := kinds[row[2]]; {
+		m := member{number: sm.Number, name: sm.Name}
+		switch kind, ok := kinds[sm.Type]; {
 		case m.name == "invalid":
-			if row[2] != "bool" {
-				return nil, fmt.Errorf("%s:%d: invalid member of type %q, want bool", path, i+1, row[2])
+			if sm.Type != "bool" {
+				return nil, fmt.Errorf("member invalid has type %q, want bool", sm.Type)
 			}
 			m.kind = "memberInvalid"
 		case ok:
 			m.kind = kind
-		case enums[row[2]]:
-			m.kind, m.enum = "memberEnum", row[2]
+		case s.Enum(sm.Type) != nil:
+			m.kind, m.enum = "memberEnum", sm.Type
 		default:
-			return nil, fmt.Errorf("%s:%d: type %q is neither scalar, message nor value enum", path, i+1, row[2])
+			return nil, fmt.Errorf("member %s type %q is neither scalar, message nor value enum", sm.Name, sm.Type)
 		}
 		members = append(members, m)
 	}
-	sort.Slice(members, func(i, j int) bool { return members[i].number < members[j].number })
+	slices.SortFunc(members, func(a, b member) int { return a.number - b.number })
 	return members, nil
 }
 

@@ -5,40 +5,48 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"flag"
 	"fmt"
 	"go/format"
 	"log"
 	"os"
-	"path/filepath"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/telemetryspec"
 )
 
 func main() {
-	spec := flag.String("spec", "spec", "directory holding fields.tsv and value_enums.tsv")
+	log.SetFlags(0)
+	log.SetPrefix("gencatalog: ")
+	spec := flag.String("spec", "spec", "directory holding the tables of telemetry/spec")
 	out := flag.String("out", "catalog_gen.go", "file to write")
 	flag.Parse()
 
-	enums, err := readEnums(filepath.Join(*spec, "value_enums.tsv"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	fields, err := readFields(filepath.Join(*spec, "fields.tsv"), enums)
-	if err != nil {
-		log.Fatal(err)
-	}
-	src, err := render(fields, enums)
+	src, err := generate(*spec)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if err := os.WriteFile(*out, src, 0o644); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// generate returns the source of catalog_gen.go for the tables in specDir.
+func generate(specDir string) ([]byte, error) {
+	s, err := telemetryspec.Load(specDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range s.Fields {
+		if _, ok := kinds[f.Kind]; !ok {
+			return nil, fmt.Errorf("field %d %s has unknown kind %q", f.Number, f.Name, f.Kind)
+		}
+	}
+	return render(s.Fields, catalogEnums(s.Enums))
 }
 
 type enumValue struct {
@@ -53,62 +61,23 @@ type enum struct {
 	values []enumValue
 }
 
-type field struct {
-	number                             int
-	name, kind, enum, unit             string
-	component, deviceClass, stateClass string
-	category, description              string
-	diagnostic                         bool
-}
-
-func readTSV(path string) ([][]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var rows [][]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" {
-			continue
-		}
-		rows = append(rows, strings.Split(line, "\t"))
-	}
-	return rows, sc.Err()
-}
-
-func readEnums(path string) (map[string]*enum, error) {
-	rows, err := readTSV(path)
-	if err != nil {
-		return nil, err
-	}
+// catalogEnums gives every value enum its values in number order, the
+// prefix they share and the short names that remain.
+func catalogEnums(specEnums []*telemetryspec.Enum) map[string]*enum {
 	enums := map[string]*enum{}
-	for i, r := range rows[1:] {
-		if len(r) < 3 {
-			return nil, fmt.Errorf("%s:%d: want 3 columns, got %d", path, i+2, len(r))
+	for _, se := range specEnums {
+		e := &enum{name: se.Name}
+		for _, v := range se.Values {
+			e.values = append(e.values, enumValue{number: v.Number, name: v.Name})
 		}
-		n, err := strconv.Atoi(r[1])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, i+2, err)
-		}
-		e := enums[r[0]]
-		if e == nil {
-			e = &enum{name: r[0]}
-			enums[r[0]] = e
-		}
-		e.values = append(e.values, enumValue{number: n, name: r[2]})
-	}
-	for _, e := range enums {
-		sort.Slice(e.values, func(i, j int) bool { return e.values[i].number < e.values[j].number })
+		slices.SortFunc(e.values, func(a, b enumValue) int { return a.number - b.number })
 		e.prefix = commonWordPrefix(e.values)
 		for i := range e.values {
 			e.values[i].short = shortName(strings.TrimPrefix(e.values[i].name, e.prefix))
 		}
+		enums[e.name] = e
 	}
-	return enums, nil
+	return enums
 }
 
 // shortName keeps a short name from reading "None": Home Assistant takes
@@ -148,42 +117,7 @@ func commonWordPrefix(values []enumValue) string {
 	return ""
 }
 
-func readFields(path string, enums map[string]*enum) ([]field, error) {
-	rows, err := readTSV(path)
-	if err != nil {
-		return nil, err
-	}
-	var fields []field
-	for i, r := range rows[1:] {
-		if len(r) < 10 {
-			return nil, fmt.Errorf("%s:%d: want at least 10 columns, got %d", path, i+2, len(r))
-		}
-		n, err := strconv.Atoi(r[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, i+2, err)
-		}
-		f := field{
-			number: n, name: r[1], kind: r[2], unit: r[3],
-			component: r[4], deviceClass: r[5], stateClass: r[6],
-			category: r[7], diagnostic: r[8] == "yes", description: r[9],
-		}
-		if e, ok := strings.CutPrefix(f.kind, "enum:"); ok {
-			if enums[e] == nil {
-				return nil, fmt.Errorf("%s:%d: field %s names unknown enum %q", path, i+2, f.name, e)
-			}
-			f.kind, f.enum = "enum", e
-		}
-		if _, ok := kinds[f.kind]; !ok {
-			return nil, fmt.Errorf("%s:%d: field %s has unknown kind %q", path, i+2, f.name, f.kind)
-		}
-		if f.number != len(fields) {
-			return nil, fmt.Errorf("%s:%d: field numbers must run 0, 1, 2, ...; got %d", path, i+2, f.number)
-		}
-		fields = append(fields, f)
-	}
-	return fields, nil
-}
-
+// kinds maps the kinds of fields.tsv to telemetry's Kind constants.
 var kinds = map[string]string{
 	"string":        "KindString",
 	"bool":          "KindBool",
@@ -197,7 +131,7 @@ var kinds = map[string]string{
 	"time":          "KindTime",
 }
 
-func render(fields []field, enums map[string]*enum) ([]byte, error) {
+func render(fields []telemetryspec.Field, enums map[string]*enum) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString("// Code generated by gencatalog from spec/fields.tsv and spec/value_enums.tsv. DO NOT EDIT.\n\npackage telemetry\n\n")
 
@@ -226,19 +160,19 @@ func render(fields []field, enums map[string]*enum) ([]byte, error) {
 
 	b.WriteString("// Field numbers, named as in the protocol's Field enum.\nconst (\n")
 	for _, f := range fields {
-		fmt.Fprintf(&b, "\tField%s Field = %d\n", f.name, f.number)
+		fmt.Fprintf(&b, "\tField%s Field = %d\n", f.Name, f.Number)
 	}
 	b.WriteString(")\n\n")
 	fmt.Fprintf(&b, "// MaxField is the highest field number the catalog knows.\nconst MaxField Field = %d\n\n", len(fields)-1)
 
 	b.WriteString("// catalog is indexed by field number.\nvar catalog = [...]FieldInfo{\n")
 	for _, f := range fields {
-		fmt.Fprintf(&b, "\t{Field: %d, Name: %q, Kind: %s, ", f.number, f.name, kinds[f.kind])
-		if f.enum != "" {
-			fmt.Fprintf(&b, "Enum: Enum%s, ", f.enum)
+		fmt.Fprintf(&b, "\t{Field: %d, Name: %q, Kind: %s, ", f.Number, f.Name, kinds[f.Kind])
+		if f.Enum != "" {
+			fmt.Fprintf(&b, "Enum: Enum%s, ", f.Enum)
 		}
 		fmt.Fprintf(&b, "Unit: %q, Component: %q, DeviceClass: %q, StateClass: %q, Category: %q, Diagnostic: %t, Description: %q},\n",
-			f.unit, f.component, f.deviceClass, f.stateClass, f.category, f.diagnostic, f.description)
+			f.Unit, f.Component, f.DeviceClass, f.StateClass, f.Category, f.Diagnostic, f.Description)
 	}
 	b.WriteString("}\n")
 	return format.Source(b.Bytes())

@@ -6,13 +6,19 @@
 // proto.Unmarshal of a vehicle's bytes yields the same values and
 // deterministic proto.Marshal gives the same bytes back.
 //
+// The simulator encodes its cars' payloads with these types, and ingest's
+// tests use them as the reference that the server's hand-written decoder
+// must agree with. The server itself never imports this package: it decodes
+// payloads with protowire alone, so serving needs no generated types and no
+// protobuf reflection; TestServerDoesNotImportSchema keeps it that way.
+//
 // Everything except this file is generated. The .proto files come from the
 // tables in telemetry/spec (field_enum.tsv, value_oneof.tsv,
 // value_enums.tsv) through ./internal/genproto; the Go code comes from
 // protoc with protoc-gen-go. Regenerate both with
 //
 //	go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12 # once; must be on PATH
-//	go generate ./ingest/schema/
+//	go generate ./simulate/schema/
 //
 // protoc-gen-go must match the google.golang.org/protobuf version in go.mod.
 //
@@ -25,10 +31,10 @@
 // Audience_AudienceUnknown). Names never travel on the wire, so the rename
 // does not affect compatibility.
 //
-// The files are registered under ingest/schema/*.proto (protoc runs from
+// The files are registered under simulate/schema/*.proto (protoc runs from
 // the module root's point of view) so that their paths cannot collide in the
 // global protobuf registry with another module's vehicle_data.proto.
 package schema
 
 //go:generate go run ./internal/genproto -spec ../../telemetry/spec -out .
-//go:generate protoc --proto_path=../.. --go_out=../.. --go_opt=paths=source_relative ingest/schema/vehicle_data.proto ingest/schema/vehicle_alert.proto ingest/schema/vehicle_error.proto ingest/schema/vehicle_connectivity.proto
+//go:generate protoc --proto_path=../.. --go_out=../.. --go_opt=paths=source_relative simulate/schema/vehicle_data.proto simulate/schema/vehicle_alert.proto simulate/schema/vehicle_error.proto simulate/schema/vehicle_connectivity.proto

@@ -1,7 +1,6 @@
 package schema_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,7 +20,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/schema"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/telemetryspec"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/schema"
 )
 
 const (
@@ -645,47 +644,6 @@ func TestRemarshalReproducesBytes(t *testing.T) {
 	}
 }
 
-// readSpec reads a spec table, skipping its header line if it has one.
-func readSpec(t *testing.T, name string, ncols int) [][]string {
-	t.Helper()
-	f, err := os.Open(filepath.Join(specDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if sc.Text() == "" {
-			continue
-		}
-		cols := strings.Split(sc.Text(), "\t")
-		if len(cols) != ncols {
-			t.Fatalf("%s: %q has %d columns, want %d", name, sc.Text(), len(cols), ncols)
-		}
-		if slices.Contains(cols, "number") {
-			continue
-		}
-		rows = append(rows, cols)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) == 0 {
-		t.Fatalf("%s is empty", name)
-	}
-	return rows
-}
-
-func atoi(t *testing.T, s string) int {
-	t.Helper()
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatalf("spec number %q: %v", s, err)
-	}
-	return n
-}
-
 // checkEnumValue checks that e has a value numbered n called name, or, by
 // the generator's collision rule, e's name followed by name when name is
 // taken by another symbol of the package.
@@ -711,57 +669,57 @@ func checkEnumValue(t *testing.T, e protoreflect.EnumDescriptor, n int, name str
 func TestSchemaMatchesSpec(t *testing.T) {
 	file := schema.Field(0).Descriptor().ParentFile()
 
+	spec, err := telemetryspec.Load(specDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	t.Run("Field", func(t *testing.T) {
-		rows := readSpec(t, "field_enum.tsv", 2)
 		e := schema.Field(0).Descriptor()
-		if e.Values().Len() != len(rows) {
-			t.Errorf("Field has %d values, spec has %d", e.Values().Len(), len(rows))
+		if e.Values().Len() != len(spec.Fields) {
+			t.Errorf("Field has %d values, spec has %d", e.Values().Len(), len(spec.Fields))
 		}
-		for _, r := range rows {
-			checkEnumValue(t, e, atoi(t, r[0]), r[1])
+		for _, f := range spec.Fields {
+			checkEnumValue(t, e, f.Number, f.Name)
 		}
 	})
 
 	t.Run("Value", func(t *testing.T) {
-		rows := readSpec(t, "value_oneof.tsv", 3)
 		md := (&schema.Value{}).ProtoReflect().Descriptor()
 		oneof := md.Oneofs().ByName("value")
 		if oneof == nil {
 			t.Fatal("Value has no oneof value")
 		}
-		if oneof.Fields().Len() != len(rows) || md.Fields().Len() != len(rows) {
-			t.Errorf("Value has %d fields, %d in its oneof; spec has %d", md.Fields().Len(), oneof.Fields().Len(), len(rows))
+		if oneof.Fields().Len() != len(spec.Members) || md.Fields().Len() != len(spec.Members) {
+			t.Errorf("Value has %d fields, %d in its oneof; spec has %d", md.Fields().Len(), oneof.Fields().Len(), len(spec.Members))
 		}
-		for _, r := range rows {
-			fd := md.Fields().ByNumber(protoreflect.FieldNumber(atoi(t, r[0])))
+		for _, m := range spec.Members {
+			fd := md.Fields().ByNumber(protoreflect.FieldNumber(m.Number))
 			switch {
 			case fd == nil:
-				t.Errorf("Value has no field %s (%s)", r[0], r[1])
-			case string(fd.Name()) != r[1] || typeName(fd) != r[2] || fd.ContainingOneof() != oneof:
-				t.Errorf("Value field %s is %s %s in oneof %v, want %s %s in value", r[0], typeName(fd), fd.Name(), fd.ContainingOneof(), r[2], r[1])
+				t.Errorf("Value has no field %d (%s)", m.Number, m.Name)
+			case string(fd.Name()) != m.Name || typeName(fd) != m.Type || fd.ContainingOneof() != oneof:
+				t.Errorf("Value field %d is %s %s in oneof %v, want %s %s in value", m.Number, typeName(fd), fd.Name(), fd.ContainingOneof(), m.Type, m.Name)
 			}
 		}
 	})
 
 	t.Run("enums", func(t *testing.T) {
-		rows := readSpec(t, "value_enums.tsv", 3)
-		counts := map[string]int{}
-		for _, r := range rows {
-			counts[r[0]]++
-			e := file.Enums().ByName(protoreflect.Name(r[0]))
+		for _, se := range spec.Enums {
+			e := file.Enums().ByName(protoreflect.Name(se.Name))
 			if e == nil {
-				t.Errorf("no enum %s", r[0])
+				t.Errorf("no enum %s", se.Name)
 				continue
 			}
-			checkEnumValue(t, e, atoi(t, r[1]), r[2])
-		}
-		for name, n := range counts {
-			if e := file.Enums().ByName(protoreflect.Name(name)); e != nil && e.Values().Len() != n {
-				t.Errorf("%s has %d values, spec has %d", name, e.Values().Len(), n)
+			if e.Values().Len() != len(se.Values) {
+				t.Errorf("%s has %d values, spec has %d", se.Name, e.Values().Len(), len(se.Values))
+			}
+			for _, v := range se.Values {
+				checkEnumValue(t, e, v.Number, v.Name)
 			}
 		}
-		if file.Enums().Len() != len(counts)+1 {
-			t.Errorf("%s declares %d enums, want Field and the %d of the spec", file.Path(), file.Enums().Len(), len(counts))
+		if file.Enums().Len() != len(spec.Enums)+1 {
+			t.Errorf("%s declares %d enums, want Field and the %d of the spec", file.Path(), file.Enums().Len(), len(spec.Enums))
 		}
 	})
 }
