@@ -25,6 +25,8 @@ type Place struct {
 	// window of the day (in Config.TimeZone). The first window that holds
 	// the moment wins.
 	Tariffs []Tariff `yaml:"tariffs,omitempty" json:"tariffs,omitempty"`
+
+	cosLat float64 // cos(Latitude), set by validate for the quick rejection in within
 }
 
 // Tariff is a price that holds between two times of the day. A window whose
@@ -69,6 +71,7 @@ func (p *Place) validate(key string) error {
 	if p.PricePerKWh != nil && !(*p.PricePerKWh >= 0 && !math.IsInf(*p.PricePerKWh, 0)) {
 		return fmt.Errorf("%s.price_per_kwh: %v is negative: use 0 for free charging", key, *p.PricePerKWh)
 	}
+	p.cosLat = math.Cos(p.Latitude * math.Pi / 180)
 	for i := range p.Tariffs {
 		if err := p.Tariffs[i].validate(fmt.Sprintf("%s.tariffs[%d]", key, i)); err != nil {
 			return err
@@ -155,16 +158,39 @@ func (p *Place) Hysteresis() float64 {
 func matchPlace(places []Place, current int, lat, lon float64) int {
 	if current >= 0 && current < len(places) {
 		p := &places[current]
-		if Distance(lat, lon, p.Latitude, p.Longitude) <= p.Radius+p.Hysteresis() {
+		if _, ok := p.within(lat, lon, p.Radius+p.Hysteresis()); ok {
 			return current
 		}
 	}
 	best, bestDist := -1, math.Inf(1)
 	for i := range places {
-		p := &places[i]
-		if d := Distance(lat, lon, p.Latitude, p.Longitude); d <= p.Radius && d < bestDist {
+		if d, ok := places[i].within(lat, lon, places[i].Radius); ok && d < bestDist {
 			best, bestDist = i, d
 		}
 	}
 	return best
+}
+
+// metresPerDegree is the length of a degree of latitude, near enough.
+const metresPerDegree = earthRadius * math.Pi / 180
+
+// within returns the distance from p's centre to (lat, lon) and whether it
+// is at most limit metres. Points clearly farther in latitude or longitude
+// alone are rejected without the trigonometry of Distance (the margin of
+// 10% covers the flat-earth approximation at any place's scale).
+func (p *Place) within(lat, lon, limit float64) (float64, bool) {
+	if math.Abs(lat-p.Latitude)*metresPerDegree > limit*1.1 {
+		return 0, false
+	}
+	if p.cosLat > 0.1 {
+		dLon := math.Abs(lon - p.Longitude)
+		if dLon > 180 {
+			dLon = 360 - dLon
+		}
+		if dLon*metresPerDegree*p.cosLat > limit*1.1 {
+			return 0, false
+		}
+	}
+	d := Distance(lat, lon, p.Latitude, p.Longitude)
+	return d, d <= limit
 }
