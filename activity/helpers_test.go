@@ -109,11 +109,11 @@ func val(p *float64) float64 {
 func driveHomeToWork(c *car, start time.Duration) {
 	c.at(start).send(gear("P"), num(telemetry.FieldOdometer, 1000), loc(homeLat, homeLon),
 		num(telemetry.FieldBatteryLevel, 80), num(telemetry.FieldEnergyRemaining, 60), num(telemetry.FieldVehicleSpeed, 0))
-	c.at(start + time.Minute).send(gear("D"), num(telemetry.FieldVehicleSpeed, 12))
-	c.at(start + 5*time.Minute).send(num(telemetry.FieldVehicleSpeed, 62), num(telemetry.FieldOdometer, 1003), loc(52.52, 13.47))
-	c.at(start + 6*time.Minute).send(gear("P"), num(telemetry.FieldVehicleSpeed, 0)) // short stop
-	c.at(start + 8*time.Minute).send(gear("D"), num(telemetry.FieldVehicleSpeed, 20))
-	c.at(start + 12*time.Minute).send(num(telemetry.FieldOdometer, 1006.2), loc(workLat, workLon),
+	c.at(start+time.Minute).send(gear("D"), num(telemetry.FieldVehicleSpeed, 12))
+	c.at(start+5*time.Minute).send(num(telemetry.FieldVehicleSpeed, 62), num(telemetry.FieldOdometer, 1003), loc(52.52, 13.47))
+	c.at(start+6*time.Minute).send(gear("P"), num(telemetry.FieldVehicleSpeed, 0)) // short stop
+	c.at(start+8*time.Minute).send(gear("D"), num(telemetry.FieldVehicleSpeed, 20))
+	c.at(start+12*time.Minute).send(num(telemetry.FieldOdometer, 1006.2), loc(workLat, workLon),
 		num(telemetry.FieldBatteryLevel, 77), num(telemetry.FieldEnergyRemaining, 58), num(telemetry.FieldVehicleSpeed, 5))
-	c.at(start + 13*time.Minute).send(gear("P"), num(telemetry.FieldVehicleSpeed, 0))
+	c.at(start+13*time.Minute).send(gear("P"), num(telemetry.FieldVehicleSpeed, 0))
 }

@@ -59,7 +59,7 @@ func TestDriveWithShortStopIsOneDrive(t *testing.T) {
 func TestDriveEndsOnNextRecordAfterGrace(t *testing.T) {
 	c := newCar(t, testConfig(t))
 	driveHomeToWork(c, 0)
-	ch := c.at(20*time.Minute).send(num(telemetry.FieldInsideTemp, 21))
+	ch := c.at(20 * time.Minute).send(num(telemetry.FieldInsideTemp, 21))
 	if !ch.Has(DriveEnded) {
 		t.Fatalf("record after the grace period: %b, want DriveEnded", ch)
 	}
@@ -132,16 +132,16 @@ func TestChargeWithTimeOfUseCost(t *testing.T) {
 	c.at(base).send(gear("P"), loc(homeLat, homeLon), num(telemetry.FieldBatteryLevel, 40),
 		num(telemetry.FieldEnergyRemaining, 30), chargeState("Disconnected"),
 		num(telemetry.FieldACChargingEnergyIn, 7.5), num(telemetry.FieldDCChargingEnergyIn, 7)) // last session's counters
-	if ch := c.at(base + time.Minute).send(chargeState("Charging"), num(telemetry.FieldACChargingPower, 11)); !ch.Has(ChargeStarted) {
+	if ch := c.at(base+time.Minute).send(chargeState("Charging"), num(telemetry.FieldACChargingPower, 11)); !ch.Has(ChargeStarted) {
 		t.Fatalf("Charging: %b, want ChargeStarted", ch)
 	}
 	if got := c.status(); got != StatusCharging {
 		t.Fatalf("status = %v, want charging", got)
 	}
 	// Counters reset to 0 for the new session and count up.
-	c.at(base + 2*time.Minute).send(num(telemetry.FieldACChargingEnergyIn, 0), num(telemetry.FieldDCChargingEnergyIn, 0))
-	c.at(base + 55*time.Minute).send(num(telemetry.FieldACChargingEnergyIn, 10), num(telemetry.FieldDCChargingEnergyIn, 9.2))
-	c.at(base + 3*time.Hour).send(num(telemetry.FieldACChargingEnergyIn, 30), num(telemetry.FieldDCChargingEnergyIn, 27.6),
+	c.at(base+2*time.Minute).send(num(telemetry.FieldACChargingEnergyIn, 0), num(telemetry.FieldDCChargingEnergyIn, 0))
+	c.at(base+55*time.Minute).send(num(telemetry.FieldACChargingEnergyIn, 10), num(telemetry.FieldDCChargingEnergyIn, 9.2))
+	c.at(base+3*time.Hour).send(num(telemetry.FieldACChargingEnergyIn, 30), num(telemetry.FieldDCChargingEnergyIn, 27.6),
 		num(telemetry.FieldBatteryLevel, 80), num(telemetry.FieldEnergyRemaining, 57.6), chargeState("Complete"))
 	s, ok := c.tr.LastCharge()
 	if !ok || !c.changes.Has(ChargeEnded) {
@@ -172,7 +172,7 @@ func TestChargePauseWithinGraceIsOneSession(t *testing.T) {
 	c := newCar(t, testConfig(t))
 	c.send(chargeState("Charging"), num(telemetry.FieldDCChargingEnergyIn, 0))
 	c.at(10*time.Minute).send(chargeState("Stopped"), num(telemetry.FieldDCChargingEnergyIn, 2))
-	c.at(20*time.Minute).send(chargeState("Charging"))
+	c.at(20 * time.Minute).send(chargeState("Charging"))
 	c.at(40*time.Minute).send(chargeState("Stopped"), num(telemetry.FieldDCChargingEnergyIn, 5))
 	if c.changes.Has(ChargeEnded) {
 		t.Fatal("a pause shorter than charge_grace ended the session")
@@ -204,7 +204,7 @@ func TestAsleepMidChargeKeepsTheSession(t *testing.T) {
 		}
 	}
 	c.at(5 * time.Hour).connect()
-	c.at(5*time.Hour + time.Second).send(chargeState("Complete"), num(telemetry.FieldDCChargingEnergyIn, 20), num(telemetry.FieldACChargingEnergyIn, 22))
+	c.at(5*time.Hour+time.Second).send(chargeState("Complete"), num(telemetry.FieldDCChargingEnergyIn, 20), num(telemetry.FieldACChargingEnergyIn, 22))
 	s, ok := c.tr.LastCharge()
 	if !ok {
 		t.Fatal("no charge summary after the car woke with Complete")
@@ -241,7 +241,7 @@ func TestShortGapMidDriveIsOneDrive(t *testing.T) {
 func TestLongGapMidDriveTimesOut(t *testing.T) {
 	c := newCar(t, testConfig(t))
 	c.send(gear("D"), num(telemetry.FieldOdometer, 100))
-	c.at(5*time.Minute).send(num(telemetry.FieldOdometer, 103))
+	c.at(5 * time.Minute).send(num(telemetry.FieldOdometer, 103))
 	// No Tick ran during the gap: the next record ends the old drive first.
 	ch := c.at(3*time.Hour).send(gear("D"), num(telemetry.FieldOdometer, 150))
 	if !ch.Has(DriveEnded | DriveStarted) {
@@ -263,11 +263,11 @@ func TestDuplicateRecordsChangeNothing(t *testing.T) {
 		t.Errorf("same record twice: %b, want no change", ch)
 	}
 	// An older record sent again after a newer one is ignored too.
-	c.at(20*time.Minute).send(num(telemetry.FieldDCChargingEnergyIn, 6))
-	if ch := c.at(10*time.Minute).send(num(telemetry.FieldDCChargingEnergyIn, 3)); ch != 0 {
+	c.at(20 * time.Minute).send(num(telemetry.FieldDCChargingEnergyIn, 6))
+	if ch := c.at(10 * time.Minute).send(num(telemetry.FieldDCChargingEnergyIn, 3)); ch != 0 {
 		t.Errorf("resent older record: %b, want no change", ch)
 	}
-	c.at(30*time.Minute).send(chargeState("Complete"))
+	c.at(30 * time.Minute).send(chargeState("Complete"))
 	s, _ := c.tr.LastCharge()
 	if val(s.EnergyAddedKWh) != 6 {
 		t.Errorf("energy added = %v, want 6 (duplicates counted once)", val(s.EnergyAddedKWh))
@@ -297,7 +297,7 @@ func TestRestartMidDriveContinuesTheDrive(t *testing.T) {
 		t.Fatalf("restored: driving %v place %q, want an open drive at Home", c2.tr.Driving(), c2.tr.Place())
 	}
 	// The car resends its last unacknowledged record, then goes on.
-	c2.at(5*time.Minute).connect()
+	c2.at(5 * time.Minute).connect()
 	if ch := c2.at(5*time.Minute - time.Second).send(num(telemetry.FieldOdometer, 1003.9)); ch != 0 {
 		t.Errorf("resent record after restore: %b, want no change", ch)
 	}
@@ -354,7 +354,7 @@ func TestPlacesEnterLeaveWithHysteresis(t *testing.T) {
 		{0.0017, "", true}, // 189 m: left
 	}
 	for i, s := range steps {
-		ch := c.at(time.Duration(i)*time.Minute).send(loc(homeLat+s.dLat, homeLon))
+		ch := c.at(time.Duration(i) * time.Minute).send(loc(homeLat+s.dLat, homeLon))
 		if got := c.tr.Place(); got != s.want || ch.Has(ChangedPlace) != s.changed {
 			t.Errorf("step %d (%.4f°): place %q changed %v, want %q %v", i, s.dLat, got, ch.Has(ChangedPlace), s.want, s.changed)
 		}
