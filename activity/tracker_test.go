@@ -407,3 +407,29 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("zero Config: %v, defaults %v %v", err, c.DriveGrace, c.StaleAfter)
 	}
 }
+
+func TestRestartMidChargeKeepsCountersAndCost(t *testing.T) {
+	cfg := testConfig(t)
+	c := newCar(t, cfg)
+	c.at(12*time.Hour).send(loc(homeLat, homeLon), chargeState("Charging"),
+		num(telemetry.FieldACChargingEnergyIn, 0), num(telemetry.FieldDCChargingEnergyIn, 0))
+	c.at(13*time.Hour).send(num(telemetry.FieldACChargingEnergyIn, 5), num(telemetry.FieldDCChargingEnergyIn, 4.5))
+	snap, err := c.tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := newCar(t, cfg)
+	if err := c2.tr.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	// After the restart the counters go on from where they were; 5 kWh by 21:00 at the day price, 5 kWh after 22:00 at night.
+	c2.at(14*time.Hour+30*time.Minute).send(num(telemetry.FieldACChargingEnergyIn, 8), num(telemetry.FieldDCChargingEnergyIn, 7.2))
+	c2.at(15*time.Hour).send(num(telemetry.FieldACChargingEnergyIn, 10), num(telemetry.FieldDCChargingEnergyIn, 9), chargeState("Complete"))
+	s, ok := c2.tr.LastCharge()
+	if !ok {
+		t.Fatal("no charge after restart")
+	}
+	if val(s.EnergyUsedKWh) != 10 || val(s.EnergyAddedKWh) != 9 || val(s.Cost) != *round(5*0.30+5*0.10, 2) || !s.Start.Equal(t0.Add(12*time.Hour)) {
+		t.Errorf("charge across restart: used %v added %v cost %v start %v", val(s.EnergyUsedKWh), val(s.EnergyAddedKWh), val(s.Cost), s.Start)
+	}
+}

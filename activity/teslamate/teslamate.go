@@ -97,6 +97,9 @@ type Car struct {
 	sent   []bool
 	buf    []byte
 	msgs   []Message
+	// view holds Changed's argument, so that the topics' functions take a
+	// pointer into the Car rather than making the view escape per call.
+	view View
 }
 
 // NewCar returns the layout of the car TeslaMate would number id, under
@@ -122,10 +125,12 @@ func (c *Car) Prefix() string { return c.prefix }
 // messages and their payloads are valid until the next call.
 func (c *Car) Changed(v View) []Message {
 	c.msgs = c.msgs[:0]
+	c.view = v
+	defer func() { c.view = View{} }()
 	for i := range topics {
 		tp := &topics[i]
 		c.buf = c.buf[:0]
-		b, ok := tp.appendTo(c.buf, &v)
+		b, ok := tp.appendTo(c.buf, &c.view)
 		c.buf = b
 		if !ok {
 			if !tp.emptyWhenNil {
