@@ -224,7 +224,25 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 	if located {
 		ch |= t.locate()
 	}
+	if ch == 0 && !t.pending() {
+		// Nothing changed and no grace period runs: no session can open
+		// or end. Only the open sessions' latest record moves.
+		if d := t.st.Drive; d != nil {
+			d.LastAt = at
+		}
+		if c := t.st.Charge; c != nil {
+			c.LastAt = at
+		}
+		return t.evaluate(at)
+	}
 	return ch | t.transitions(at) | t.evaluate(at)
+}
+
+// pending reports whether a grace period runs (a drive waiting in P, a
+// charge stopped), which a record may end even when it changes nothing.
+func (t *Tracker) pending() bool {
+	return t.st.Drive != nil && !t.st.Drive.PausedAt.IsZero() ||
+		t.st.Charge != nil && !t.st.Charge.PausedAt.IsZero()
 }
 
 // accumulate folds the new value of slot si into the open sessions.
