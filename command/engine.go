@@ -287,9 +287,15 @@ func (e *Engine) Execute(ctx context.Context, req Request) Result {
 // words says what went wrong, naming the pairing link where it helps.
 func (e *Engine) words(err error) string {
 	s := err.Error()
-	var apiErr *fleetapi.APIError
-	if errors.As(err, &apiErr) {
-		s = apiErr.Explain()
+	ours := false
+	for _, sentinel := range []error{ErrInvalidCommand, ErrRateLimited, ErrAsleep, ErrWakeTimeout, ErrRefused} {
+		ours = ours || errors.Is(err, sentinel)
+	}
+	if !ours {
+		// Tesla's answers, tokens, the network: fleetapi's words.
+		if words := fleetapi.Explain(err); !strings.HasPrefix(words, "Something went wrong") {
+			s = words
+		}
 	}
 	if e.cfg.PairingDomain != "" {
 		s = strings.ReplaceAll(s, "<your domain>", e.cfg.PairingDomain)
