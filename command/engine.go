@@ -47,7 +47,7 @@ const (
 	// state is written again: the cache holds a counter ahead of every one
 	// used, so a restart never reuses one, and a command costs a file
 	// write only every counterReserve commands.
-	counterReserve = 32
+	counterReserve = 256
 )
 
 // Config configures an Engine.
