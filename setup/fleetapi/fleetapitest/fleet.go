@@ -56,6 +56,7 @@ func (s *Server) fleetMux(region fleetapi.Region) http.Handler {
 	mux.HandleFunc("POST /api/1/partner_accounts", partner(s.handleRegister))
 	mux.HandleFunc("GET /api/1/partner_accounts/public_key", partner(s.handlePublicKey))
 	mux.HandleFunc("GET /api/1/partner_accounts/fleet_telemetry_errors", partner(s.handlePartnerErrors))
+	s.commandRoutes(mux, owner)
 	return mux
 }
 

@@ -167,6 +167,7 @@ type Server struct {
 	denyLogin  bool
 	ownerRgn   fleetapi.Region
 	nextID     int64
+	cars       carFleet // the cars' command side (commands.go)
 }
 
 type tokenKind int
