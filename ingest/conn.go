@@ -35,7 +35,16 @@ type vehicleConn struct {
 
 	pinger   *time.Timer
 	stopping atomic.Bool // set once by stop
+
+	// Items left out of records on purpose and not logged yet, and when
+	// that was last logged (since connected); see refusedItems.
+	refusedUnlogged refused
+	refusedLoggedAt time.Duration
 }
+
+// refusedLogInterval is how often a connection logs the items it left out
+// of its car's records.
+const refusedLogInterval = time.Minute
 
 // log returns the connection's logger. It is made when something is
 // logged, not kept: a handler's preformatted attributes would otherwise
@@ -77,11 +86,7 @@ func (vc *vehicleConn) next(ctx context.Context) bool {
 	}
 	kind, r, err := vc.ws.NextReader()
 	if err != nil {
-		if vc.stopping.Load() {
-			vc.close(websocket.CloseGoingAway, "server shutting down")
-		} else {
-			vc.logClosed(err)
-		}
+		vc.readFailed(err)
 		return false
 	}
 	if kind != websocket.BinaryMessage {
@@ -92,13 +97,16 @@ func (vc *vehicleConn) next(ctx context.Context) bool {
 	vc.srv.stats.frames.Add(1)
 	fs := getFrameScratch()
 	defer putFrameScratch(fs)
-	err = readFrame(r, &fs.frame)
+	size, err := readFrame(r, &fs.frame)
 	switch {
 	case errors.Is(err, errFrameTooLarge):
-		vc.log().Warn("frame refused", "err", err)
+		vc.srv.stats.oversized.Add(1)
+		vc.log().Warn("frame refused: larger than the protocol allows; answered with the error response",
+			"size", size, "limit", MaxFrameSize)
 		err = vc.respondError(fs, nil)
 	case err != nil:
-		vc.logClosed(err)
+		vc.readFailed(err)
+		return false
 	default:
 		err = vc.srv.handle(ctx, vc, fs)
 	}
@@ -107,6 +115,31 @@ func (vc *vehicleConn) next(ctx context.Context) bool {
 		return false
 	}
 	return true
+}
+
+// readFailed ends the connection after a read error: answers and logs what
+// the frame guard refused (see guard.go), and logs any other end.
+func (vc *vehicleConn) readFailed(err error) {
+	var tooLarge errMessageTooLarge
+	switch {
+	case vc.stopping.Load():
+		vc.close(websocket.CloseGoingAway, "server shutting down")
+	case errors.As(err, &tooLarge):
+		vc.srv.stats.oversized.Add(1)
+		vc.log().Warn("frame refused at its header: larger than the protocol allows; answered with the error response and closed",
+			"declared", tooLarge.declared, "limit", MaxFrameSize)
+		fs := getFrameScratch()
+		defer putFrameScratch(fs)
+		if vc.respondError(fs, nil) == nil {
+			vc.close(websocket.CloseMessageTooBig, "frame too large")
+		}
+	case errors.As(err, new(errControlFlood)):
+		vc.srv.stats.floods.Add(1)
+		vc.log().Warn("vehicle dropped: control frames too fast", "burst", controlBurst, "per_second", controlRate)
+		vc.close(websocket.ClosePolicyViolation, "too many control frames")
+	default:
+		vc.logClosed(err)
+	}
 }
 
 // extend gives the car another IdleTimeout to send something, unless the
@@ -175,9 +208,13 @@ func (vc *vehicleConn) handleFrame(ctx context.Context, fs *frameScratch) error 
 
 	rec := &fs.rec
 	rec.Reset()
-	if err := DecodePayload(topic, f.Stream.Payload, rec); err != nil {
+	refused, err := decodePayload(topic, f.Stream.Payload, rec)
+	if err != nil {
 		vc.log().Warn("undecodable payload", "topic", topic, "txid", string(f.TxID), "err", err)
 		return vc.respondError(fs, f.TxID)
+	}
+	if refused.total() > 0 {
+		vc.refusedItems(topic, f.TxID, refused)
 	}
 	// The certificate names the car, whatever the frame says.
 	rec.VIN = vc.id.DeviceID
@@ -198,6 +235,27 @@ func (vc *vehicleConn) handleFrame(ctx context.Context, fs *frameScratch) error 
 		return nil
 	}
 	return vc.respondAck(fs, f.TxID, f.Topic)
+}
+
+// refusedItems counts what decoding left out of a record on purpose, and
+// logs it: the first time on the connection, then at most once per
+// refusedLogInterval, with the counts since the last line. The record is
+// still acknowledged.
+func (vc *vehicleConn) refusedItems(topic telemetry.Topic, txid []byte, r refused) {
+	vc.srv.stats.dataRefused.Add(int64(r.total()))
+	u := &vc.refusedUnlogged
+	u.unknownFields += r.unknownFields
+	u.excess += r.excess
+	now := time.Since(vc.connected)
+	if vc.refusedLoggedAt != 0 && now-vc.refusedLoggedAt < refusedLogInterval {
+		return
+	}
+	vc.refusedLoggedAt = max(now, 1)
+	vc.log().Warn("record items left out on purpose (unknown field numbers, or too many items); the record is acknowledged",
+		"topic", topic, "txid", string(txid),
+		"unknown_fields", u.unknownFields, "max_field_number", MaxFieldNumber,
+		"over_limit", u.excess, "max_items_per_record", MaxRecordItems)
+	*u = refused{}
 }
 
 func (vc *vehicleConn) respondAck(fs *frameScratch, txid, topic []byte) error {

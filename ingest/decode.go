@@ -66,20 +66,60 @@ const millisThreshold = 315576000000
 // Malformed input yields an error wrapping ErrMalformedPayload, never a
 // panic; rec then holds a partial record that callers must discard. An
 // unknown topic yields an error wrapping ErrUnknownTopic.
+//
+// Refused on purpose, so that one car cannot make the server (and every
+// MQTT subscriber) hold without bound what it keeps per signal or name: a
+// Datum whose field number is outside the catalog and the window above it
+// that newer firmware may use (see MaxFieldNumber), and the data items,
+// alerts or errors of a record past MaxRecordItems. They are decoded (a
+// malformed one is still an error) and left out of rec; the rest of the
+// record is kept, and the server acknowledges it as usual, so that the car
+// does not send it again.
 func DecodePayload(topic telemetry.Topic, payload []byte, rec *telemetry.Record) error {
+	_, err := decodePayload(topic, payload, rec)
+	return err
+}
+
+// Limits on what one record may carry; see DecodePayload.
+const (
+	// MaxFieldNumber is the highest field number a Datum may have: the
+	// catalog's last field plus a window for fields newer firmware adds
+	// before the catalog knows them (Tesla numbers new fields
+	// consecutively, a few dozen a year). Such a field is published as
+	// Field(<number>). Any other number is no field of any firmware.
+	MaxFieldNumber = int(telemetry.MaxField) + 256
+	// MaxRecordItems is the most data items, alerts or errors one record
+	// may carry: several times the catalog, which a car sends at most once
+	// per field.
+	MaxRecordItems = 1024
+)
+
+// refused counts what decodePayload left out of a record on purpose.
+type refused struct {
+	unknownFields int // data items with a field number over MaxFieldNumber
+	excess        int // data items, alerts or errors past MaxRecordItems
+}
+
+func (r refused) total() int { return r.unknownFields + r.excess }
+
+// decodePayload is DecodePayload, telling what it left out.
+func decodePayload(topic telemetry.Topic, payload []byte, rec *telemetry.Record) (refused, error) {
 	rec.Topic = topic
 	d := decoder{payload: payload}
 	switch topic {
 	case telemetry.TopicV:
-		return d.vehicleData(rec)
+		err := d.vehicleData(rec)
+		return d.refused, err
 	case telemetry.TopicAlerts:
-		return d.vehicleAlerts(rec)
+		err := d.vehicleAlerts(rec)
+		return d.refused, err
 	case telemetry.TopicErrors:
-		return d.vehicleErrors(rec)
+		err := d.vehicleErrors(rec)
+		return d.refused, err
 	case telemetry.TopicConnectivity:
-		return d.vehicleConnectivity(rec)
+		return refused{}, d.vehicleConnectivity(rec)
 	}
-	return fmt.Errorf("%w %q", ErrUnknownTopic, topic)
+	return refused{}, fmt.Errorf("%w %q", ErrUnknownTopic, topic)
 }
 
 // memberKind is how a member of the Value oneof is encoded and what it
@@ -116,6 +156,8 @@ type decoder struct {
 	// arena is the private copy of payload that strings of the record
 	// point into, made on first need.
 	arena []byte
+	// refused counts the items left out of the record.
+	refused refused
 }
 
 // offset returns the position of b[0] in base. b must be a non-empty part
@@ -363,12 +405,27 @@ func (d *decoder) vehicleData(rec *telemetry.Record) error {
 			if r.err != nil {
 				break
 			}
-			rec.Data = append(rec.Data, telemetry.Datum{})
-			dt := &rec.Data[len(rec.Data)-1]
+			// A datum past MaxRecordItems is decoded into spare, and
+			// left out.
+			var spare telemetry.Datum
+			dt := &spare
+			if len(rec.Data) < MaxRecordItems {
+				rec.Data = append(rec.Data, telemetry.Datum{})
+				dt = &rec.Data[len(rec.Data)-1]
+			}
 			if !d.datumFast(b, dt) {
 				if err := d.datum(b, dt); err != nil {
 					return err
 				}
+			}
+			switch {
+			case dt.Field < 0 || int(dt.Field) > MaxFieldNumber:
+				d.refused.unknownFields++
+				if dt != &spare {
+					rec.Data = rec.Data[:len(rec.Data)-1]
+				}
+			case dt == &spare:
+				d.refused.excess++
 			}
 		case 2:
 			if b := r.bytes(); r.err == nil {
@@ -668,6 +725,16 @@ func (d *decoder) vehicleAlerts(rec *telemetry.Record) error {
 			if r.err != nil {
 				break
 			}
+			if len(rec.Alerts) >= MaxRecordItems {
+				// Decoded for its errors, then left out.
+				var spare telemetry.Alert
+				if err := d.alert(b, &spare, &audiences); err != nil {
+					return err
+				}
+				audiences = audiences[:len(audiences)-len(spare.Audiences)]
+				d.refused.excess++
+				break
+			}
 			rec.Alerts = append(rec.Alerts, telemetry.Alert{})
 			if err := d.alert(b, &rec.Alerts[len(rec.Alerts)-1], &audiences); err != nil {
 				return err
@@ -752,6 +819,15 @@ func (d *decoder) vehicleErrors(rec *telemetry.Record) error {
 		case 1:
 			b := r.bytes()
 			if r.err != nil {
+				break
+			}
+			if len(rec.Errors) >= MaxRecordItems {
+				// Decoded for its errors, then left out.
+				var spare telemetry.VehicleError
+				if err := d.vehicleError(b, &spare); err != nil {
+					return err
+				}
+				d.refused.excess++
 				break
 			}
 			rec.Errors = append(rec.Errors, telemetry.VehicleError{})

@@ -879,12 +879,17 @@ func refRecord(t testing.TB, topic telemetry.Topic, m proto.Message) *telemetry.
 		rec.CreatedAt = refTime(m.CreatedAt)
 		rec.Resend = m.IsResend
 		for _, d := range m.Data {
+			// Refused on purpose (see DecodePayload): field numbers past
+			// MaxFieldNumber, items past MaxRecordItems.
 			f := telemetry.Field(d.Key)
+			if f < 0 || int(f) > MaxFieldNumber || len(rec.Data) == MaxRecordItems {
+				continue
+			}
 			rec.Data = append(rec.Data, telemetry.Datum{Field: f, Value: telemetry.Normalize(f, refValue(t, d.Value))})
 		}
 	case *schema.VehicleAlerts:
 		rec.CreatedAt = refTime(m.CreatedAt)
-		for _, a := range m.Alerts {
+		for _, a := range m.Alerts[:min(len(m.Alerts), MaxRecordItems)] {
 			var aud []telemetry.Audience
 			for _, x := range a.Audiences {
 				if x < 0 || x > 3 {
@@ -897,7 +902,7 @@ func refRecord(t testing.TB, topic telemetry.Topic, m proto.Message) *telemetry.
 		}
 	case *schema.VehicleErrors:
 		rec.CreatedAt = refTime(m.CreatedAt)
-		for _, e := range m.Errors {
+		for _, e := range m.Errors[:min(len(m.Errors), MaxRecordItems)] {
 			rec.Errors = append(rec.Errors, telemetry.VehicleError{Name: e.Name, CreatedAt: refTime(e.CreatedAt), Tags: e.Tags, Body: e.Body})
 		}
 	case *schema.VehicleConnectivity:

@@ -194,6 +194,9 @@ type Stats struct {
 	Acks           int64 // frames acknowledged
 	ErrorResponses int64 // frames answered with the protocol's error response
 	Unacknowledged int64 // frames the sink could not handle (the car resends)
+	Oversized      int64 // frames over MaxFrameSize (answered with the error response)
+	Floods         int64 // connections dropped for sending control frames too fast
+	DataRefused    int64 // data items, alerts and errors left out of records on purpose (see DecodePayload)
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -201,13 +204,15 @@ func (s *Server) Stats() Stats { return s.stats.snapshot() }
 
 type counters struct {
 	connected, connections, refused, frames, acks, errorResponses, unacked atomic.Int64
+	oversized, floods, dataRefused                                         atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Connected: c.connected.Load(), Connections: c.connections.Load(), Refused: c.refused.Load(),
 		Frames: c.frames.Load(), Acks: c.acks.Load(), ErrorResponses: c.errorResponses.Load(),
-		Unacknowledged: c.unacked.Load(),
+		Unacknowledged: c.unacked.Load(), Oversized: c.oversized.Load(), Floods: c.floods.Load(),
+		DataRefused: c.dataRefused.Load(),
 	}
 }
 
@@ -241,7 +246,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	// The frame guard (guard.go) reads the car's frames below the
+	// WebSocket library.
+	ws, err := s.upgrader.Upgrade(&guardingWriter{ResponseWriter: w}, r, nil)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return // the upgrader has answered
@@ -322,16 +329,20 @@ var writeBufferPool sync.Pool
 var errFrameTooLarge = fmt.Errorf("frame larger than %d bytes", MaxFrameSize)
 
 // readFrame reads one message into *buf, never holding more than
-// MaxFrameSize+1 bytes: the rest of a larger message is read and discarded.
-func readFrame(r io.Reader, buf *[]byte) error {
+// MaxFrameSize+1 bytes: the rest of a larger message is read and discarded
+// (the frame guard refuses one that declares more than maxSkippedMessage
+// before it is read). It returns the message's size, as far as it was read.
+func readFrame(r io.Reader, buf *[]byte) (int64, error) {
 	b := (*buf)[:0]
 	defer func() { *buf = b }()
 	for {
 		if len(b) > MaxFrameSize {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return err
+			n, err := io.Copy(io.Discard, r)
+			size := int64(len(b)) + n
+			if err != nil {
+				return size, err
 			}
-			return errFrameTooLarge
+			return size, errFrameTooLarge
 		}
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
@@ -340,12 +351,12 @@ func readFrame(r io.Reader, buf *[]byte) error {
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			if len(b) > MaxFrameSize {
-				return errFrameTooLarge
+				return int64(len(b)), errFrameTooLarge
 			}
-			return nil
+			return int64(len(b)), nil
 		}
 		if err != nil {
-			return err
+			return int64(len(b)), err
 		}
 	}
 }

@@ -70,6 +70,9 @@ func (m *metrics) watchVehicles(s *ingest.Server) {
 		counter("vehicle_acks_total", "Frames acknowledged to vehicles.", func(s ingest.Stats) int64 { return s.Acks }),
 		counter("vehicle_error_responses_total", "Frames answered with the protocol's error response (malformed, oversize).", func(s ingest.Stats) int64 { return s.ErrorResponses }),
 		counter("vehicle_unacknowledged_total", "Frames left unacknowledged because they could not be published.", func(s ingest.Stats) int64 { return s.Unacknowledged }),
+		counter("vehicle_oversized_frames_total", "Frames over the protocol's 1,000,000-byte limit (answered with the error response; those declaring over 4 MB also close the connection).", func(s ingest.Stats) int64 { return s.Oversized }),
+		counter("vehicle_control_floods_total", "Vehicle connections dropped for sending control frames (ping, pong, close) too fast.", func(s ingest.Stats) int64 { return s.Floods }),
+		counter("vehicle_items_refused_total", "Data items, alerts and errors left out of records on purpose (field numbers no firmware has, or too many in one record); the records are acknowledged.", func(s ingest.Stats) int64 { return s.DataRefused }),
 	)
 }
 
