@@ -180,10 +180,10 @@ func (w *Wizard) listVehicles(ctx context.Context) error {
 		merged = append(merged, v)
 	}
 	w.st.Vehicles = merged
-	if w.deps.OnVehicleName != nil {
+	if w.deps.Announcer != nil {
 		for _, v := range merged {
 			if v.DisplayName != "" {
-				w.deps.OnVehicleName(v.VIN, v.DisplayName)
+				w.deps.Announcer.SetDisplayName(v.VIN, v.DisplayName)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // Step 7: the signals, with presets and the monthly estimate.
@@ -256,11 +257,16 @@ func (w *Wizard) handlePush(rw http.ResponseWriter, r *http.Request) {
 	w.recordPushLocked(&cfg, res, vins, now)
 	err = w.st.save(join(w.dir, stateFile))
 	w.mu.Unlock()
-	if w.deps.OnStreaming != nil {
-		fields := slices.Sorted(maps.Keys(cfg.Fields))
+	if w.deps.Announcer != nil {
+		var fields []telemetry.Field
+		for _, name := range slices.Sorted(maps.Keys(cfg.Fields)) {
+			if f, ok := telemetry.FieldByName(name); ok {
+				fields = append(fields, f)
+			}
+		}
 		for _, vin := range vins {
 			if _, skipped := res.Skipped[vin]; !skipped {
-				w.deps.OnStreaming(vin, fields)
+				w.deps.Announcer.SetStreaming(vin, fields)
 			}
 		}
 	}

@@ -18,7 +18,9 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
 const discoveryUsage = `Usage: fleet2mqtt discovery remove [flags] <VIN>...
@@ -101,7 +103,7 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // removeCars publishes the messages that remove the cars' discovery
 // configs, retained, to the configured broker.
-func removeCars(ctx context.Context, cfg Config, vins []string) error {
+func removeCars(ctx context.Context, cfg config.Config, vins []string) error {
 	msgs := make([]bridge.Message, len(vins))
 	for i, vin := range vins {
 		m := discovery.RemoveDevice(cfg.HomeAssistant, vin)
@@ -135,11 +137,11 @@ func removeCars(ctx context.Context, cfg Config, vins []string) error {
 
 // brokerClientConfig returns how to connect to the configured broker as a
 // client of its own, and how to name it in messages.
-func brokerClientConfig(cfg Config) (external.Config, string, error) {
+func brokerClientConfig(cfg config.Config) (external.Config, string, error) {
 	var ec external.Config
 	var where string
 	switch cfg.MQTT.Broker {
-	case brokerExternal:
+	case config.BrokerExternal:
 		ec = cfg.MQTT.External
 		where = "the broker at " + ec.URL
 	default:
@@ -163,9 +165,9 @@ func brokerClientConfig(cfg Config) (external.Config, string, error) {
 	_, _ = rand.Read(id[:])
 	ec.ClientID = "fleet2mqtt-discovery-" + hex.EncodeToString(id[:])
 	ec.SessionExpiry = time.Second
-	ec.Defaults()
+	ec = ec.WithDefaults()
 	if err := ec.Validate(); err != nil {
-		return ec, "", fmt.Errorf("mqtt.external.%w", err)
+		return ec, "", configerr.Prefix("mqtt.external", err)
 	}
 	return ec, where, nil
 }

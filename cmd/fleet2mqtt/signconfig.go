@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -86,7 +87,7 @@ Flags:
 		if *dataDir != "" {
 			return *dataDir, nil
 		}
-		cfg, err := loadConfig(*configFile)
+		cfg, err := config.Load(*configFile)
 		if err != nil {
 			return "", err
 		}
