@@ -60,4 +60,3 @@ func TestACMEConfigDefaults(t *testing.T) {
 		t.Errorf("explicit values replaced: %+v", got)
 	}
 }
-
