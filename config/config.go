@@ -127,29 +127,9 @@ func defaultDataDir() string {
 	return "data"
 }
 
-// DiscoveryEnabled reports whether cars are announced to Home Assistant:
-// homeassistant.enabled, unless mqtt.compat.exclusive leaves out the
-// native topics that discovery announces.
-func (c *Config) DiscoveryEnabled() bool {
-	return c.HomeAssistant.Enabled && !c.MQTT.Compat.Exclusive
-}
-
 // DevPKIDir is where fleet2mqtt keeps the development certificates it
 // makes when no server certificate or vehicle CA is configured.
 func (c *Config) DevPKIDir() string { return filepath.Join(c.DataDir, "dev-pki") }
-
-// ACME returns the ACME section with its defaults filled in: the setup
-// page's public host name, and <data dir>/acme for the cache.
-func (c *Config) ACME() acme.Config {
-	a := c.Vehicle.ACME
-	if len(a.Hostnames) == 0 && c.Setup.PublicHostname != "" {
-		a.Hostnames = []string{c.Setup.PublicHostname}
-	}
-	if a.CacheDir == "" {
-		a.CacheDir = filepath.Join(c.DataDir, "acme")
-	}
-	return a
-}
 
 // Logger returns the logger the log section asks for, writing to w.
 func (l LogConfig) Logger(w io.Writer) *slog.Logger {

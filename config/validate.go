@@ -1,12 +1,18 @@
 package config
 
+// This file holds every rule of the configuration: Validate, and the
+// settings that follow from more than one section (DiscoveryEnabled,
+// ACME).
+
 import (
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 
+	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
@@ -44,6 +50,26 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("homeassistant.status_topic: %q is under mqtt.prefix %q, where only fleet2mqtt publishes: use Home Assistant's birth topic, such as \"homeassistant/status\"", st, c.MQTT.Prefix)
 	}
 	return c.MQTT.validate()
+}
+
+// DiscoveryEnabled reports whether cars are announced to Home Assistant:
+// homeassistant.enabled, unless mqtt.compat.exclusive leaves out the
+// native topics that discovery announces.
+func (c *Config) DiscoveryEnabled() bool {
+	return c.HomeAssistant.Enabled && !c.MQTT.Compat.Exclusive
+}
+
+// ACME returns the ACME section with its defaults filled in: the setup
+// page's public host name, and <data dir>/acme for the cache.
+func (c *Config) ACME() acme.Config {
+	a := c.Vehicle.ACME
+	if len(a.Hostnames) == 0 && c.Setup.PublicHostname != "" {
+		a.Hostnames = []string{c.Setup.PublicHostname}
+	}
+	if a.CacheDir == "" {
+		a.CacheDir = filepath.Join(c.DataDir, "acme")
+	}
+	return a
 }
 
 // validate checks the vehicle section; keys are relative to it.
