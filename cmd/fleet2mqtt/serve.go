@@ -449,6 +449,9 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 		return c, m.External.URL, err
 	}
 	b, err := embedded.New(m.Embedded, filepath.Join(cfg.DataDir, "mqtt"), m.Prefix, log)
+	if _, ok := err.(*configerr.Error); ok {
+		return nil, "", configerr.Prefix("mqtt.embedded", err) // a key of its section
+	}
 	if err != nil {
 		return nil, "", err
 	}
