@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 )
-
-// configKey is the name of this package's section in the configuration
-// file; error messages name keys under it.
-const configKey = "mqtt"
 
 // Config is how the bridge lays out its topics and publishes its messages.
 // Start from DefaultConfig and decode the configuration file over it, so
@@ -90,31 +87,33 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first option that cannot work, naming its key.
+// Validate reports the first option that cannot work, naming its key
+// relative to this section ("prefix"); the configuration's owner says
+// where the section sits (see package configerr).
 func (c Config) Validate() error {
-	if err := topic.Check(configKey+".prefix", c.Prefix, "tesla"); err != nil {
+	if err := topic.Check("prefix", c.Prefix, "tesla"); err != nil {
 		return err
 	}
-	if err := validateReplica(configKey+".replica", c.Replica); err != nil {
+	if err := validateReplica("replica", c.Replica); err != nil {
 		return err
 	}
 	switch c.QoS {
 	case 0, 1:
 	case 2:
-		return fmt.Errorf("%s.qos: 2 is not supported: use 1 (at least once; a frame is acknowledged to the car only after the broker acknowledged it) or 0", configKey)
+		return configerr.Errorf("qos", "2 is not supported: use 1 (at least once; a frame is acknowledged to the car only after the broker acknowledged it) or 0")
 	default:
-		return fmt.Errorf("%s.qos: %d is not a QoS level: use 1 (default) or 0", configKey, c.QoS)
+		return configerr.Errorf("qos", "%d is not a QoS level: use 1 (default) or 0", c.QoS)
 	}
 	if c.StateInterval < 0 {
-		return fmt.Errorf("%s.state_interval: %v is negative: use 0 to publish the state object with every record, or a duration such as 1s", configKey, c.StateInterval)
+		return configerr.Errorf("state_interval", "%v is negative: use 0 to publish the state object with every record, or a duration such as 1s", c.StateInterval)
 	}
 	if c.Compat.Enabled || c.Compat.Exclusive {
-		if err := topic.Check(configKey+".compat.base", c.Compat.Base, "tesla"); err != nil {
+		if err := topic.Check("compat.base", c.Compat.Base, "tesla"); err != nil {
 			return err
 		}
 	}
 	if c.Compat.Exclusive && !c.Compat.Enabled {
-		return fmt.Errorf("%s.compat.exclusive: true needs %s.compat.enabled: true", configKey, configKey)
+		return configerr.Errorf("compat.exclusive", "true needs %s: true", configerr.Key("compat.enabled"))
 	}
 	return nil
 }

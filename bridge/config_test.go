@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"strings"
 	"testing"
 
@@ -67,7 +68,8 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.modify(&cfg)
-			err := cfg.Validate()
+			// As the configuration file's owner reports it.
+			err := configerr.Prefix("mqtt", cfg.Validate())
 			switch {
 			case tt.err == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)

@@ -285,7 +285,7 @@ func TestStateTimer(t *testing.T) {
 func TestStateIntervalValidate(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.StateInterval = -time.Second
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "mqtt.state_interval") {
+	if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), "state_interval: ") {
 		t.Errorf("negative interval: %v", err)
 	}
 	if got := DefaultConfig().StateInterval; got != time.Second {

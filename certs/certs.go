@@ -1,5 +1,15 @@
-// Package certs is the development PKI of fleet2mqtt: the certificates behind
-// `fleet2mqtt dev-certs`, the self-signed default start, the simulator and the
+// Package certs is where fleet2mqtt's TLS listeners get their
+// certificates, and its development PKI.
+//
+// A listener serves a [Source]: [Files] (a certificate and key in files,
+// loaded again when they are renewed, the previous pair kept while a
+// renewal is half written), *acme.Manager (obtained and renewed by ACME),
+// or [Static] (the development PKI's certificate). A source also gives the
+// CA chain that validates what it serves: what a car's telemetry config
+// carries as "ca".
+//
+// The development PKI is the certificates behind `fleet2mqtt dev-certs`,
+// the self-signed default start ([EnsureDevDir]), the simulator and the
 // TLS tests.
 //
 // Two authorities are kept apart on purpose. The server authority signs the

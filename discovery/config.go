@@ -4,13 +4,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
-
-// configKey is the name of this package's section in the configuration
-// file; error messages name keys under it.
-const configKey = "homeassistant"
 
 // maxInstanceLen bounds Config.Instance, which becomes part of every id.
 const maxInstanceLen = 32
@@ -64,32 +61,32 @@ func DefaultConfig() Config {
 
 // Validate reports the first option that cannot work, naming its key.
 func (c Config) Validate() error {
-	if err := topic.Check(configKey+".prefix", c.Prefix, "homeassistant"); err != nil {
+	if err := topic.Check("prefix", c.Prefix, "homeassistant"); err != nil {
 		return err
 	}
 	if c.StatusTopic != "" {
-		if err := topic.Check(configKey+".status_topic", c.StatusTopic, "homeassistant"); err != nil {
+		if err := topic.Check("status_topic", c.StatusTopic, "homeassistant"); err != nil {
 			return err
 		}
 	}
 	if len(c.Instance) > maxInstanceLen {
-		return fmt.Errorf("%s.instance: %q is longer than %d characters", configKey, c.Instance, maxInstanceLen)
+		return configerr.Errorf("instance", "%q is longer than %d characters", c.Instance, maxInstanceLen)
 	}
 	for i := 0; i < len(c.Instance); i++ {
 		if ch := c.Instance[i]; !isUpper(ch) && !isLower(ch) && !isDigit(ch) && ch != '-' {
-			return fmt.Errorf("%s.instance: %q may hold only letters, digits and '-', such as \"test\"", configKey, c.Instance)
+			return configerr.Errorf("instance", "%q may hold only letters, digits and '-', such as \"test\"", c.Instance)
 		}
 	}
-	if err := validateFields(configKey+".include", c.Include); err != nil {
+	if err := validateFields("include", c.Include); err != nil {
 		return err
 	}
-	if err := validateFields(configKey+".exclude", c.Exclude); err != nil {
+	if err := validateFields("exclude", c.Exclude); err != nil {
 		return err
 	}
 	for _, in := range c.Include {
 		for _, ex := range c.Exclude {
 			if in == ex {
-				return fmt.Errorf("%s.include and %s.exclude: %q is in both; keep it in one", configKey, configKey, in)
+				return configerr.Pair("include", "exclude", "%q is in both; keep it in one", in)
 			}
 		}
 	}
@@ -112,12 +109,12 @@ func validateFields(key string, names []string) error {
 		f, ok := telemetry.FieldByName(name)
 		if !ok {
 			if s := suggestField(name); s != "" {
-				return fmt.Errorf("%s[%d]: %q is not a signal name; did you mean %q?", key, i, name, s)
+				return configerr.Errorf(fmt.Sprintf("%s[%d]", key, i), "%q is not a signal name; did you mean %q?", name, s)
 			}
-			return fmt.Errorf("%s[%d]: %q is not a signal name: use protocol names such as \"Soc\" or \"DetailedChargeState\"", key, i, name)
+			return configerr.Errorf(fmt.Sprintf("%s[%d]", key, i), "%q is not a signal name: use protocol names such as \"Soc\" or \"DetailedChargeState\"", name)
 		}
 		if len(specs()[f]) == 0 {
-			return fmt.Errorf("%s[%d]: %q is never announced to Home Assistant, so listing it has no effect", key, i, name)
+			return configerr.Errorf(fmt.Sprintf("%s[%d]", key, i), "%q is never announced to Home Assistant, so listing it has no effect", name)
 		}
 	}
 	return nil

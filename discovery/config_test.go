@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"bytes"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"slices"
 	"testing"
 
@@ -18,7 +19,8 @@ func loadConfig(t *testing.T, src string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Validate()
+	// As the configuration file's owner reports it.
+	return cfg, configerr.Prefix("homeassistant", cfg.Validate())
 }
 
 func TestConfigDefaults(t *testing.T) {

@@ -1,26 +1,19 @@
 package ingest
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
-// Config is the vehicle listener's configuration.
+// Config is how the vehicle listener treats connections. Its TLS
+// configuration (certificate, vehicle CAs) is not here: New takes it
+// ready made (see package certs).
 type Config struct {
 	// Listen is the address cars connect to. Cars always dial port 443 of
 	// the hostname in their telemetry config; forward that port here.
 	Listen string `yaml:"listen"`
-	// CertFile and KeyFile hold the server certificate chain and its key
-	// (PEM). Without them fleet2mqtt serves a self-signed development
-	// certificate kept in the data directory, which real cars do not accept.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ClientCAFiles are PEM bundles of the authorities whose vehicle
-	// certificates are accepted: Tesla's vehicle CA bundle in production,
-	// plus a development CA for simulated cars.
-	ClientCAFiles []string `yaml:"client_ca_files"`
 	// PingInterval is how often a connected car is pinged.
 	PingInterval time.Duration `yaml:"ping_interval"`
 	// IdleTimeout closes a connection on which nothing arrived, neither a
@@ -51,16 +44,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first setting that cannot work.
+// Validate reports the first setting that cannot work, naming its key
+// relative to this section ("listen", see package configerr).
 func (c Config) Validate() error {
 	if c.Listen == "" {
-		return errors.New("vehicle.listen: must be set, e.g. \":443\"")
+		return configerr.Errorf("listen", "must be set, e.g. \":443\"")
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("vehicle.listen: %q is not host:port: %w", c.Listen, err)
-	}
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		return errors.New("vehicle.cert_file and vehicle.key_file: set both or neither")
+		return configerr.Errorf("listen", "%q is not host:port: %w", c.Listen, err)
 	}
 	for _, d := range []struct {
 		key string
@@ -71,11 +62,11 @@ func (c Config) Validate() error {
 		{"handle_timeout", c.HandleTimeout},
 	} {
 		if d.v <= 0 {
-			return fmt.Errorf("vehicle.%s: %v must be positive", d.key, d.v)
+			return configerr.Errorf(d.key, "%v must be positive", d.v)
 		}
 	}
 	if c.IdleTimeout <= c.PingInterval {
-		return fmt.Errorf("vehicle.idle_timeout: %v must be longer than vehicle.ping_interval (%v), or every car is dropped before it can answer a ping", c.IdleTimeout, c.PingInterval)
+		return configerr.Errorf("idle_timeout", "%v must be longer than %s (%v), or every car is dropped before it can answer a ping", c.IdleTimeout, configerr.Key("ping_interval"), c.PingInterval)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"log/slog"
 	"net"
 	"net/http"
@@ -640,13 +641,12 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Listen = "" }, "vehicle.listen: must be set"},
 		{func(c *Config) { c.Listen = "443" }, `vehicle.listen: "443" is not host:port`},
-		{func(c *Config) { c.CertFile = "a.pem" }, "set both or neither"},
 		{func(c *Config) { c.PingInterval = 0 }, "vehicle.ping_interval: 0s must be positive"},
 		{func(c *Config) { c.IdleTimeout = c.PingInterval }, "vehicle.idle_timeout: 30s must be longer"},
 	} {
 		cfg := DefaultConfig()
 		tc.mutate(&cfg)
-		err := cfg.Validate()
+		err := configerr.Prefix("vehicle", cfg.Validate())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
 		}

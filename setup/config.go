@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
 
@@ -60,11 +61,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every setting that cannot work, each naming its key.
+// Validate reports every setting that cannot work, each naming its key
+// relative to this section ("port", see package configerr).
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("setup.%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, configerr.Errorf(key, format, args...))
 	}
 	if c.PublicHostname != "" {
 		if err := fleetapi.ValidateDomain(c.PublicHostname); err != nil {

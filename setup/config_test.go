@@ -2,6 +2,7 @@ package setup
 
 import (
 	"fmt"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"log/slog"
 	"strings"
 	"testing"
@@ -35,7 +36,8 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
 			tc.modify(&c)
-			err := c.Validate()
+			// As the configuration file's owner reports it.
+			err := configerr.Prefix("setup", c.Validate())
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("unexpected error: %v", err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // Test values. The hostname is never resolved: the key check and Tesla's
@@ -83,10 +84,36 @@ type harness struct {
 	pwOut   *syncBuffer
 	ca      []byte
 
-	// What the wizard told its OnStreaming and OnVehicleName hooks.
+	// What the wizard told its Announcer (see announcerRecorder).
 	hookMu    sync.Mutex
 	streaming map[string][]string
 	names     map[string]string
+}
+
+// announcerRecorder is the harness as the wizard's Announcer: it keeps
+// what it is told.
+type announcerRecorder harness
+
+func (r *announcerRecorder) SetStreaming(vin string, fields []telemetry.Field) {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
+	if r.streaming == nil {
+		r.streaming = map[string][]string{}
+	}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.String()
+	}
+	r.streaming[vin] = names
+}
+
+func (r *announcerRecorder) SetDisplayName(vin, name string) {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
+	if r.names == nil {
+		r.names = map[string]string{}
+	}
+	r.names[vin] = name
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
@@ -152,22 +179,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		PublicKeyURL:    func(string) string { return h.vehicle.URL + fleetapi.PublicKeyPath },
 		CheckHTTPClient: h.vehicle.Client(),
 		PasswordOut:     h.pwOut,
-		OnStreaming: func(vin string, fields []string) {
-			h.hookMu.Lock()
-			defer h.hookMu.Unlock()
-			if h.streaming == nil {
-				h.streaming = map[string][]string{}
-			}
-			h.streaming[vin] = fields
-		},
-		OnVehicleName: func(vin, name string) {
-			h.hookMu.Lock()
-			defer h.hookMu.Unlock()
-			if h.names == nil {
-				h.names = map[string]string{}
-			}
-			h.names[vin] = name
-		},
+		Announcer:       (*announcerRecorder)(h),
 	}
 	timing := Timing{Now: o.now, PagePoll: o.pagePoll, TeslaPoll: time.Nanosecond}
 	w, err := New(cfg, h.dir, deps, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), WithTiming(timing))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // Step 8: the signed config, pushed to the selected cars.
@@ -163,11 +164,16 @@ func (f *flow) push(ctx context.Context) (skippedSome bool, err error) {
 		st.recordPush(&cfg, res, vins, now)
 		return nil
 	})
-	if f.deps.OnStreaming != nil {
-		fields := slices.Sorted(maps.Keys(cfg.Fields))
+	if f.deps.Announcer != nil {
+		var fields []telemetry.Field
+		for _, name := range slices.Sorted(maps.Keys(cfg.Fields)) {
+			if field, ok := telemetry.FieldByName(name); ok {
+				fields = append(fields, field)
+			}
+		}
 		for _, vin := range vins {
 			if _, skipped := res.Skipped[vin]; !skipped {
-				f.deps.OnStreaming(vin, fields)
+				f.deps.Announcer.SetStreaming(vin, fields)
 			}
 		}
 	}

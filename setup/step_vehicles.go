@@ -65,9 +65,9 @@ func (f *flow) listVehicles(ctx context.Context) error {
 		st.Vehicles = merged
 		return nil
 	})
-	if f.deps.OnVehicleName != nil {
+	if f.deps.Announcer != nil {
 		for _, n := range names {
-			f.deps.OnVehicleName(n.vin, n.name)
+			f.deps.Announcer.SetDisplayName(n.vin, n.name)
 		}
 	}
 	return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 //go:embed web
@@ -43,13 +44,19 @@ type Deps struct {
 	// PasswordOut receives the generated password, once; os.Stderr when
 	// nil.
 	PasswordOut io.Writer
-	// OnStreaming, when set, is told the signals a car was configured to
-	// stream, after Tesla accepted a pushed config for it (Home
-	// Assistant discovery announces those). It must not block.
-	OnStreaming func(vin string, fields []string)
-	// OnVehicleName, when set, is told each car's display name from the
-	// owner's vehicle list. It must not block.
-	OnVehicleName func(vin, name string)
+	// Announcer, when set, is told what Home Assistant's announcer needs
+	// to know from the setup page.
+	Announcer Announcer
+}
+
+// Announcer is what the setup page tells Home Assistant discovery
+// (*announce.Announcer): the signals a car was configured to stream,
+// after Tesla accepted a pushed config for it (discovery announces
+// those), and each car's display name from the owner's vehicle list.
+// Its methods must not block.
+type Announcer interface {
+	SetStreaming(vin string, fields []telemetry.Field)
+	SetDisplayName(vin, name string)
 }
 
 // Timing is the wizard's clock and how often it polls. Production leaves

@@ -378,7 +378,7 @@ func TestNew(t *testing.T) {
 	}
 	bad := discovery.DefaultConfig()
 	bad.Prefix = "a/#"
-	if _, err := New(bad, b, e.broker, e.broker, e.bridge); err == nil || !strings.Contains(err.Error(), "homeassistant.prefix") {
+	if _, err := New(bad, b, e.broker, e.broker, e.bridge); err == nil || !strings.HasPrefix(err.Error(), "prefix: ") {
 		t.Errorf("New(bad prefix) = %v", err)
 	}
 	if _, err := New(discovery.DefaultConfig(), b, nil, e.broker, e.bridge); err == nil {

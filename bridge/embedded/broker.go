@@ -50,6 +50,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
 // Errors of the broker.
@@ -107,7 +109,7 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		return nil, err
 	}
 	if cfg.Persist && dataDir == "" {
-		return nil, fmt.Errorf("%s.persist: keeping retained messages needs a data directory", configKey)
+		return nil, configerr.Errorf("persist", "keeping retained messages needs a data directory")
 	}
 	if prefix == "" {
 		return nil, errors.New("embedded broker: no topic prefix to protect")
@@ -184,10 +186,10 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var cert *certificate
+	var cert *certs.Files
 	if b.cfg.TLS.Listen != "" || (b.cfg.WebSocket.Listen != "" && b.cfg.WebSocket.TLS) {
 		var err error
-		if cert, err = loadCertificate(b.cfg.TLS.CertFile, b.cfg.TLS.KeyFile, b.log); err != nil {
+		if cert, err = loadCertificate(b.cfg.TLS, b.log); err != nil {
 			return err
 		}
 	}
@@ -212,7 +214,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 		var tlsConfig *tls.Config
 		if tl.secure {
-			tlsConfig = cert.tlsConfig()
+			tlsConfig = serverTLS(cert)
 		}
 		l, err := listenTCP(tl.id, tl.addr, tlsConfig, b.connectTimeout)
 		if err != nil {
@@ -224,7 +226,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		ws := newWSListener(ListenerWebSocket, b.cfg.WebSocket.Listen, nil, b.cfg.WebSocket.AllowedOrigins)
 		ws.connectTimeout = b.connectTimeout
 		if b.cfg.WebSocket.TLS {
-			ws.tls = cert.tlsConfig()
+			ws.tls = serverTLS(cert)
 		}
 		ls = append(ls, ws)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/golden"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -250,7 +251,8 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestNewRefuses(t *testing.T) {
-	if _, err := New(testConfig(), "", testPrefix, nil); err == nil || err.Error() != "mqtt.embedded.persist: keeping retained messages needs a data directory" {
+	// As the configuration's owner reports it.
+	if _, err := New(testConfig(), "", testPrefix, nil); err == nil || configerr.Prefix("mqtt.embedded", err).Error() != "mqtt.embedded.persist: keeping retained messages needs a data directory" {
 		t.Errorf("no data dir: %v", err)
 	}
 	cfg := testConfig()

@@ -11,12 +11,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
-
-// configKey is the name of this package's section in the configuration
-// file; error messages name keys under it.
-const configKey = "mqtt.embedded"
 
 // Config is the embedded MQTT broker. Start from DefaultConfig and decode
 // the configuration file over it.
@@ -127,7 +124,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first option that cannot work, naming its key. It
+// Validate reports the first option that cannot work, naming its key
+// relative to this section ("listen", see package configerr). It
 // checks that certificate files exist but does not parse them; Start does.
 func (c Config) Validate() error {
 	if err := validateAddr("listen", c.Listen); err != nil {
@@ -143,31 +141,31 @@ func (c Config) Validate() error {
 	if needCert {
 		for _, f := range []struct{ key, path string }{{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
 			if f.path == "" {
-				return fmt.Errorf("%s.%s: must be set for a TLS listener (tls.listen or websocket.tls)", configKey, f.key)
+				return configerr.Errorf(f.key, "must be set for a TLS listener (tls.listen or websocket.tls)")
 			}
 			if _, err := os.Stat(f.path); err != nil {
-				return fmt.Errorf("%s.%s: %w", configKey, f.key, err)
+				return configerr.Errorf(f.key, "%w", err)
 			}
 		}
 	}
 	for _, o := range c.WebSocket.AllowedOrigins {
 		if o != "*" && !strings.Contains(o, "://") {
-			return fmt.Errorf("%s.websocket.allowed_origins: %q is not an origin: use scheme://host[:port], e.g. \"https://dash.example.com\", or \"*\"", configKey, o)
+			return configerr.Errorf("websocket.allowed_origins", "%q is not an origin: use scheme://host[:port], e.g. \"https://dash.example.com\", or \"*\"", o)
 		}
 	}
 	seen := make(map[string]bool, len(c.Users))
 	for i, u := range c.Users {
 		switch {
 		case u.Name == "":
-			return fmt.Errorf("%s.users[%d].name: must be set", configKey, i)
+			return configerr.Errorf(fmt.Sprintf("users[%d].name", i), "must be set")
 		case seen[u.Name]:
-			return fmt.Errorf("%s.users[%d].name: %q appears twice", configKey, i, u.Name)
+			return configerr.Errorf(fmt.Sprintf("users[%d].name", i), "%q appears twice", u.Name)
 		case u.Password == "":
-			return fmt.Errorf("%s.users[%d].password: must be set for user %q", configKey, i, u.Name)
+			return configerr.Errorf(fmt.Sprintf("users[%d].password", i), "must be set for user %q", u.Name)
 		}
 		if isBcrypt([]byte(u.Password)) {
 			if _, err := bcrypt.Cost([]byte(u.Password)); err != nil {
-				return fmt.Errorf("%s.users[%d].password: starts like a bcrypt hash but is not one (%v): give the password in clear text or a complete hash", configKey, i, err)
+				return configerr.Errorf(fmt.Sprintf("users[%d].password", i), "starts like a bcrypt hash but is not one (%v): give the password in clear text or a complete hash", err)
 			}
 		}
 		seen[u.Name] = true
@@ -175,13 +173,13 @@ func (c Config) Validate() error {
 	switch c.AllowAnonymous {
 	case AnonymousLoopback, AnonymousAlways, AnonymousNever:
 	default:
-		return fmt.Errorf("%s.allow_anonymous: %q is not loopback, always or never", configKey, c.AllowAnonymous)
+		return configerr.Errorf("allow_anonymous", "%q is not loopback, always or never", c.AllowAnonymous)
 	}
 	if c.Persist && c.PersistInterval < time.Second {
-		return fmt.Errorf("%s.persist_interval: %v is too short: use at least 1s", configKey, c.PersistInterval)
+		return configerr.Errorf("persist_interval", "%v is too short: use at least 1s", c.PersistInterval)
 	}
 	if c.MaxQueued < 1 || c.MaxQueued > maxPacketIDs {
-		return fmt.Errorf("%s.max_queued: %d is out of range: use 1 to %d", configKey, c.MaxQueued, maxPacketIDs)
+		return configerr.Errorf("max_queued", "%d is out of range: use 1 to %d", c.MaxQueued, maxPacketIDs)
 	}
 	return nil
 }
@@ -196,7 +194,7 @@ func validateAddr(key, addr string) error {
 		_, err = strconv.ParseUint(port, 10, 16)
 	}
 	if err != nil {
-		return fmt.Errorf("%s.%s: %q is not host:port, e.g. \"127.0.0.1:1883\" or \":1883\"", configKey, key, addr)
+		return configerr.Errorf(key, "%q is not host:port, e.g. \"127.0.0.1:1883\" or \":1883\"", addr)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +73,8 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tt.modify(&cfg)
-			err := cfg.Validate()
+			// As the configuration file's owner reports it.
+			err := configerr.Prefix("mqtt.embedded", cfg.Validate())
 			switch {
 			case tt.err == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)

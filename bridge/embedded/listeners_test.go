@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"math/big"
 	"net"
 	"net/http"
@@ -167,15 +168,15 @@ func TestSecureWebSocketListener(t *testing.T) {
 }
 
 // TestCertificateReload: a renewed certificate is served without a
-// restart.
+// restart, and a broken renewal leaves the previous one in service.
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, _ := writeCert(t, dir)
-	c, err := loadCertificate(certFile, keyFile, testLogger(t))
+	c, err := certs.NewFiles(certFile, keyFile, certs.FilesOptions{Log: testLogger(t)}) // Recheck 0: every call looks
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := c.get(nil)
+	first, _ := c.GetCertificate(nil)
 	writeCert(t, dir) // renew
 	future := time.Now().Add(time.Minute)
 	for _, f := range []string{certFile, keyFile} {
@@ -183,19 +184,16 @@ func TestCertificateReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.checked = time.Time{} // as if recheck had passed
-	second, _ := c.get(nil)
-	if first.Leaf == second.Leaf && string(first.Certificate[0]) == string(second.Certificate[0]) {
+	second, _ := c.GetCertificate(nil)
+	if string(first.Certificate[0]) == string(second.Certificate[0]) {
 		t.Error("renewed certificate not loaded")
 	}
-	// A broken file keeps the certificate in service.
 	if err := os.WriteFile(certFile, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	later := future.Add(time.Minute)
 	os.Chtimes(certFile, later, later)
-	c.checked = time.Time{}
-	third, err := c.get(nil)
+	third, err := c.GetCertificate(nil)
 	if err != nil || third != second {
 		t.Errorf("broken renewal: %v, certificate changed: %t", err, third != second)
 	}

@@ -157,7 +157,7 @@ func WithBackoff(f func(attempt int) time.Duration) Option {
 // New checks cfg (after filling defaults) and loads the CA file. It does
 // not connect; see Start.
 func New(cfg Config, opts ...Option) (*Client, error) {
-	cfg.Defaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -88,8 +88,21 @@ type Config struct {
 // configuration or encoded output (it reads [redacted]).
 type Secret = secret.Secret
 
-// Defaults fills zero fields with their defaults.
-func (c *Config) Defaults() {
+// DefaultConfig returns the settings a configuration file starts from.
+// ClientID stays empty: it is chosen by New (see WithDefaults), from the
+// host name of the machine that connects.
+func DefaultConfig() Config {
+	return Config{
+		KeepAlive:      DefaultKeepAlive,
+		ConnectTimeout: DefaultConnectTimeout,
+		QueueSize:      DefaultQueueSize,
+		SessionExpiry:  DefaultSessionExpiry,
+	}
+}
+
+// WithDefaults returns c with its zero fields set to their defaults, the
+// client id to fleet2mqtt-<host name>: the settings New connects with.
+func (c Config) WithDefaults() Config {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
@@ -105,6 +118,7 @@ func (c *Config) Defaults() {
 	if c.ClientID == "" {
 		c.ClientID = defaultClientID()
 	}
+	return c
 }
 
 // defaultClientID is "fleet2mqtt-<hostname>", or 8 random hex digits when
@@ -127,9 +141,11 @@ func defaultClientID() string {
 	return clientIDPrefix + hex.EncodeToString(b[:])
 }
 
-// Validate checks every field and names the key, the value and what would be
-// valid in its error. It expects Defaults to have run.
-func (c *Config) Validate() error {
+// Validate checks every field and names the key relative to this section,
+// the value and what would be valid in its error. Zero fields stand for
+// their defaults (see WithDefaults); Validate changes nothing.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
 	if _, err := parseURL(c.URL); err != nil {
 		return err
 	}

@@ -43,8 +43,7 @@ func TestParseURL(t *testing.T) {
 func TestValidate(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	valid := func(mod func(*Config)) Config {
-		c := Config{URL: "mqtt://broker"}
-		c.Defaults()
+		c := Config{URL: "mqtt://broker"}.WithDefaults()
 		mod(&c)
 		return c
 	}
@@ -85,8 +84,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	c := Config{URL: "mqtt://broker"}
-	c.Defaults()
+	c := Config{URL: "mqtt://broker"}.WithDefaults()
 	if c.KeepAlive != DefaultKeepAlive || c.ConnectTimeout != DefaultConnectTimeout ||
 		c.QueueSize != DefaultQueueSize || c.SessionExpiry != DefaultSessionExpiry {
 		t.Errorf("defaults not applied: %+v", c)

@@ -7,6 +7,8 @@ import (
 	"net/mail"
 	"net/url"
 	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
 // LetsEncrypt is the directory of Let's Encrypt's production CA, the
@@ -50,25 +52,25 @@ func (c Config) Directory() string {
 
 // Validate reports the first setting that cannot work. Keys are named
 // relative to the section ("hostnames", not "vehicle.acme.hostnames"); the
-// caller adds the prefix. Nothing is checked when ACME is disabled.
+// configuration's owner adds the prefix (see package configerr). Nothing is checked when ACME is disabled.
 func (c Config) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
 	if c.Email != "" {
 		if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
-			return fmt.Errorf("email: %q is not a plain e-mail address, e.g. you@example.com", c.Email)
+			return configerr.Errorf("email", "%q is not a plain e-mail address, e.g. you@example.com", c.Email)
 		}
 	}
 	if c.DirectoryURL != "" {
 		u, err := url.Parse(c.DirectoryURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return fmt.Errorf("directory_url: %q is not an https:// URL, e.g. %s", c.DirectoryURL, LetsEncrypt)
+			return configerr.Errorf("directory_url", "%q is not an https:// URL, e.g. %s", c.DirectoryURL, LetsEncrypt)
 		}
 	}
 	for _, h := range c.Hostnames {
 		if err := ValidateHostname(h); err != nil {
-			return fmt.Errorf("hostnames: %w", err)
+			return configerr.Errorf("hostnames", "%w", err)
 		}
 	}
 	return nil

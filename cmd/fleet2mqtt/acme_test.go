@@ -16,55 +16,8 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme/acmetest"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 )
-
-func TestACMEConfig(t *testing.T) {
-	tests := []struct {
-		name, yaml, want string // want "" = valid
-	}{
-		{"enabled with the public hostname", "vehicle:\n  acme:\n    enabled: true\n    email: me@example.com\nsetup:\n  public_hostname: car.example.com\n", ""},
-		{"enabled with hostnames", "vehicle:\n  acme:\n    enabled: true\n    hostnames: [car.example.com, Other.example.com]\nsetup:\n  public_hostname: other.example.com\n", ""},
-		{"disabled needs nothing", "vehicle:\n  acme:\n    enabled: false\n", ""},
-		{"unknown key", "vehicle:\n  acme:\n    enable: true\n", `unknown key "enable"`},
-		{"no name at all", "vehicle:\n  acme:\n    enabled: true\n", "vehicle.acme.hostnames: empty, and setup.public_hostname is not set"},
-		{"public hostname not covered", "vehicle:\n  acme:\n    enabled: true\n    hostnames: [car.example.com]\nsetup:\n  public_hostname: other.example.com\n", `setup.public_hostname "other.example.com" is not among vehicle.acme.hostnames`},
-		{"with cert_file", "vehicle:\n  cert_file: a.pem\n  key_file: a.key\n  acme:\n    enabled: true\nsetup:\n  public_hostname: car.example.com\n", "choose one"},
-		{"bad directory", "vehicle:\n  acme:\n    enabled: true\n    directory_url: ftp://x\nsetup:\n  public_hostname: car.example.com\n", "vehicle.acme.directory_url"},
-		{"bad hostname", "vehicle:\n  acme:\n    enabled: true\n    hostnames: [\"car.example.com:443\"]\n", "vehicle.acme.hostnames"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "config.yaml")
-			writeTestFile(t, path, []byte(tt.yaml))
-			cfg, err := loadConfig(path)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if cfg.Vehicle.Listen == "" {
-					t.Error("vehicle.listen lost its default next to vehicle.acme")
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v, want an error containing %q", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestACMEConfigDefaults(t *testing.T) {
-	v := VehicleConfig{ACME: acme.Config{Enabled: true}}
-	got := acmeConfig(v, "/data", "car.example.com")
-	if !slices.Equal(got.Hostnames, []string{"car.example.com"}) || got.CacheDir != filepath.Join("/data", "acme") || got.Directory() != acme.LetsEncrypt {
-		t.Errorf("defaults: %+v", got)
-	}
-	v.ACME.Hostnames, v.ACME.CacheDir = []string{"x.example.com"}, "/cache"
-	got = acmeConfig(v, "/data", "car.example.com")
-	if !slices.Equal(got.Hostnames, []string{"x.example.com"}) || got.CacheDir != "/cache" {
-		t.Errorf("explicit values replaced: %+v", got)
-	}
-}
 
 // TestACMEServe runs fleet2mqtt with vehicle.acme against Pebble: the
 // vehicle listener (ingest, with its client certificate request) answers
@@ -82,7 +35,7 @@ func TestACMEServe(t *testing.T) {
 	rootFile := filepath.Join(t.TempDir(), "roots.pem")
 	writeTestFile(t, rootFile, append(append([]byte{}, p.HTTPSCAPEM...), root...))
 	listen := "127.0.0.1:" + strconv.Itoa(port)
-	a := startTestApp(t, func(c *Config) {
+	a := startTestApp(t, func(c *config.Config) {
 		c.Vehicle.Listen = listen
 		c.Setup.PublicHostname = host
 		c.Vehicle.ACME = acme.Config{Enabled: true, DirectoryURL: p.DirectoryURL, RootCAFile: rootFile}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/addon"
 )
 
@@ -13,7 +14,7 @@ import (
 // Home Assistant add-on from the add-on's options and the Supervisor's MQTT
 // service, elsewhere from the flags and the configuration file. The notes
 // say, for the log, what the add-on chose and why.
-func loadServeConfig(ctx context.Context, f *serveFlags) (cfg Config, notes []string, err error) {
+func loadServeConfig(ctx context.Context, f *serveFlags) (cfg config.Config, notes []string, err error) {
 	if !addon.Detect() {
 		cfg, err = f.load()
 		return cfg, nil, err
@@ -34,7 +35,7 @@ func loadServeConfig(ctx context.Context, f *serveFlags) (cfg Config, notes []st
 
 // applyAddon maps the add-on's settings onto the configuration; they
 // override the add-on's optional configuration file.
-func applyAddon(cfg *Config, s addon.Settings) {
+func applyAddon(cfg *config.Config, s addon.Settings) {
 	set := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
@@ -43,9 +44,9 @@ func applyAddon(cfg *Config, s addon.Settings) {
 	set(&cfg.DataDir, s.DataDir)
 	set(&cfg.Log.Level, s.LogLevel)
 	set(&cfg.Vehicle.Listen, s.VehicleListen)
-	cfg.Vehicle.CertFile, cfg.Vehicle.KeyFile = s.CertFile, s.KeyFile
+	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile = s.CertFile, s.KeyFile
 	if len(s.ClientCAFiles) > 0 {
-		cfg.Vehicle.ClientCAFiles = s.ClientCAFiles
+		cfg.Vehicle.TLS.ClientCAFiles = s.ClientCAFiles
 	}
 	set(&cfg.HTTP.Listen, s.HTTPListen)
 	set(&cfg.Setup.PublicHostname, s.Hostname)
@@ -58,7 +59,7 @@ func applyAddon(cfg *Config, s addon.Settings) {
 	cfg.HomeAssistant.Enabled = s.Discovery
 	set(&cfg.HomeAssistant.Prefix, s.DiscoveryPrefix)
 	switch s.Broker {
-	case brokerEmbedded:
+	case config.BrokerEmbedded:
 		set(&cfg.MQTT.Embedded.Listen, s.EmbeddedListen)
 		if len(s.EmbeddedUsers) > 0 {
 			users := make([]embedded.User, len(s.EmbeddedUsers))
@@ -67,7 +68,7 @@ func applyAddon(cfg *Config, s addon.Settings) {
 			}
 			cfg.MQTT.Embedded.Users = users
 		}
-	case brokerExternal:
+	case config.BrokerExternal:
 		cfg.MQTT.External.URL = s.ExternalURL
 		cfg.MQTT.External.Username = s.ExternalUsername
 		cfg.MQTT.External.Password = external.Secret(s.ExternalPassword)

@@ -3,12 +3,13 @@ package main
 import (
 	"testing"
 
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/addon"
 )
 
 func TestApplyAddon(t *testing.T) {
 	t.Run("external broker from the Supervisor", func(t *testing.T) {
-		cfg := defaultConfig()
+		cfg := config.Default()
 		applyAddon(&cfg, addon.Settings{
 			DataDir: "/data", LogLevel: "debug", VehicleListen: ":8443", HTTPListen: ":8099",
 			Prefix: "car", Compat: true, Broker: "external", Discovery: true, DiscoveryPrefix: "ha",
@@ -21,19 +22,19 @@ func TestApplyAddon(t *testing.T) {
 		if cfg.DataDir != "/data" || cfg.Log.Level != "debug" || cfg.Vehicle.Listen != ":8443" || cfg.HTTP.Listen != ":8099" {
 			t.Errorf("paths and listeners not applied: %+v", cfg)
 		}
-		if cfg.MQTT.Broker != brokerExternal || cfg.MQTT.External.URL != "mqtt://core-mosquitto:1883" ||
+		if cfg.MQTT.Broker != config.BrokerExternal || cfg.MQTT.External.URL != "mqtt://core-mosquitto:1883" ||
 			cfg.MQTT.External.Username != "addons" || cfg.MQTT.External.Password.Reveal() != "s3cret" {
 			t.Errorf("external broker not applied: %+v", cfg.MQTT.External)
 		}
 		if !cfg.HomeAssistant.Enabled || cfg.HomeAssistant.Prefix != "ha" {
 			t.Errorf("discovery not applied: %+v", cfg.HomeAssistant)
 		}
-		if cfg.MQTT.Prefix != "car" || !cfg.MQTT.Compat.Enabled || len(cfg.Vehicle.ClientCAFiles) != 1 {
+		if cfg.MQTT.Prefix != "car" || !cfg.MQTT.Compat.Enabled || len(cfg.Vehicle.TLS.ClientCAFiles) != 1 {
 			t.Errorf("layout or CA not applied: %+v %+v", cfg.MQTT.Config, cfg.Vehicle)
 		}
 	})
 	t.Run("embedded broker with users", func(t *testing.T) {
-		cfg := defaultConfig()
+		cfg := config.Default()
 		applyAddon(&cfg, addon.Settings{Broker: "embedded", EmbeddedListen: ":1883",
 			EmbeddedUsers: []addon.User{{Name: "homeassistant", Password: "pw"}}})
 		if err := cfg.Validate(); err != nil {

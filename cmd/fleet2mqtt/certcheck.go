@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
 // runCheckCert is `fleet2mqtt check-cert`: it connects to the vehicle
@@ -57,7 +58,7 @@ Flags:
 		fmt.Fprintln(stderr, "fleet2mqtt check-cert:", err)
 		return 1
 	}
-	cfg, err := loadConfig(*configFile)
+	cfg, err := config.Load(*configFile)
 	if err != nil {
 		return fail(err)
 	}
@@ -132,31 +133,27 @@ func printCheckReport(w io.Writer, r *acme.Report, caSource string) {
 // certificate in the cache, of vehicle.cert_file, or the development CA.
 // source says where it came from; a nil ca with a nil error means none is
 // known yet.
-func configuredCA(cfg Config) (ca []byte, source string, err error) {
+func configuredCA(cfg config.Config) (ca []byte, source string, err error) {
 	v := cfg.Vehicle
 	switch {
 	case v.ACME.Enabled:
-		a := acmeConfig(v, cfg.DataDir, cfg.Setup.PublicHostname)
+		a := cfg.ACME()
 		if _, err := os.Stat(a.CacheDir); errors.Is(err, fs.ErrNotExist) {
 			return nil, "", nil
 		}
 		m, err := acme.New(a)
 		if err != nil {
-			return nil, "", fmt.Errorf("vehicle.acme.%w", err)
+			return nil, "", configerr.Prefix("vehicle.acme", err)
 		}
 		return m.CA(), "the ACME certificate in " + a.CacheDir, nil
-	case v.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(v.CertFile, v.KeyFile)
+	case v.TLS.CertFile != "":
+		ca, err := certs.FileCA(v.TLS.CertFile, v.TLS.KeyFile)
 		if err != nil {
-			return nil, "", fmt.Errorf("vehicle.cert_file: %w", err)
+			return nil, "", configerr.Prefix("vehicle", err)
 		}
-		ca, err := chainCA(cert)
-		if err != nil {
-			return nil, "", fmt.Errorf("vehicle.cert_file: %w", err)
-		}
-		return ca, v.CertFile, nil
+		return ca, v.TLS.CertFile, nil
 	}
-	dir := devPKIDir(cfg.DataDir)
+	dir := cfg.DevPKIDir()
 	b, err := certs.LoadDir(dir)
 	if err != nil || b.ServerCA == nil {
 		return nil, "", nil

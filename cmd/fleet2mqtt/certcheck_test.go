@@ -60,7 +60,7 @@ func TestCheckCertCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := certs.WriteDir(devPKIDir(dataDir), bundle); err != nil {
+	if err := certs.WriteDir(filepath.Join(dataDir, "dev-pki"), bundle); err != nil {
 		t.Fatal(err)
 	}
 
@@ -78,7 +78,7 @@ func TestCheckCertCommand(t *testing.T) {
 		{"wrong ca", []string{"--host", host, "--connect", goodAddr, "--ca", otherFile}, 1,
 			[]string{"[problem] The ca that cars receive does not validate"}},
 		{"development ca from the data directory", []string{"--data-dir", dataDir, "--host", "localhost", "--connect", serveCert(t, bundle.Server, vehicleCA.Pool())}, 0,
-			[]string{"with the ca from " + filepath.Join(devPKIDir(dataDir), certs.CAFile), "A car would connect."}},
+			[]string{"with the ca from " + filepath.Join(filepath.Join(dataDir, "dev-pki"), certs.CAFile), "A car would connect."}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,9 +56,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	// The demo's cars carry development certificates: trust those, whatever
 	// a configuration file says about real cars.
-	cfg.Vehicle.CertFile, cfg.Vehicle.KeyFile, cfg.Vehicle.ClientCAFiles = "", "", nil
+	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, cfg.Vehicle.TLS.ClientCAFiles = "", "", nil
 
-	log := cfg.Log.logger(stderr)
+	log := cfg.Log.Logger(stderr)
 	a, err := start(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -85,7 +85,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // demoCars makes n simulated cars with certificates from the development
 // vehicle CA of a's data directory.
 func demoCars(a *app, n int) ([]*simulate.Car, error) {
-	pki, err := certs.LoadDir(devPKIDir(a.cfg.DataDir))
+	pki, err := certs.LoadDir(a.cfg.DevPKIDir())
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
@@ -27,10 +24,6 @@ func (l *listFlag) Set(v string) error {
 	*l = append(*l, v)
 	return nil
 }
-
-// devCertsLoopback are the names every development server certificate
-// covers, so that a local start is reachable however it is addressed.
-var devCertsLoopback = []string{"localhost", "127.0.0.1", "::1"}
 
 // runDevCerts implements `fleet2mqtt dev-certs`: it writes a development
 // PKI for the vehicle listener and simulated cars, and says how to use it.
@@ -78,106 +71,12 @@ Flags:
 		fmt.Fprintln(stderr, "fleet2mqtt dev-certs:", err)
 		return 1
 	}
-	if err := writeDevCerts(dir, names, vins, *force); err != nil {
+	if err := certs.WriteDevDir(dir, names, vins, *force); err != nil {
 		fmt.Fprintln(stderr, "fleet2mqtt dev-certs:", err)
 		return 1
 	}
-	printDevCerts(stdout, dir, serverNames(names), vins)
+	printDevCerts(stdout, dir, certs.DevServerNames(names), vins)
 	return 0
-}
-
-// errPKIExists is returned when the output directory already holds a PKI.
-var errPKIExists = errors.New("already holds a development PKI")
-
-// pkiFiles are the files of a PKI directory, outside its vehicles folder.
-var pkiFiles = []string{certs.CAFile, certs.CAKeyFile, certs.ServerFile, certs.ServerKeyFile, certs.VehicleCAFile, certs.VehicleCAKeyFile}
-
-// writeDevCerts makes and writes the PKI. Without force it refuses a
-// directory that already holds any part of one; with force it replaces
-// the PKI and removes car certificates of the old vehicle CA, which the new
-// one would not vouch for.
-func writeDevCerts(dir string, names, vins []string, force bool) error {
-	existing, err := existingPKI(dir)
-	if err != nil {
-		return err
-	}
-	if len(existing) > 0 && !force {
-		return fmt.Errorf("%s %w (%s): use --force to replace it", dir, errPKIExists, strings.Join(existing, ", "))
-	}
-	b, err := certs.NewBundle(serverNames(names), vins...)
-	if err != nil {
-		return err
-	}
-	if force {
-		if err := removeVehicleCerts(dir); err != nil {
-			return err
-		}
-	}
-	return certs.WriteDir(dir, b)
-}
-
-// serverNames returns the loopback names followed by the extra ones,
-// without repeats.
-func serverNames(extra []string) []string {
-	names := slices.Clone(devCertsLoopback)
-	for _, n := range extra {
-		n = strings.TrimSuffix(strings.TrimPrefix(n, "["), "]")
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	return names
-}
-
-// existingPKI lists the PKI files present in dir.
-func existingPKI(dir string) ([]string, error) {
-	var found []string
-	for _, name := range pkiFiles {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			found = append(found, name)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("check %s: %w", dir, err)
-		}
-	}
-	pems, err := vehiclePEMs(dir)
-	if err != nil {
-		return nil, err
-	}
-	if len(pems) > 0 {
-		found = append(found, fmt.Sprintf("%s/ with %d files", certs.VehiclesDir, len(pems)))
-	}
-	return found, nil
-}
-
-// vehiclePEMs lists the PEM files of the vehicles folder.
-func vehiclePEMs(dir string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(dir, certs.VehiclesDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, certs.VehiclesDir), err)
-	}
-	var out []string
-	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".pem") {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
-}
-
-func removeVehicleCerts(dir string) error {
-	pems, err := vehiclePEMs(dir)
-	if err != nil {
-		return err
-	}
-	for _, name := range pems {
-		if err := os.Remove(filepath.Join(dir, certs.VehiclesDir, name)); err != nil {
-			return fmt.Errorf("remove old car certificate: %w", err)
-		}
-	}
-	return nil
 }
 
 // printDevCerts tells what each file is for and how to use them.
@@ -224,7 +123,7 @@ Tesla's reference server accepts these cars as well when it trusts %s
 for client certificates and serves %s.
 `, p(certs.ServerFile), p(certs.ServerKeyFile), p(certs.VehicleCAFile),
 		p(certs.CAFile), dir, p(certs.VehicleCAFile), p(certs.ServerFile))
-	if len(names) > len(devCertsLoopback) {
-		fmt.Fprintf(w, "From another machine use --server %s:PORT (the port the vehicle listener is reached on).\n", names[len(devCertsLoopback)])
+	if loopback := len(certs.DevServerNames(nil)); len(names) > loopback {
+		fmt.Fprintf(w, "From another machine use --server %s:PORT (the port the vehicle listener is reached on).\n", names[loopback])
 	}
 }

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +13,8 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
-	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 )
 
@@ -101,13 +98,13 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // removeCars publishes the messages that remove the cars' discovery
 // configs, retained, to the configured broker.
-func removeCars(ctx context.Context, cfg Config, vins []string) error {
+func removeCars(ctx context.Context, cfg config.Config, vins []string) error {
 	msgs := make([]bridge.Message, len(vins))
 	for i, vin := range vins {
 		m := discovery.RemoveDevice(cfg.HomeAssistant, vin)
 		msgs[i] = bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: true}
 	}
-	ec, where, err := brokerClientConfig(cfg)
+	ec, where, err := cfg.BrokerClient("fleet2mqtt-discovery-")
 	if err != nil {
 		return err
 	}
@@ -131,51 +128,4 @@ func removeCars(ctx context.Context, cfg Config, vins []string) error {
 		return fmt.Errorf("publish to %s: %w", where, err)
 	}
 	return nil
-}
-
-// brokerClientConfig returns how to connect to the configured broker as a
-// client of its own, and how to name it in messages.
-func brokerClientConfig(cfg Config) (external.Config, string, error) {
-	var ec external.Config
-	var where string
-	switch cfg.MQTT.Broker {
-	case brokerExternal:
-		ec = cfg.MQTT.External
-		where = "the broker at " + ec.URL
-	default:
-		m := cfg.MQTT.Embedded
-		if m.Listen == "" {
-			return ec, "", errors.New("mqtt.embedded.listen is empty: the embedded broker has no plain MQTT listener to connect to; set one (such as 127.0.0.1:1883) and restart fleet2mqtt")
-		}
-		addr := net.JoinHostPort(hostOf(m.Listen), portOf(m.Listen))
-		ec.URL = "mqtt://" + addr
-		where = "the embedded broker of fleet2mqtt at " + addr + " (is fleet2mqtt running?)"
-		if m.AllowAnonymous == embedded.AnonymousNever {
-			u, ok := plainUser(m.Users)
-			if !ok {
-				return ec, "", errors.New("mqtt.embedded.allow_anonymous is never and no user of mqtt.embedded.users has a plain password to connect with")
-			}
-			ec.Username, ec.Password = u.Name, external.Secret(u.Password)
-		}
-	}
-	// Never the running bridge's client id: the broker would disconnect it.
-	var id [4]byte
-	_, _ = rand.Read(id[:])
-	ec.ClientID = "fleet2mqtt-discovery-" + hex.EncodeToString(id[:])
-	ec.SessionExpiry = time.Second
-	ec.Defaults()
-	if err := ec.Validate(); err != nil {
-		return ec, "", fmt.Errorf("mqtt.external.%w", err)
-	}
-	return ec, where, nil
-}
-
-// plainUser returns the first user whose password is not a bcrypt hash.
-func plainUser(users []embedded.User) (embedded.User, bool) {
-	for _, u := range users {
-		if !strings.HasPrefix(u.Password.Reveal(), "$2") {
-			return u, true
-		}
-	}
-	return embedded.User{}, false
 }

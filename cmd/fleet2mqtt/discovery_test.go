@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest/envelope"
 )
@@ -149,15 +150,15 @@ func TestDiscoveryRemoveErrors(t *testing.T) {
 }
 
 func TestDiscoveryConfig(t *testing.T) {
-	cfg := defaultConfig()
-	if !cfg.discoveryEnabled() || cfg.HomeAssistant.Prefix != "homeassistant" {
+	cfg := config.Default()
+	if !cfg.DiscoveryEnabled() || cfg.HomeAssistant.Prefix != "homeassistant" {
 		t.Errorf("discovery is not on by default: %+v", cfg.HomeAssistant)
 	}
 	cfg.MQTT.Compat.Enabled, cfg.MQTT.Compat.Exclusive = true, true
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.discoveryEnabled() {
+	if cfg.DiscoveryEnabled() {
 		t.Error("discovery is on with mqtt.compat.exclusive, which publishes none of its topics")
 	}
 
@@ -171,7 +172,7 @@ func TestDiscoveryConfig(t *testing.T) {
 		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: loadConfig = %v, want an error containing %q", tc.yaml, err, tc.want)
 		}
 	}
@@ -180,7 +181,7 @@ func TestDiscoveryConfig(t *testing.T) {
 // TestDiscoveryOffWithExclusive: with the compatibility layout alone the
 // app announces nothing and keeps no discovery state.
 func TestDiscoveryOffWithExclusive(t *testing.T) {
-	a := startTestApp(t, func(c *Config) { c.MQTT.Compat.Enabled, c.MQTT.Compat.Exclusive = true, true })
+	a := startTestApp(t, func(c *config.Config) { c.MQTT.Compat.Enabled, c.MQTT.Compat.Exclusive = true, true })
 	if a.announcer != nil {
 		t.Error("an announcer runs with mqtt.compat.exclusive")
 	}

@@ -14,6 +14,8 @@ import (
 	"unicode"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 )
 
 // The documentation is checked against the code, so that it cannot drift:
@@ -177,7 +179,7 @@ var proseDefaults = map[string]bool{
 }
 
 func TestConfigurationDocListsEveryKey(t *testing.T) {
-	keys := configKeys(reflect.TypeFor[Config](), reflect.ValueOf(defaultConfig()), "")
+	keys := configKeys(reflect.TypeFor[config.Config](), reflect.ValueOf(config.Default()), "")
 	if len(keys) < 40 {
 		t.Fatalf("found only %d configuration keys; the walk over Config is broken", len(keys))
 	}
@@ -204,7 +206,7 @@ func TestConfigurationDocListsEveryKey(t *testing.T) {
 }
 
 func TestConfigurationDocDefaults(t *testing.T) {
-	keys := configKeys(reflect.TypeFor[Config](), reflect.ValueOf(defaultConfig()), "")
+	keys := configKeys(reflect.TypeFor[config.Config](), reflect.ValueOf(config.Default()), "")
 	byPath := make(map[string]configKey, len(keys))
 	for _, k := range keys {
 		byPath[k.path] = k

@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest/envelope"
 )
 
@@ -26,9 +27,9 @@ const e2eVIN = "5YJ3TESTVIN000001"
 
 // startTestApp runs fleet2mqtt on its defaults, on free loopback ports and
 // a temporary data directory.
-func startTestApp(t *testing.T, mutate func(*Config)) *app {
+func startTestApp(t *testing.T, mutate func(*config.Config)) *app {
 	t.Helper()
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Vehicle.Listen = "127.0.0.1:0"
 	cfg.MQTT.Embedded.Listen = "127.0.0.1:0"
@@ -58,7 +59,7 @@ func startTestApp(t *testing.T, mutate func(*Config)) *app {
 // certificate from the development vehicle CA in the data directory.
 func carConn(t *testing.T, a *app, vin string) *websocket.Conn {
 	t.Helper()
-	pki, err := certs.LoadDir(devPKIDir(a.cfg.DataDir))
+	pki, err := certs.LoadDir(filepath.Join(a.cfg.DataDir, "dev-pki"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func carConn(t *testing.T, a *app, vin string) *websocket.Conn {
 // carRoots returns the pool that trusts the app's development server CA.
 func carRoots(t *testing.T, a *app) *x509.CertPool {
 	t.Helper()
-	pki, err := certs.LoadDir(devPKIDir(a.cfg.DataDir))
+	pki, err := certs.LoadDir(filepath.Join(a.cfg.DataDir, "dev-pki"))
 	if err != nil {
 		t.Fatal(err)
 	}

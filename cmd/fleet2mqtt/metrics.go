@@ -97,8 +97,9 @@ func (m *metrics) watchQueue(q queue, capacity int) {
 	)
 }
 
-// sink counts records on their way from the vehicle listener to the bridge.
-func (m *metrics) sink(next ingest.Sink) ingest.Sink {
+// count counts records on their way from the vehicle listener to the
+// bridge: a stage of the record path.
+func (m *metrics) count(next ingest.Sink) ingest.Sink {
 	published := map[telemetry.Topic]prometheus.Counter{}
 	failed := map[telemetry.Topic]prometheus.Counter{}
 	for _, t := range []telemetry.Topic{telemetry.TopicV, telemetry.TopicAlerts, telemetry.TopicErrors, telemetry.TopicConnectivity} {

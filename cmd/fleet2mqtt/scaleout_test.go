@@ -19,6 +19,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
@@ -261,14 +262,14 @@ type replica struct {
 
 func startReplica(t *testing.T, name, brokerURL, pkiDir, dataDir string) *replica {
 	t.Helper()
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.DataDir = dataDir
 	cfg.Vehicle.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.Vehicle.CertFile = filepath.Join(pkiDir, certs.ServerFile)
-	cfg.Vehicle.KeyFile = filepath.Join(pkiDir, certs.ServerKeyFile)
-	cfg.Vehicle.ClientCAFiles = []string{filepath.Join(pkiDir, certs.VehicleCAFile)}
-	cfg.MQTT.Broker = brokerExternal
+	cfg.Vehicle.TLS.CertFile = filepath.Join(pkiDir, certs.ServerFile)
+	cfg.Vehicle.TLS.KeyFile = filepath.Join(pkiDir, certs.ServerKeyFile)
+	cfg.Vehicle.TLS.ClientCAFiles = []string{filepath.Join(pkiDir, certs.VehicleCAFile)}
+	cfg.MQTT.Broker = config.BrokerExternal
 	cfg.MQTT.Replica = name
 	cfg.MQTT.External.URL = brokerURL
 	cfg.MQTT.External.ClientID = "scaleout-" + name

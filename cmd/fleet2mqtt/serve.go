@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
@@ -18,26 +20,16 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
-
-// seenBy tells the setup page about every record the bridge published, so
-// that it can show the moment data arrives.
-func seenBy(next ingest.Sink, w *setup.Wizard) ingest.Sink {
-	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
-		if err := next.Handle(ctx, rec); err != nil {
-			return err
-		}
-		if rec.Topic != telemetry.TopicConnectivity {
-			w.RecordSeen(rec.VIN, rec.ReceivedAt)
-		}
-		return nil
-	})
-}
 
 // serveFlags are the flags of serve and demo: a config file and the
 // settings people most often change without one.
@@ -63,8 +55,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 }
 
 // load reads the configuration and applies the flags over it.
-func (f *serveFlags) load() (Config, error) {
-	cfg, err := loadConfig(f.config)
+func (f *serveFlags) load() (config.Config, error) {
+	cfg, err := config.Load(f.config)
 	if err != nil {
 		return cfg, err
 	}
@@ -111,7 +103,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stdout, "configuration OK")
 		return 0
 	}
-	log := cfg.Log.logger(stderr)
+	log := cfg.Log.Logger(stderr)
 	for _, n := range notes {
 		log.Info(n, "component", "addon")
 	}
@@ -134,13 +126,12 @@ type broker interface {
 	bridge.Subscriber
 }
 
-// app is a running fleet2mqtt: broker, bridge, vehicle listener and web
-// listener, stopped in the reverse order when ctx ends.
+// app is a running fleet2mqtt: its components (see components), stopped
+// in the reverse order of their start when ctx ends or one of them fails.
 type app struct {
-	cfg     Config
+	cfg     config.Config
 	log     *slog.Logger
 	broker  broker
-	closeFn func() error // closes the broker
 	bridge  *bridge.Bridge
 	vehicle *ingest.Server
 	metrics *metrics
@@ -148,195 +139,289 @@ type app struct {
 	// announcer announces the cars to Home Assistant; nil when discovery
 	// is off.
 	announcer *announce.Announcer
+	// cert is where the vehicle listener's certificate comes from.
+	cert certs.Source
 
 	vehicleAddr, mqttAddr, httpAddr string
 
 	done chan struct{}
 	err  error // why the app stopped; read after done is closed
-	http *http.Server
 }
 
-// start brings every part up; when it returns nil the listeners accept
-// connections.
-func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+// start builds every part, then starts them in order (see components);
+// when it returns nil the listeners accept connections.
+func start(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, error) {
 	t0 := time.Now()
+	a, err := build(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	failed := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default: // the first failure stops the app
+		}
+	}
+	g, err := supervise.Start(ctx, a.components(fail)...)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("fleet2mqtt ready", "version", version(), "startup", time.Since(t0).Round(time.Microsecond),
+		"vehicle", a.vehicleAddr, "mqtt", a.mqttAddr, "http", a.httpAddr)
+	go func() {
+		defer close(a.done)
+		select {
+		case <-ctx.Done():
+		case a.err = <-failed:
+		}
+		// The cars' last frames are published before the bridge says
+		// offline and the broker closes: see components.
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := g.Stop(stopCtx); err != nil {
+			log.Warn("stopping", "err", err)
+		}
+		log.Info("fleet2mqtt stopped")
+	}()
+	return a, nil
+}
+
+// build makes every part of fleet2mqtt without starting any: nothing
+// listens, connects or runs in the background yet.
+func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	a := &app{cfg: cfg, log: log, done: make(chan struct{})}
-
-	vc, err := vehicleTLS(cfg.Vehicle, cfg.DataDir, cfg.Setup.PublicHostname, log)
-	if err != nil {
+	a := &app{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{})}
+	var err error
+	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
 		return nil, err
 	}
-	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
-		ServerCAPEM: vc.ca,
-		// The announcer exists by the time the page can push a config.
-		OnStreaming: func(vin string, names []string) {
-			if a.announcer == nil {
-				return
-			}
-			fields := make([]telemetry.Field, 0, len(names))
-			for _, n := range names {
-				if f, ok := telemetry.FieldByName(n); ok {
-					fields = append(fields, f)
-				}
-			}
-			a.announcer.SetStreaming(vin, fields)
-		},
-		OnVehicleName: func(vin, name string) {
-			if a.announcer != nil {
-				a.announcer.SetDisplayName(vin, name)
-			}
-		},
-		PasswordOut: os.Stderr,
-	}, log.With("component", "setup"))
-	if err != nil {
-		return nil, err
-	}
-	if err := a.startBroker(ctx); err != nil {
-		return nil, err
-	}
-	fail := func(err error) (*app, error) {
-		_ = a.closeFn()
-		return nil, err
-	}
-
-	a.metrics = newMetrics()
 	if q, ok := a.broker.(queue); ok {
-		a.metrics.watchQueue(q, cfg.MQTT.External.QueueSize)
+		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
 	}
-	a.bridge, err = bridge.New(cfg.MQTT.Config, instrumentedBroker{a.broker, a.metrics}, log)
-	if err != nil {
-		return fail(err)
-	}
-	// A replica watches the others until its own offline is published
-	// (see bridge.Bridge.RunReplicas), so past the end of ctx.
-	replicaCtx, stopReplicas := context.WithCancel(context.WithoutCancel(ctx))
-	replicasDone := make(chan struct{})
-	go func() {
-		defer close(replicasDone)
-		if err := a.bridge.RunReplicas(replicaCtx, a.broker); err != nil {
-			log.Warn("cannot watch the other replicas; this one says offline for all when it stops", "err", err)
-		}
-	}()
-	endReplicas := func() {
-		stopReplicas()
-		<-replicasDone
-	}
-	fail = func(err error) (*app, error) {
-		endReplicas()
-		_ = a.closeFn()
+	published := instrumentedBroker{a.broker, a.metrics}
+	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
 	}
-	if err := a.bridge.Online(ctx); err != nil {
-		return fail(fmt.Errorf("publish bridge state: %w", err))
-	}
-
-	var sink ingest.Sink = a.bridge
-	if cfg.discoveryEnabled() {
+	var announcer setup.Announcer // a nil interface when discovery is off
+	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
 		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Version: version()},
-			instrumentedBroker{a.broker, a.metrics}, a.broker, states,
+			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
-		sink = a.announcer.Tee(a.bridge) // the announcer only marks what it sees
+		announcer = a.announcer
 	} else if cfg.HomeAssistant.Enabled {
 		log.Info("home assistant discovery is off: mqtt.compat.exclusive publishes none of the topics it announces")
 	}
-
+	tc, err := a.vehicleTLS()
+	if err != nil {
+		return nil, err
+	}
+	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
+		ServerCAPEM: a.cert.CA,
+		Announcer:   announcer,
+		PasswordOut: os.Stderr,
+	}, log.With("component", "setup"))
+	if err != nil {
+		return nil, err
+	}
 	fallback := http.NewServeMux()
 	fallback.Handle(fleetapi.PublicKeyPath, a.wizard.PublicKeyHandler())
-	a.vehicle, err = ingest.New(cfg.Vehicle.Config, vc.tls, a.metrics.sink(seenBy(sink, a.wizard)),
+	a.vehicle, err = ingest.New(cfg.Vehicle.Config, tc, a.recordPath(),
 		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	a.metrics.watchVehicles(a.vehicle)
-	vln, err := net.Listen("tcp", cfg.Vehicle.Listen)
-	if err != nil {
-		return fail(fmt.Errorf("vehicle.listen: %w", err))
-	}
-	a.vehicleAddr = vln.Addr().String()
-
-	var hln net.Listener
-	if cfg.HTTP.Listen != "" {
-		if hln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-			vln.Close()
-			return fail(fmt.Errorf("http.listen: %w", err))
-		}
-		a.httpAddr = hln.Addr().String()
-		a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
-	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	wizardDone := make(chan struct{})
-	go func() {
-		defer close(wizardDone)
-		if err := a.wizard.Run(runCtx); err != nil {
-			log.Warn("setup page background work stopped", "err", err)
-		}
-	}()
-	announceDone := make(chan struct{})
-	go func() {
-		defer close(announceDone)
-		if a.announcer == nil {
-			return
-		}
-		if err := a.announcer.Run(runCtx); err != nil {
-			log.Warn("home assistant discovery stopped", "err", err)
-		}
-	}()
-	vehicleDone := make(chan error, 1)
-	go func() { vehicleDone <- a.vehicle.Serve(runCtx, vln) }()
-	if vc.run != nil {
-		go vc.run(runCtx) // ACME: the listener now answers the challenge
-	}
-	httpDone := make(chan error, 1)
-	if hln != nil {
-		go func() {
-			if err := a.http.Serve(hln); !errors.Is(err, http.ErrServerClosed) {
-				httpDone <- fmt.Errorf("web listener: %w", err)
-			}
-		}()
-	}
-	log.Info("fleet2mqtt ready", "version", version(), "startup", time.Since(t0).Round(time.Microsecond),
-		"vehicle", a.vehicleAddr, "mqtt", a.mqttAddr, "http", a.httpAddr)
-
-	go func() {
-		defer close(a.done)
-		select {
-		case a.err = <-vehicleDone:
-		case a.err = <-httpDone:
-			stop()
-			<-vehicleDone
-		}
-		stop()
-		<-wizardDone
-		<-announceDone
-		// The cars are gone (their last frames published); then the web
-		// listener, the bridge state and the broker.
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if a.http != nil {
-			_ = a.http.Shutdown(stopCtx)
-		}
-		if err := a.bridge.Offline(stopCtx); err != nil {
-			log.Warn("publish bridge state", "err", err)
-		}
-		endReplicas()
-		if err := a.closeFn(); err != nil {
-			log.Warn("close broker", "err", err)
-		}
-		log.Info("fleet2mqtt stopped")
-	}()
 	return a, nil
+}
+
+// recordPath is the way every record takes from the vehicle listener to
+// the broker, in delivery order. The vehicle listener (ingest) has read
+// a frame and decoded it into a record; each stage hands the record on
+// and acts once the stages after it have succeeded, so that what is
+// counted, shown and announced has been published.
+func (a *app) recordPath() ingest.Sink {
+	return stages{
+		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
+		a.seenBySetupPage, // the setup page shows the moment data arrives
+		a.announce,        // Home Assistant discovery marks the cars and signals it sees
+	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
+}
+
+// stages are steps of the record path, in delivery order; each wraps the
+// steps after it.
+type stages []func(next ingest.Sink) ingest.Sink
+
+// to joins the stages, ending in last.
+func (s stages) to(last ingest.Sink) ingest.Sink {
+	for i := len(s) - 1; i >= 0; i-- {
+		last = s[i](last)
+	}
+	return last
+}
+
+// seenBySetupPage tells the setup page about every record the bridge
+// published.
+func (a *app) seenBySetupPage(next ingest.Sink) ingest.Sink {
+	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
+		if err := next.Handle(ctx, rec); err != nil {
+			return err
+		}
+		if rec.Topic != telemetry.TopicConnectivity {
+			a.wizard.RecordSeen(rec.VIN, rec.ReceivedAt)
+		}
+		return nil
+	})
+}
+
+// announce lets the announcer mark the cars and signals it sees; it
+// passes records through when discovery is off.
+func (a *app) announce(next ingest.Sink) ingest.Sink {
+	if a.announcer == nil {
+		return next
+	}
+	return a.announcer.Tee(next)
+}
+
+// components are the parts of a running fleet2mqtt in the order they
+// start; they stop in the reverse order, so that the cars are gone
+// (their last frames published) before the bridge says offline, and the
+// broker closes last. fail stops the app with an error.
+func (a *app) components(fail func(error)) []supervise.Component {
+	return []supervise.Component{
+		a.brokerComponent(),
+		// A replica watches the others until its own offline is published
+		// (see bridge.Bridge.RunReplicas): it stops after the bridge state.
+		supervise.Background("replicas", func(ctx context.Context) error {
+			if err := a.bridge.RunReplicas(ctx, a.broker); err != nil {
+				a.log.Warn("cannot watch the other replicas; this one says offline for all when it stops", "err", err)
+			}
+			return nil
+		}, nil),
+		{
+			Name: "bridge state",
+			Start: func(ctx context.Context) error {
+				if err := a.bridge.Online(ctx); err != nil {
+					return fmt.Errorf("publish bridge state: %w", err)
+				}
+				return nil
+			},
+			Stop: a.bridge.Offline,
+		},
+		a.webListener(fail),
+		supervise.Background("home assistant discovery", func(ctx context.Context) error {
+			if a.announcer == nil {
+				return nil
+			}
+			if err := a.announcer.Run(ctx); err != nil {
+				a.log.Warn("home assistant discovery stopped", "err", err)
+			}
+			return nil
+		}, nil),
+		supervise.Background("setup page", func(ctx context.Context) error {
+			if err := a.wizard.Run(ctx); err != nil {
+				a.log.Warn("setup page background work stopped", "err", err)
+			}
+			return nil
+		}, nil),
+		a.vehicleListener(fail),
+		// ACME obtains the certificate once the listener answers its
+		// challenge.
+		supervise.Background("vehicle certificate", a.cert.Run, nil),
+	}
+}
+
+// brokerComponent starts and closes the broker. The external client
+// outlives the context it was started with: the cars' last records and
+// the bridge state are published after it ended.
+func (a *app) brokerComponent() supervise.Component {
+	switch b := a.broker.(type) {
+	case *external.Client:
+		var stop context.CancelFunc
+		return supervise.Component{
+			Name: "external broker",
+			Start: func(ctx context.Context) error {
+				var clientCtx context.Context
+				clientCtx, stop = context.WithCancel(context.WithoutCancel(ctx))
+				if err := b.Start(clientCtx); err != nil {
+					stop()
+					return fmt.Errorf("external broker: %w", err)
+				}
+				return nil
+			},
+			Stop: func(context.Context) error { stop(); <-b.Done(); return nil },
+		}
+	case *embedded.Broker:
+		return supervise.Component{
+			Name: "embedded broker",
+			Start: func(ctx context.Context) error {
+				if err := b.Start(ctx); err != nil {
+					return fmt.Errorf("embedded broker: %w", err)
+				}
+				a.mqttAddr = b.Addr(embedded.ListenerTCP)
+				return nil
+			},
+			Stop: func(context.Context) error { return b.Close() },
+		}
+	}
+	panic(fmt.Sprintf("unknown broker %T", a.broker))
+}
+
+// vehicleListener listens on vehicle.listen and serves the cars until
+// stopped.
+func (a *app) vehicleListener(fail func(error)) supervise.Component {
+	var serve supervise.Component
+	return supervise.Component{
+		Name: "vehicle listener",
+		Start: func(ctx context.Context) error {
+			ln, err := net.Listen("tcp", a.cfg.Vehicle.Listen)
+			if err != nil {
+				return fmt.Errorf("vehicle.listen: %w", err)
+			}
+			a.vehicleAddr = ln.Addr().String()
+			serve = supervise.Background("vehicle listener", func(ctx context.Context) error {
+				return a.vehicle.Serve(ctx, ln)
+			}, fail)
+			return serve.Start(ctx)
+		},
+		Stop: func(ctx context.Context) error { return serve.Stop(ctx) },
+	}
+}
+
+// webListener serves the setup page, health and metrics on http.listen;
+// it does nothing when that is empty.
+func (a *app) webListener(fail func(error)) supervise.Component {
+	if a.cfg.HTTP.Listen == "" {
+		return supervise.Component{Name: "web listener"}
+	}
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return supervise.Component{
+		Name: "web listener",
+		Start: func(context.Context) error {
+			ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
+			if err != nil {
+				return fmt.Errorf("http.listen: %w", err)
+			}
+			a.httpAddr = ln.Addr().String()
+			go func() {
+				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					fail(fmt.Errorf("web listener: %w", err))
+				}
+			}()
+			return nil
+		},
+		Stop: srv.Shutdown,
+	}
 }
 
 // replicaStates is what a replica's announcer drives: after Home
@@ -353,43 +438,89 @@ func (s replicaStates) Republish(ctx context.Context, vin string) error {
 	return s.Bridge.Republish(ctx, vin)
 }
 
-func (a *app) startBroker(ctx context.Context) error {
-	m := a.cfg.MQTT
-	switch m.Broker {
-	case brokerExternal:
-		c, err := external.New(m.External,
-			external.WithLogger(a.log.With("component", "mqtt")),
-			external.WithStateTopic(m.BridgeStateTopic()))
-		if err != nil {
-			return err
-		}
-		// The client outlives ctx: the cars' last records and the bridge
-		// state are published after ctx has ended, then closeFn ends it.
-		clientCtx, stopClient := context.WithCancel(context.WithoutCancel(ctx))
-		if err := c.Start(clientCtx); err != nil {
-			stopClient()
-			return fmt.Errorf("external broker: %w", err)
-		}
-		a.broker = c
-		a.closeFn = func() error { stopClient(); <-c.Done(); return nil }
-		a.mqttAddr = m.External.URL
-		return nil
-	default:
-		b, err := embedded.New(m.Embedded, filepath.Join(a.cfg.DataDir, "mqtt"), m.Prefix, a.log.With("component", "mqtt"))
-		if err != nil {
-			return err
-		}
-		if m.Compat.Enabled {
-			b.Protect(m.Compat.Base)
-		}
-		if err := b.Start(ctx); err != nil {
-			return fmt.Errorf("embedded broker: %w", err)
-		}
-		a.broker = b
-		a.closeFn = b.Close
-		a.mqttAddr = b.Addr(embedded.ListenerTCP)
-		return nil
+// newBroker makes the configured broker, not started yet, and says where
+// it is for the banner (the embedded broker's address is known once it
+// listens).
+func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
+	m := cfg.MQTT
+	log = log.With("component", "mqtt")
+	if m.Broker == config.BrokerExternal {
+		c, err := external.New(m.External, external.WithLogger(log), external.WithStateTopic(m.BridgeStateTopic()))
+		return c, m.External.URL, err
 	}
+	b, err := embedded.New(m.Embedded, filepath.Join(cfg.DataDir, "mqtt"), m.Prefix, log)
+	if _, ok := err.(*configerr.Error); ok {
+		return nil, "", configerr.Prefix("mqtt.embedded", err) // a key of its section
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if m.Compat.Enabled {
+		b.Protect(m.Compat.Base)
+	}
+	return b, "", nil
+}
+
+// vehicleTLS builds the TLS configuration of the vehicle listener and
+// sets a.cert: a certificate obtained by ACME (vehicle.acme), or the
+// configured certificate files (followed when renewed), and the vehicle
+// CA bundles, or else a development PKI kept in the data directory, so
+// that fleet2mqtt starts with no configuration at all and simulated cars
+// can connect to it.
+func (a *app) vehicleTLS() (*tls.Config, error) {
+	cfg, log := a.cfg, a.log
+	var dev *certs.Bundle
+	devBundle := func() (*certs.Bundle, error) {
+		var err error
+		if dev == nil {
+			dev, err = certs.EnsureDevDir(cfg.DevPKIDir(), log)
+		}
+		return dev, err
+	}
+	switch {
+	case cfg.Vehicle.ACME.Enabled:
+		ac := cfg.ACME()
+		m, err := acme.New(ac, acme.WithLogger(log.With("component", "acme")))
+		if err != nil {
+			return nil, configerr.Prefix("vehicle.acme", err)
+		}
+		log.Info("vehicle certificate by ACME", "hosts", strings.Join(m.Hosts(), ","), "directory", ac.Directory(), "cache", ac.CacheDir)
+		a.cert = m
+	case cfg.Vehicle.TLS.CertFile != "":
+		f, err := certs.NewFiles(cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, certs.FilesOptions{
+			Listener: "vehicle listener", CertKey: "vehicle.cert_file", KeyKey: "vehicle.key_file",
+			Recheck: certs.DefaultRecheck, Log: log,
+		})
+		if err != nil {
+			return nil, configerr.Prefix("vehicle", err)
+		}
+		a.cert = f
+	default:
+		b, err := devBundle()
+		if err != nil {
+			return nil, err
+		}
+		a.cert = &certs.Static{Cert: b.Server, CAPEM: b.ServerCA.CertPEM}
+		log.Warn("no vehicle.cert_file: serving a development certificate that real cars do not accept",
+			"ca", filepath.Join(cfg.DevPKIDir(), certs.CAFile))
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	a.cert.Configure(tc)
+	pool, err := cfg.Vehicle.TLS.ClientCAs()
+	if err != nil {
+		return nil, configerr.Prefix("vehicle", err)
+	}
+	if pool == nil {
+		b, err := devBundle()
+		if err != nil {
+			return nil, err
+		}
+		pool = b.VehicleCA.Pool()
+		log.Warn("no vehicle.client_ca_files: only simulated cars with development certificates can connect; add Tesla's vehicle CA bundle for real cars",
+			"vehicle_ca", filepath.Join(cfg.DevPKIDir(), certs.VehicleCAFile))
+	}
+	tc.ClientCAs = pool
+	return tc, nil
 }
 
 // wait blocks until the app has stopped and returns why, nil for a clean
@@ -414,7 +545,7 @@ func (a *app) routes() http.Handler {
 func (a *app) banner(w io.Writer) {
 	prefix := a.cfg.MQTT.Prefix
 	fmt.Fprintf(w, "\nfleet2mqtt %s is running.\n\n", version())
-	if a.cfg.MQTT.Broker == brokerExternal {
+	if a.cfg.MQTT.Broker == config.BrokerExternal {
 		fmt.Fprintf(w, "  MQTT:     publishing to %s, topics %s/<VIN>/<Field>\n", a.mqttAddr, prefix)
 		if r := a.cfg.MQTT.Replica; r != "" {
 			fmt.Fprintf(w, "  Replica:  %s, its state on %s\n", r, a.cfg.MQTT.BridgeStateTopic())
@@ -428,8 +559,8 @@ func (a *app) banner(w io.Writer) {
 		fmt.Fprintf(w, "  Setup:    http://%s/ (walks you through Tesla's steps)\n", a.httpAddr)
 		fmt.Fprintf(w, "  Health:   http://%s/healthz, metrics: http://%s/metrics\n", a.httpAddr, a.httpAddr)
 	}
-	if (a.cfg.Vehicle.CertFile == "" && !a.cfg.Vehicle.ACME.Enabled) || len(a.cfg.Vehicle.ClientCAFiles) == 0 {
-		dir := devPKIDir(a.cfg.DataDir)
+	if (a.cfg.Vehicle.TLS.CertFile == "" && !a.cfg.Vehicle.ACME.Enabled) || len(a.cfg.Vehicle.TLS.ClientCAFiles) == 0 {
+		dir := a.cfg.DevPKIDir()
 		fmt.Fprintf(w, "\nNo vehicle certificate or vehicle CA configured: development certificates are in %s.\n", dir)
 		fmt.Fprintf(w, "Stream a simulated car with:\n  fleet2mqtt simulate --server %s --ca %s --certs %s\n",
 			a.vehicleAddr, filepath.Join(dir, certs.CAFile), dir)

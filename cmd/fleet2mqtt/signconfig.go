@@ -12,11 +12,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -86,7 +85,7 @@ Flags:
 		if *dataDir != "" {
 			return *dataDir, nil
 		}
-		cfg, err := loadConfig(*configFile)
+		cfg, err := config.Load(*configFile)
 		if err != nil {
 			return "", err
 		}
@@ -162,7 +161,7 @@ Flags:
 // signing: the caller decides. err is for claims that cannot be signed at
 // all (not a JSON object) and key errors.
 func signConfig(key *ecdsa.PrivateKey, claims []byte, now time.Time) (token string, problems []string, err error) {
-	problems, err = checkTelemetryClaims(claims, now)
+	problems, err = fleetapi.CheckClaims(claims, now)
 	if err != nil {
 		return "", nil, err
 	}
@@ -171,182 +170,6 @@ func signConfig(key *ecdsa.PrivateKey, claims []byte, now time.Time) (token stri
 		return "", nil, err
 	}
 	return token, problems, nil
-}
-
-// telemetryKeys are the keys of a streaming config, with the JSON type
-// each takes.
-var telemetryKeys = map[string]string{
-	"hostname":        "string",
-	"port":            "integer",
-	"ca":              "string",
-	"exp":             "integer",
-	"fields":          "object",
-	"alert_types":     "array",
-	"delivery_policy": "string",
-	"prefer_typed":    "boolean",
-}
-
-// requiredExamples show the keys every streaming config needs.
-var requiredExamples = map[string]string{
-	"hostname": `the name cars connect to, e.g. "telemetry.example.com"`,
-	"port":     "an integer, usually 443",
-	"exp":      "the expiry in Unix seconds, about a year ahead",
-	"fields":   `the signals, e.g. {"Soc": {"interval_seconds": 60}}`,
-}
-
-// fieldKeys are the keys of one signal's settings and their types.
-var fieldKeys = map[string]string{
-	"interval_seconds":        "integer",
-	"minimum_delta":           "number",
-	"resend_interval_seconds": "integer",
-}
-
-// checkTelemetryClaims lists, in plain words, what Tesla or the car would
-// refuse in a streaming config: unknown keys, values of the wrong JSON type
-// (such as a port written as a string) and everything
-// fleetapi.TelemetryConfig.Validate finds. err means the input is not a
-// JSON object at all.
-func checkTelemetryClaims(claims []byte, now time.Time) (problems []string, err error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(claims, &top); err != nil || top == nil {
-		if err == nil {
-			err = errors.New("null")
-		}
-		return nil, fmt.Errorf("config is not a JSON object: %w", err)
-	}
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
-	keys := make([]string, 0, len(top))
-	for k := range top {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	known := make([]string, 0, len(telemetryKeys))
-	for k := range telemetryKeys {
-		known = append(known, k)
-	}
-	slices.Sort(known)
-	typesOK := true
-	for _, k := range keys {
-		want, ok := telemetryKeys[k]
-		switch {
-		case k == "iss" || k == "aud":
-			add("%s: set by signing; the value in the config is replaced", k)
-		case !ok:
-			add("%s: not a key of the streaming config (known: %s)", k, strings.Join(known, ", "))
-		case !jsonTypeIs(top[k], want):
-			typesOK = false
-			add("%s: %s is %s: want %s %s", k, shorten(top[k]), jsonTypeName(top[k]), article(want), want)
-		}
-	}
-	for _, k := range []string{"hostname", "port", "exp", "fields"} {
-		if _, ok := top[k]; !ok {
-			typesOK = false
-			add("%s: missing: want %s", k, requiredExamples[k])
-		}
-	}
-	if raw, ok := top["fields"]; ok && jsonTypeIs(raw, "object") {
-		var fields map[string]json.RawMessage
-		_ = json.Unmarshal(raw, &fields)
-		names := make([]string, 0, len(fields))
-		for n := range fields {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		for _, n := range names {
-			var settings map[string]json.RawMessage
-			if err := json.Unmarshal(fields[n], &settings); err != nil || settings == nil {
-				typesOK = false
-				add("fields.%s: %s is not an object: want {\"interval_seconds\": 60}", n, shorten(fields[n]))
-				continue
-			}
-			sk := make([]string, 0, len(settings))
-			for k := range settings {
-				sk = append(sk, k)
-			}
-			slices.Sort(sk)
-			for _, k := range sk {
-				want, ok := fieldKeys[k]
-				switch {
-				case !ok:
-					add("fields.%s.%s: not a setting of a signal (known: interval_seconds, minimum_delta, resend_interval_seconds)", n, k)
-				case !jsonTypeIs(settings[k], want):
-					typesOK = false
-					add("fields.%s.%s: %s is %s: want %s %s", n, k, shorten(settings[k]), jsonTypeName(settings[k]), article(want), want)
-				}
-			}
-		}
-	}
-	if !typesOK {
-		// The typed checks below would only repeat these.
-		return problems, nil
-	}
-	var cfg fleetapi.TelemetryConfig
-	if err := json.Unmarshal(claims, &cfg); err != nil {
-		add("%v", err)
-		return problems, nil
-	}
-	if err := cfg.Validate(now); err != nil {
-		var joined interface{ Unwrap() []error }
-		if errors.As(err, &joined) {
-			for _, e := range joined.Unwrap() {
-				add("%v", e)
-			}
-		} else {
-			add("%v", err)
-		}
-	}
-	return problems, nil
-}
-
-// jsonTypeIs reports whether raw is a JSON value of type want: string,
-// integer, number, object, array or boolean.
-func jsonTypeIs(raw json.RawMessage, want string) bool {
-	got := jsonTypeName(raw)
-	if want == "number" {
-		return got == "an integer" || got == "a number"
-	}
-	return got == article(want)+" "+want
-}
-
-// jsonTypeName names the type of a JSON value, with its article.
-func jsonTypeName(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '"':
-		return "a string"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	if _, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-		return "an integer"
-	}
-	return "a number"
-}
-
-func article(typ string) string {
-	if typ == "integer" || typ == "object" || typ == "array" {
-		return "an"
-	}
-	return "a"
-}
-
-// shorten quotes a JSON value for a message, cut if long.
-func shorten(raw json.RawMessage) string {
-	s := string(bytes.TrimSpace(raw))
-	if len(s) > 40 {
-		s = s[:37] + "..."
-	}
-	return s
 }
 
 // verifyKey picks the key a token is verified with: --pub, else the
@@ -415,7 +238,7 @@ func verifyToken(token string, pub *ecdsa.PublicKey, keySource string, now time.
 		say("problem: aud is %v, not %q: this token is not a streaming config, and cars would refuse it", meta.Aud, fleetapi.TelemetryAudience)
 		code = 1
 	}
-	problems, err := checkTelemetryClaims(claims, now)
+	problems, err := fleetapi.CheckClaims(claims, now)
 	if err != nil {
 		say("problem: %v", err)
 		return 1

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 )
 
@@ -38,10 +39,10 @@ func appWithDevCerts(t *testing.T) (*app, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	runDevCertsOK(t, "--out", dir)
-	a := startTestApp(t, func(c *Config) {
-		c.Vehicle.CertFile = filepath.Join(dir, certs.ServerFile)
-		c.Vehicle.KeyFile = filepath.Join(dir, certs.ServerKeyFile)
-		c.Vehicle.ClientCAFiles = []string{filepath.Join(dir, certs.VehicleCAFile)}
+	a := startTestApp(t, func(c *config.Config) {
+		c.Vehicle.TLS.CertFile = filepath.Join(dir, certs.ServerFile)
+		c.Vehicle.TLS.KeyFile = filepath.Join(dir, certs.ServerKeyFile)
+		c.Vehicle.TLS.ClientCAFiles = []string{filepath.Join(dir, certs.VehicleCAFile)}
 	})
 	return a, dir
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 // again the same way (Validate fills defaults; doing it twice changes
 // nothing).
 func FuzzDecodeConfig(f *testing.F) {
-	example, err := os.ReadFile("../../config.example.yaml")
+	example, err := os.ReadFile("../config.example.yaml")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -32,8 +32,8 @@ func FuzzDecodeConfig(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		cfg := defaultConfig()
-		if err := decodeConfig(raw, &cfg); err != nil {
+		cfg := Default()
+		if err := Decode(raw, &cfg); err != nil {
 			if err.Error() == "" {
 				t.Fatalf("decode refused %q with an empty message", raw)
 			}

@@ -1,4 +1,4 @@
-package main
+package certs
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
@@ -24,7 +24,7 @@ import (
 // (leaf, then the authority, so that chainCA can work out the CA) and the
 // key.
 type testPair struct {
-	ca      *certs.Authority
+	ca      *Authority
 	leaf    *x509.Certificate
 	certPEM []byte
 	keyPEM  []byte
@@ -32,7 +32,7 @@ type testPair struct {
 
 func newTestPair(t *testing.T) testPair {
 	t.Helper()
-	ca, err := certs.NewServerAuthority()
+	ca, err := NewServerAuthority()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +140,9 @@ func firstPEM(b []byte) []byte {
 // certPaths are the two files the tests configure.
 type certPaths struct{ cert, key string }
 
-// writePair writes p to paths the simple way: rewriting each file in
+// writeFilePair writes p to paths the simple way: rewriting each file in
 // place, as an editor or `cp` does.
-func writePair(t *testing.T, paths certPaths, p testPair) {
+func writeFilePair(t *testing.T, paths certPaths, p testPair) {
 	t.Helper()
 	writeTestFile(t, paths.cert, p.certPEM)
 	writeTestFile(t, paths.key, p.keyPEM)
@@ -204,14 +204,17 @@ func linkPair(t *testing.T, paths certPaths, p testPair) {
 // startCertFiles writes a into a new directory and serves it through
 // certFiles on loopback, looking at the files again every minute of the
 // returned clock.
-func startCertFiles(t *testing.T, a testPair, write func(*testing.T, certPaths, testPair)) (*certFiles, certPaths, *testClock, *logRecorder, string) {
+func startCertFiles(t *testing.T, a testPair, write func(*testing.T, certPaths, testPair)) (*Files, certPaths, *testClock, *logRecorder, string) {
 	t.Helper()
 	dir := t.TempDir()
 	paths := certPaths{cert: filepath.Join(dir, "fullchain.pem"), key: filepath.Join(dir, "privkey.pem")}
 	write(t, paths, a)
 	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	logs := &logRecorder{}
-	files, err := newCertFiles(paths.cert, paths.key, time.Minute, clock.now, slog.New(logs))
+	files, err := NewFiles(paths.cert, paths.key, FilesOptions{
+		Listener: "vehicle listener", CertKey: "vehicle.cert_file", KeyKey: "vehicle.key_file",
+		Recheck: time.Minute, Now: clock.now, Log: slog.New(logs),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +232,7 @@ func TestVehicleCertRenewed(t *testing.T) {
 		name  string
 		write func(*testing.T, certPaths, testPair)
 	}{
-		{"rewritten in place", writePair},
+		{"rewritten in place", writeFilePair},
 		{"renamed over", renamePair},
 		{"symbolic links switched", linkPair},
 	}
@@ -294,7 +297,7 @@ func TestVehicleCertBrokenRenewal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			files, paths, clock, logs, addr := startCertFiles(t, a, writePair)
+			files, paths, clock, logs, addr := startCertFiles(t, a, writeFilePair)
 			tt.damage(t, paths)
 			for range 2 { // the second look finds no change: no new warning
 				clock.add(time.Minute)
@@ -315,7 +318,7 @@ func TestVehicleCertBrokenRenewal(t *testing.T) {
 				}
 			}
 
-			writePair(t, paths, b)
+			writeFilePair(t, paths, b)
 			clock.add(time.Minute)
 			if got := servedLeaf(t, addr, a, b); !got.Equal(b.leaf) {
 				t.Fatal("a good pair after broken files was not taken")
@@ -331,8 +334,8 @@ func TestVehicleCertBrokenRenewal(t *testing.T) {
 // is reported as renewed.
 func TestVehicleCertTouched(t *testing.T) {
 	a := newTestPair(t)
-	_, paths, clock, logs, addr := startCertFiles(t, a, writePair)
-	writePair(t, paths, a)
+	_, paths, clock, logs, addr := startCertFiles(t, a, writeFilePair)
+	writeFilePair(t, paths, a)
 	clock.add(time.Minute)
 	if got := servedLeaf(t, addr, a); !got.Equal(a.leaf) {
 		t.Fatal("a touched pair is no longer served")
@@ -350,7 +353,7 @@ func TestVehicleCertConcurrentHandshakes(t *testing.T) {
 	dir := t.TempDir()
 	paths := certPaths{cert: filepath.Join(dir, "fullchain.pem"), key: filepath.Join(dir, "privkey.pem")}
 	renamePair(t, paths, a)
-	files, err := newCertFiles(paths.cert, paths.key, 0, time.Now, slog.New(slog.DiscardHandler))
+	files, err := NewFiles(paths.cert, paths.key, FilesOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,12 +394,12 @@ func TestVehicleCertConcurrentHandshakes(t *testing.T) {
 // listener serves the file's certificate, the setup page's CA is its
 // authority, and files that cannot be loaded at start are an error naming
 // the setting.
-func TestVehicleTLSCertFile(t *testing.T) {
+func TestFilesFromConfig(t *testing.T) {
 	a := newTestPair(t)
 	dir := t.TempDir()
 	paths := certPaths{cert: filepath.Join(dir, "fullchain.pem"), key: filepath.Join(dir, "privkey.pem")}
-	writePair(t, paths, a)
-	vehicleCA, err := certs.NewVehicleAuthority()
+	writeFilePair(t, paths, a)
+	vehicleCA, err := NewVehicleAuthority()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,9 +422,10 @@ func TestVehicleTLSCertFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := VehicleConfig{}
-			cfg.CertFile, cfg.KeyFile, cfg.ClientCAFiles = tt.cert, tt.key, []string{clientCA}
-			vc, err := vehicleTLS(cfg, t.TempDir(), "", slog.New(slog.DiscardHandler))
+			cfg := Config{CertFile: tt.cert, KeyFile: tt.key, ClientCAFiles: []string{clientCA}}
+			files, err := NewFiles(cfg.CertFile, cfg.KeyFile, FilesOptions{})
+			// As the configuration's owner reports it.
+			err = configerr.Prefix("vehicle", err)
 			if tt.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one starting with %q", err, tt.wantErr)
@@ -431,17 +435,33 @@ func TestVehicleTLSCertFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if vc.tls.GetCertificate == nil || len(vc.tls.Certificates) > 0 {
+			tc := &tls.Config{MinVersion: tls.VersionTLS12}
+			files.Configure(tc)
+			if tc.ClientCAs, err = cfg.ClientCAs(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.GetCertificate == nil || len(tc.Certificates) > 0 {
 				t.Fatal("the certificate is not served through GetCertificate")
 			}
-			addr := testenv.ServeTLS(t, vc.tls)
+			addr := testenv.ServeTLS(t, tc)
 			if got := servedLeaf(t, addr, a); !got.Equal(a.leaf) {
 				t.Errorf("served %v, want the file's certificate", got.Subject)
 			}
-			if got := firstPEM(vc.ca()); !bytes.Equal(got, a.ca.Cert.Raw) {
+			if got := firstPEM(files.CA()); !bytes.Equal(got, a.ca.Cert.Raw) {
 				t.Error("the setup page's CA is not the file's authority")
 			}
+			ca, err := FileCA(cfg.CertFile, cfg.KeyFile)
+			if err != nil || !bytes.Equal(ca, files.CA()) {
+				t.Errorf("FileCA = %v, want the served CA", err)
+			}
 		})
+	}
+	missing := configerr.Prefix("vehicle", Config{ClientCAFiles: []string{broken}}.Validate())
+	if missing != nil {
+		t.Errorf("Validate read the files: %v", missing)
+	}
+	if _, err := (Config{ClientCAFiles: []string{broken}}).ClientCAs(); err == nil || !strings.HasPrefix(configerr.Prefix("vehicle", err).Error(), "vehicle.client_ca_files: ") {
+		t.Errorf("ClientCAs of a broken bundle: %v", err)
 	}
 }
 
@@ -510,5 +530,16 @@ func TestPairStamp(t *testing.T) {
 	b, errB := stampPair(none, none)
 	if errA == nil || errB == nil || !a.equal(b) {
 		t.Errorf("missing files: errors %v, %v; equal %v, want errors and equal", errA, errB, a.equal(b))
+	}
+}
+
+// writeTestFile writes data to path, mode 0600, making its directory.
+func writeTestFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -11,15 +11,15 @@ import (
 // TestExampleConfigIsTheDefault keeps config.example.yaml honest: every key
 // it shows exists, and its values are the defaults.
 func TestExampleConfigIsTheDefault(t *testing.T) {
-	raw, err := os.ReadFile("../../config.example.yaml")
+	raw, err := os.ReadFile("../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := defaultConfig()
-	if err := decodeConfig(raw, &got); err != nil {
+	got := Default()
+	if err := Decode(raw, &got); err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
-	want := defaultConfig()
+	want := Default()
 	if !reflect.DeepEqual(normalized(got), normalized(want)) {
 		t.Errorf("config.example.yaml differs from the defaults:\n got %+v\nwant %+v", got, want)
 	}
@@ -27,8 +27,8 @@ func TestExampleConfigIsTheDefault(t *testing.T) {
 
 // normalized treats empty and nil lists alike.
 func normalized(c Config) Config {
-	if len(c.Vehicle.ClientCAFiles) == 0 {
-		c.Vehicle.ClientCAFiles = nil
+	if len(c.Vehicle.TLS.ClientCAFiles) == 0 {
+		c.Vehicle.TLS.ClientCAFiles = nil
 	}
 	if len(c.MQTT.Embedded.Users) == 0 {
 		c.MQTT.Embedded.Users = nil
@@ -68,7 +68,7 @@ func TestConfigErrors(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := loadConfig(path)
+			_, err := Load(path)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("loadConfig: %v, want an error containing %q", err, tc.want)
 			}
