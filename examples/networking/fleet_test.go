@@ -38,6 +38,13 @@ import (
 // carHost is the public host name of the examples, the name cars ask for.
 const carHost = "tesla.example.com"
 
+// The simulated car's certificate is issued to certVIN; the car claims
+// claimedVIN in what it sends.
+const (
+	certVIN    = "5YJYGDEE9MF000042"
+	claimedVIN = "5YJ3E1EA8SF000001"
+)
+
 // How long the slow steps may take before the test gives up.
 const (
 	buildLimit   = 5 * time.Minute
@@ -116,8 +123,21 @@ func startFleet(t *testing.T) *fleet {
 	bin := fleetBinary(t)
 	dir := t.TempDir()
 	f := &fleet{bin: bin, pki: filepath.Join(dir, "pki")}
-	run(t, bin, "dev-certs", "--out", f.pki, "--name", carHost, "--name", "ha.example.com")
+	run(t, bin, "dev-certs", "--out", f.pki, "--name", carHost, "--name", "ha.example.com", "--vin", certVIN)
+	// The simulator names a car after its certificate's file, and says that
+	// VIN in every record it sends; the file is renamed so that the car
+	// claims another VIN than its certificate's. fleet2mqtt must go by the
+	// certificate, however the connection reached it.
+	vehicles := filepath.Join(f.pki, "vehicles")
+	for _, suffix := range []string{".pem", "-key.pem"} {
+		if err := os.Rename(filepath.Join(vehicles, certVIN+suffix), filepath.Join(vehicles, claimedVIN+suffix)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f.vin = carCertificateVIN(t, f.pki)
+	if f.vin != certVIN {
+		t.Fatalf("the car certificate is %s's, want %s's", f.vin, certVIN)
+	}
 
 	f.vehicleAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	f.mqttAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
@@ -203,7 +223,7 @@ func (f *fleet) streamCarVia(t *testing.T, addr string) {
 	}
 	for _, topic := range sub.topics() {
 		if parts := strings.Split(topic, "/"); len(parts) > 2 && parts[1] != "bridge" && parts[1] != f.vin {
-			t.Errorf("published %s: a car other than the certificate's %s", topic, f.vin)
+			t.Errorf("published %s: a car other than the certificate's %s (the car claimed %s)", topic, f.vin, claimedVIN)
 		}
 	}
 	t.Logf("car %s streams through %s: %s, %s", f.vin, addr, connected, signal)
