@@ -34,7 +34,8 @@ const (
 
 // Listen addresses inside the add-on container. Ports the user maps in
 // the add-on's network settings lead here; VehicleListen is mapped to host
-// port 443 by default, IngressListen is the config.yaml ingress_port.
+// port 443 by default, IngressListen is the ingress port (Home Assistant's
+// default, 8099, which config.yaml therefore leaves out).
 const (
 	VehicleListen = ":8443"
 	MQTTListen    = ":1883"
