@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -77,8 +77,8 @@ func WithRepublishDelay(f func() time.Duration) Option {
 type Announcer struct {
 	cfg        discovery.Config
 	br         discovery.Bridge
-	pub        bridge.Publisher
-	sub        bridge.Subscriber
+	pub        pubsub.Publisher
+	sub        pubsub.Subscriber
 	states     States
 	log        *slog.Logger
 	statePath  string
@@ -175,7 +175,7 @@ func (c *car) own(h uint64) (n int, ok bool) {
 // that announces the topics of the bridge b, publishes through pub,
 // listens through sub and drives states. With a state file, New reads
 // it; a file that does not parse is logged and ignored.
-func New(cfg discovery.Config, b discovery.Bridge, pub bridge.Publisher, sub bridge.Subscriber, states States, opts ...Option) (*Announcer, error) {
+func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pubsub.Subscriber, states States, opts ...Option) (*Announcer, error) {
 	if !cfg.Enabled {
 		return nil, ErrDisabled
 	}
@@ -735,12 +735,12 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 		}
 		return nil
 	}
-	out := make([]bridge.Message, 0, len(msgs)+1)
+	out := make([]pubsub.Message, 0, len(msgs)+1)
 	if c.topic != "" && c.topic != topic {
-		out = append(out, bridge.Message{Topic: c.topic, Payload: []byte{}, QoS: 1, Retain: true})
+		out = append(out, pubsub.Message{Topic: c.topic, Payload: []byte{}, QoS: 1, Retain: true})
 	}
 	for _, m := range msgs {
-		out = append(out, bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
+		out = append(out, pubsub.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
 	}
 	for i, m := range out {
 		n := c.remember(maphash.Bytes(r.seed, m.Payload))

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -110,14 +110,14 @@ func TestNewSignalAnnouncedOnce(t *testing.T) {
 // gate is a publisher that can hold the next discovery message until the
 // test lets it go.
 type gate struct {
-	bridge.Publisher
+	pubsub.Publisher
 	mu      sync.Mutex
 	armed   bool
 	held    chan struct{}
 	release chan struct{}
 }
 
-func (g *gate) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (g *gate) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	g.mu.Lock()
 	hold := g.armed && len(msgs) > 0 && strings.HasPrefix(msgs[0].Topic, "homeassistant/")
 	if hold {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -45,7 +46,7 @@ func testLogger(t testing.TB) *slog.Logger {
 type env struct {
 	t      testing.TB
 	broker *embedded.Broker
-	pub    bridge.Publisher // what the announcer publishes through
+	pub    pubsub.Publisher // what the announcer publishes through
 	bridge *bridge.Bridge
 	dir    string
 }

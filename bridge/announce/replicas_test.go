@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -176,10 +177,10 @@ func TestMergeStaleOwnConfig(t *testing.T) {
 // recorder is a Publisher that keeps what it is given.
 type recorder struct {
 	mu   sync.Mutex
-	msgs []bridge.Message
+	msgs []pubsub.Message
 }
 
-func (r *recorder) Publish(_ context.Context, msgs []bridge.Message) error {
+func (r *recorder) Publish(_ context.Context, msgs []pubsub.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range msgs {
@@ -189,7 +190,7 @@ func (r *recorder) Publish(_ context.Context, msgs []bridge.Message) error {
 	return nil
 }
 
-func (r *recorder) take() []bridge.Message {
+func (r *recorder) take() []pubsub.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.msgs
@@ -221,7 +222,7 @@ func TestMerge(t *testing.T) {
 	c, _ := a.car(testVIN)
 	seen := func() []string { return fieldNames(c.seenFields()) }
 	due := func() bool { return !c.last.IsZero() }
-	announce := func() []bridge.Message {
+	announce := func() []pubsub.Message {
 		t.Helper()
 		if err := r.announce(ctx, c, false); err != nil {
 			t.Fatal(err)

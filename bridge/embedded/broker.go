@@ -49,7 +49,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 // Errors of the broker.
@@ -69,8 +69,8 @@ const (
 	ListenerWebSocket = "websocket"
 )
 
-// Broker is the embedded MQTT broker. It implements bridge.Publisher and
-// bridge.Subscriber.
+// Broker is the embedded MQTT broker. It implements pubsub.Publisher and
+// pubsub.Subscriber.
 type Broker struct {
 	cfg    Config
 	log    *slog.Logger
@@ -94,8 +94,8 @@ type Broker struct {
 }
 
 var (
-	_ bridge.Publisher  = (*Broker)(nil)
-	_ bridge.Subscriber = (*Broker)(nil)
+	_ pubsub.Publisher  = (*Broker)(nil)
+	_ pubsub.Subscriber = (*Broker)(nil)
 )
 
 // New prepares a broker; Start opens its listeners. dataDir holds the
@@ -346,7 +346,7 @@ func (b *Broker) Close() error {
 // afterwards. The messages bypass mochi's publish path and its publish
 // hooks (see fanout); a topic with shared subscriptions, which mochi
 // serves better, goes through mochi.
-func (b *Broker) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (b *Broker) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@
 //	  password: secret
 //	  ca_file: /config/broker-ca.pem
 //
-// Client implements bridge.Publisher and bridge.Subscriber:
+// Client implements pubsub.Publisher and pubsub.Subscriber:
 //
 //	c, err := external.New(cfg, external.WithLogger(log), external.WithStateTopic("tesla/bridge/state"))
 //	err = c.Start(ctx)            // connects in the background until ctx ends
@@ -66,7 +66,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 var (
@@ -291,7 +291,7 @@ func (c *Client) run(ctx context.Context, cm *autopaho.ConnectionManager, cancel
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer scancel()
 	if up, _ := c.sess.connected(); up && c.stateTopic != "" {
-		msg := []bridge.Message{{Topic: c.stateTopic, Payload: []byte(StateOffline), QoS: 1, Retain: true}}
+		msg := []pubsub.Message{{Topic: c.stateTopic, Payload: []byte(StateOffline), QoS: 1, Retain: true}}
 		if err := c.Publish(sctx, msg); err != nil {
 			c.log.Warn("publish bridge state offline", "err", err)
 		}
@@ -330,7 +330,7 @@ func (c *Client) AwaitConnection(ctx context.Context) error {
 // broker is away Publish waits for it, bounded by ctx and by QueueSize
 // messages across all callers: beyond that it fails at once with
 // ErrQueueFull. It does not keep msgs after it returns.
-func (c *Client) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (c *Client) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -502,7 +502,7 @@ func (c *Client) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack
 		if c.stateTopic == "" {
 			return
 		}
-		msg := []bridge.Message{{Topic: c.stateTopic, Payload: []byte(StateOnline), QoS: 1, Retain: true}}
+		msg := []pubsub.Message{{Topic: c.stateTopic, Payload: []byte(StateOnline), QoS: 1, Retain: true}}
 		if err := c.Publish(c.bgCtx, msg); err != nil && c.bgCtx.Err() == nil {
 			c.log.Warn("publish bridge state online", "err", err)
 		}
@@ -537,6 +537,6 @@ func (p pahoLogger) Printf(format string, v ...any) {
 }
 
 var (
-	_ bridge.Publisher  = (*Client)(nil)
-	_ bridge.Subscriber = (*Client)(nil)
+	_ pubsub.Publisher  = (*Client)(nil)
+	_ pubsub.Subscriber = (*Client)(nil)
 )

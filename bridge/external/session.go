@@ -15,7 +15,7 @@ import (
 	paholog "github.com/eclipse/paho.golang/paho/log"
 	pahosession "github.com/eclipse/paho.golang/paho/session"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 // session is the MQTT session state of the client and its publish path. It
@@ -100,7 +100,7 @@ const (
 
 // batch is one Publish call. All fields but wake are guarded by session.mu.
 type batch struct {
-	msgs    []bridge.Message
+	msgs    []pubsub.Message
 	state   []uint8
 	ids     []uint16
 	pending int   // messages not done
@@ -112,7 +112,7 @@ type batch struct {
 
 var batchPool = sync.Pool{New: func() any { return &batch{wake: make(chan struct{}, 1)} }}
 
-func getBatch(msgs []bridge.Message) *batch {
+func getBatch(msgs []pubsub.Message) *batch {
 	b := batchPool.Get().(*batch)
 	b.msgs = msgs
 	b.state = slices.Grow(b.state[:0], len(msgs))[:len(msgs)]
@@ -294,7 +294,7 @@ func (s *session) flushIfIdleLocked() {
 // QoS 2 is sent as QoS 1 (every value the bridge publishes is idempotent),
 // and a broker without QoS 1 or without retained messages gets what it
 // supports, with a warning once per connection.
-func (s *session) limitLocked(m *bridge.Message) (qos byte, retain bool) {
+func (s *session) limitLocked(m *pubsub.Message) (qos byte, retain bool) {
 	qos, retain = min(m.QoS, 1), m.Retain
 	if qos > s.maxQoS || (retain && !s.retainOK) {
 		if !s.warnedLimit {

@@ -17,6 +17,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
@@ -130,8 +131,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // broker is what the bridge publishes to and listens on.
 type broker interface {
-	bridge.Publisher
-	bridge.Subscriber
+	pubsub.Publisher
+	pubsub.Subscriber
 }
 
 // app is a running fleet2mqtt: broker, bridge, vehicle listener and web
