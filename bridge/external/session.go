@@ -16,6 +16,7 @@ import (
 	pahosession "github.com/eclipse/paho.golang/paho/session"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
 )
 
 // session is the MQTT session state of the client and its publish path. It
@@ -226,12 +227,13 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 		}
 		m := &b.msgs[i]
 		qos, retain := s.limitLocked(m)
-		if size := publishSize(m.Topic, len(m.Payload), qos); size > maxPacket || (s.maxPacket > 0 && size > s.maxPacket) {
+		h := mqttwire.Publish{Topic: m.Topic, QoS: qos, Retain: retain, Version: 5}
+		if size := h.Size(len(m.Payload)); size > mqttwire.MaxRemaining || (s.maxPacket > 0 && size > s.maxPacket) {
 			b.err = fmt.Errorf("%w: %s is %d bytes, the broker takes at most %d", ErrTooLarge, m.Topic, size, s.maxPacket)
 			break
 		}
 		if qos == 0 {
-			c.buf = appendPublish(c.buf, m.Topic, m.Payload, 0, retain, false, 0)
+			c.buf = mqttwire.AppendPublish(c.buf, &h, m.Payload)
 			b.state[i] = msgDone
 			b.unsent--
 			b.pending--
@@ -268,7 +270,8 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 		b.ids[i] = id
 		b.state[i] = msgInFlight
 		b.unsent--
-		c.buf = appendPublish(c.buf, m.Topic, m.Payload, qos, retain, false, id)
+		h.ID = id
+		c.buf = mqttwire.AppendPublish(c.buf, &h, m.Payload)
 		c.appended++
 		if len(c.buf) >= flushSize {
 			c.flushLocked()
@@ -442,7 +445,8 @@ func (s *session) ConAckReceived(w io.Writer, _ *packets.Connect, ca *packets.Co
 			f := s.flights[id]
 			m := &f.batch.msgs[f.index]
 			_, retain := s.limitLocked(m)
-			c.buf = appendPublish(c.buf, m.Topic, m.Payload, 1, retain, true, id)
+			h := mqttwire.Publish{Topic: m.Topic, QoS: 1, Retain: retain, Dup: true, ID: id, Version: 5}
+			c.buf = mqttwire.AppendPublish(c.buf, &h, m.Payload)
 			c.appended++
 			s.quota-- // resent messages count, and may take the quota below zero
 		}
