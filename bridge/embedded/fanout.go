@@ -12,6 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 )
 
 // fanout delivers the messages the bridge publishes to the broker's
@@ -760,7 +761,7 @@ func (f *fanout) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) 
 			}
 			topics = topics[:0]
 			for _, t := range retained {
-				if matchFilter(sub.Filter, t) {
+				if topic.Match(sub.Filter, t) {
 					topics = append(topics, t)
 				}
 			}
@@ -809,34 +810,5 @@ func (f *fanout) sendRetained(cl *mqtt.Client, sub packets.Subscription, topics 
 		}
 		s.mu.Unlock()
 		topics = topics[n:]
-	}
-}
-
-// matchFilter reports whether topic matches the subscription filter
-// (MQTT 3.1.1 and 5, section 4.7): '+' matches one level, a trailing '#'
-// any number including none, and a filter starting with a wildcard does
-// not match a topic starting with '$'.
-func matchFilter(filter, topic string) bool {
-	if topic != "" && topic[0] == '$' && filter != "" && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		if filter == "#" {
-			return true
-		}
-		fl, frest, fmore := strings.Cut(filter, "/")
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		switch {
-		case !fmore && !tmore:
-			return true
-		case !tmore:
-			return frest == "#" // "a/#" matches "a"
-		case !fmore:
-			return false
-		}
-		filter, topic = frest, trest
 	}
 }

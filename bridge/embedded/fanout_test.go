@@ -524,39 +524,6 @@ func TestReceiveMaximum(t *testing.T) {
 	}
 }
 
-func TestMatchFilter(t *testing.T) {
-	for _, tc := range []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"#", "a", true},
-		{"#", "a/b/c", true},
-		{"#", "/a", true},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"$SYS/#", "$SYS/x", true},
-		{"a/#", "a", true},
-		{"a/#", "a/b/c", true},
-		{"a/#", "ab", false},
-		{"a/+", "a/b", true},
-		{"a/+", "a/b/c", false},
-		{"a/+", "a", false},
-		{"a/+/c", "a/b/c", true},
-		{"a/+/c", "a//c", true},
-		{"+", "a", true},
-		{"+", "a/b", false},
-		{"+/+", "/a", true},
-		{"a/b", "a/b", true},
-		{"a/b", "a/b/c", false},
-		{"a/b/c", "a/b", false},
-		{"tesla/+/Soc", "tesla/" + testVIN + "/Soc", true},
-	} {
-		if got := matchFilter(tc.filter, tc.topic); got != tc.want {
-			t.Errorf("matchFilter(%q, %q) = %t, want %t", tc.filter, tc.topic, got, tc.want)
-		}
-	}
-}
-
 // TestMaximumPacketSize: a message larger than the client accepts is not
 // sent to it (nor kept in flight); the next one is.
 func TestMaximumPacketSize(t *testing.T) {

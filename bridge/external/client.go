@@ -67,6 +67,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 )
 
 var (
@@ -456,17 +457,17 @@ func (c *Client) background(f func()) {
 
 // route passes an incoming message to the handlers whose filter matches.
 func (c *Client) route(pr paho.PublishReceived) (bool, error) {
-	topic, payload := pr.Packet.Topic, pr.Packet.Payload
+	name, payload := pr.Packet.Topic, pr.Packet.Payload
 	var hs []*handler
 	c.mu.Lock()
 	for filter, list := range c.subs {
-		if matchTopic(filter, topic) {
+		if topic.Match(filter, name) {
 			hs = append(hs, list...)
 		}
 	}
 	c.mu.Unlock()
 	for _, h := range hs {
-		h.handle(topic, payload)
+		h.handle(name, payload)
 	}
 	return len(hs) > 0, nil
 }
