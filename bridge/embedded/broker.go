@@ -30,6 +30,19 @@
 // one system call per batch, and mochi's own retained index and in-flight
 // stores, so that retained messages, QoS 1 acknowledgements and resumed
 // sessions behave as before.
+//
+// # Pinned to mochi v2.7.9
+//
+// Parts of this package rely on mochi's internals, not only on its API,
+// and were verified against mochi v2.7.9: fanout.go (its own publish path
+// through mochi's retained index, subscriber search and in-flight stores,
+// with mochi's flow control switched off because it loses messages and can
+// deadlock), store.go (mochi's retained-message hooks and packet fields),
+// deadline.go (mochi sets no deadline before CONNECT), broker.go's
+// safeClose (Clients.GetByListener can deadlock), auth.go's will check and
+// websocket.go's connection. Each file's comments give the reasons.
+// TestPinnedMochi fails when go.mod moves mochi to another version, and
+// lists per file what to check again in the new version's source.
 package embedded
 
 import (

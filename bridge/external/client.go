@@ -47,6 +47,17 @@
 // is also the Receive Maximum it announces, so at most 20 QoS 1 messages
 // (one record) are unacknowledged at a time per client; with many vehicles
 // set it higher (e.g. 1000) on the broker.
+//
+// # Pinned to paho v0.23.0
+//
+// conn.go and session.go take over paho's publish path through its hooks
+// and rely on how paho v0.23.0 uses them: it writes each packet between
+// Lock and Unlock of a connection that is a sync.Locker, reads the
+// connection from one goroutine a header byte at a time, and leaves the
+// session state (packet identifiers, acknowledgements) to a
+// session.SessionManager. TestPinnedPaho fails when go.mod moves paho to
+// another version, and lists per file what to check again in the new
+// version's source.
 package external
 
 import (
