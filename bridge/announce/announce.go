@@ -185,6 +185,9 @@ func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pub
 	if pub == nil || sub == nil || states == nil {
 		return nil, errors.New("announce: publisher, subscriber and states are required")
 	}
+	if b.Availability == "" {
+		return nil, errors.New("announce: the bridge's availability topic (discovery.Bridge.Availability) is required")
+	}
 	a := &Announcer{
 		cfg: cfg, br: b, pub: pub, sub: sub, states: states,
 		log:        slog.New(slog.DiscardHandler),

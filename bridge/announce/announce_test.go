@@ -370,7 +370,7 @@ func TestReadBackWithoutStateFile(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	e := newEnv(t)
-	b := discovery.Bridge{Prefix: "tesla"}
+	b := discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}
 	off := discovery.DefaultConfig()
 	off.Enabled = false
 	if _, err := New(off, b, e.broker, e.broker, e.bridge); !errors.Is(err, ErrDisabled) {
@@ -399,7 +399,7 @@ func TestNew(t *testing.T) {
 // costs no allocation.
 func TestObserveAllocations(t *testing.T) {
 	e := newEnv(t)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestObserveAllocations(t *testing.T) {
 
 func BenchmarkObserve(b *testing.B) {
 	e := newEnv(b)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -489,5 +489,15 @@ func TestDue(t *testing.T) {
 		if got := r.due(c); !got.Equal(tc.want) {
 			t.Errorf("%s: due %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestNewNeedsAvailability: the availability topic comes from the bridge;
+// an announcer without it would announce entities that are never
+// available.
+func TestNewNeedsAvailability(t *testing.T) {
+	e := newEnv(t)
+	if _, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge); err == nil {
+		t.Error("New accepted a bridge without availability topic")
 	}
 }

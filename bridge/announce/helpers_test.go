@@ -90,7 +90,7 @@ func (e *env) start(cfg discovery.Config, opts ...Option) (a *Announcer, stop fu
 		WithRepublishDelay(func() time.Duration { return 0 }),
 		WithStateFile(e.statePath()),
 	}, opts...)
-	a, err := New(cfg, discovery.Bridge{Prefix: "tesla", Version: "test"}, e.pub, e.broker, e.bridge, opts...)
+	a, err := New(cfg, discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, e.bridge, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

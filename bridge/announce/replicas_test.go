@@ -29,7 +29,7 @@ func (e *env) startReplica(name string) replica {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"}, e.pub, e.broker, br,
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, br,
 		WithLogger(testLogger(e.t).With("replica", name)),
 		WithDebounce(testDebounce),
 		WithRepublishDelay(func() time.Duration { return 0 }),
@@ -163,7 +163,7 @@ func TestMergeStaleOwnConfig(t *testing.T) {
 	i, _ := live.waitFor(t, -1, topic, anyPayload)
 
 	// Another replica's config with one more signal arrives.
-	other := discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"},
+	other := discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"},
 		discovery.Vehicle{VIN: testVIN, Seen: []telemetry.Field{telemetry.FieldSoc, telemetry.FieldGear}})[0]
 	pub := dial(t, e.broker.Addr("tcp"))
 	pub.publish(t, topic, string(other.Payload), true)
@@ -201,7 +201,7 @@ func (r *recorder) take() []pubsub.Message {
 // otherConfig is the config another replica publishes for a car that has
 // sent fields.
 func otherConfig(fields ...telemetry.Field) []byte {
-	return discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"},
+	return discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"},
 		discovery.Vehicle{VIN: testVIN, DisplayName: "Ellie", Seen: fields})[0].Payload
 }
 
@@ -210,7 +210,7 @@ func otherConfig(fields ...telemetry.Field) []byte {
 func TestMerge(t *testing.T) {
 	e := newEnv(t)
 	rec := new(recorder)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"}, rec, e.broker, e.bridge,
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, rec, e.broker, e.bridge,
 		WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +296,7 @@ func TestMerge(t *testing.T) {
 	}
 
 	// The other removes InsideTemp: forgotten here too.
-	rm := discovery.RemoveMessages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"},
+	rm := discovery.RemoveMessages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"},
 		discovery.Vehicle{VIN: testVIN, Seen: []telemetry.Field{telemetry.FieldSoc}}, map[string]string{"InsideTemp": "sensor"})
 	r.merge(c, rm[0].Payload, now)
 	if slices.Contains(seen(), "InsideTemp") {

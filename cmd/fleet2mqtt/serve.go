@@ -240,7 +240,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Version: version()},
+		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
 			instrumentedBroker{a.broker, a.metrics}, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
