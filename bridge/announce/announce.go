@@ -61,16 +61,6 @@ func WithLogger(l *slog.Logger) Option { return func(a *Announcer) { a.log = l }
 // package documentation). Without it nothing is kept across restarts.
 func WithStateFile(path string) Option { return func(a *Announcer) { a.statePath = path } }
 
-// WithDebounce sets how long a car's news must be quiet before its config
-// is published (default DefaultDebounce).
-func WithDebounce(d time.Duration) Option { return func(a *Announcer) { a.debounce = d } }
-
-// WithRepublishDelay sets how long to wait after Home Assistant's birth
-// message (default discovery.RepublishDelay, random in [1 s, 5 s)).
-func WithRepublishDelay(f func() time.Duration) Option {
-	return func(a *Announcer) { a.birthDelay = f }
-}
-
 // Announcer publishes Home Assistant discovery for the cars the bridge
 // serves. Create it with New, run it with Run, feed it records through Tee
 // or Observe. Its methods are safe for concurrent use.

@@ -31,8 +31,8 @@ func (e *env) startReplica(name string) replica {
 	}
 	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, br,
 		WithLogger(testLogger(e.t).With("replica", name)),
-		WithDebounce(testDebounce),
-		WithRepublishDelay(func() time.Duration { return 0 }),
+		withDebounce(testDebounce),
+		withRepublishDelay(func() time.Duration { return 0 }),
 		WithStateFile(filepath.Join(e.dir, name+".json")))
 	if err != nil {
 		e.t.Fatal(err)

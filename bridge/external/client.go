@@ -159,13 +159,6 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 // every connection and "offline" when it shuts down.
 func WithStateTopic(topic string) Option { return func(c *Client) { c.stateTopic = topic } }
 
-// WithBackoff sets the delay before reconnection attempt n (n = 0 is the
-// first attempt after a drop). The default grows exponentially, with
-// jitter, from 200ms to 30s.
-func WithBackoff(f func(attempt int) time.Duration) Option {
-	return func(c *Client) { c.backoff = f }
-}
-
 // New checks cfg (after filling defaults) and loads the CA file. It does
 // not connect; see Start.
 func New(cfg Config, opts ...Option) (*Client, error) {
@@ -190,7 +183,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		c.log = slog.Default()
 	}
 	if c.backoff == nil {
-		return nil, errors.New("external broker: WithBackoff(nil)")
+		return nil, errors.New("external broker: no reconnection backoff (an Option set it to nil)")
 	}
 	if c.stateTopic != "" && !validTopic(c.stateTopic) {
 		return nil, fmt.Errorf("%w: state topic %q", ErrInvalidTopic, c.stateTopic)

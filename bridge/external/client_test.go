@@ -328,7 +328,7 @@ func TestConnectRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(tt.cfg, WithLogger(quietLogger()), WithBackoff(fastBackoff))
+			c, err := New(tt.cfg, WithLogger(quietLogger()), withBackoff(fastBackoff))
 			if err != nil {
 				t.Fatal(err)
 			}
