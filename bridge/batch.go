@@ -1,13 +1,17 @@
 package bridge
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+)
 
 // batch collects the messages of one record. Every payload is appended to
 // one buffer; the messages get their payload slices only when the batch is
 // sealed, because appending may move the buffer.
 type batch struct {
 	buf   []byte
-	msgs  []Message
+	msgs  []pubsub.Message
 	spans []span
 	// Scratch space for the record at hand, kept to avoid allocations.
 	slots []int32  // slot index of each datum, -1 for none
@@ -46,14 +50,14 @@ func (b *batch) begin(topic string, qos byte, retain bool) {
 	if n := len(b.spans); n > 0 {
 		b.spans[n-1].end = len(b.buf)
 	}
-	b.msgs = append(b.msgs, Message{Topic: topic, QoS: qos, Retain: retain})
+	b.msgs = append(b.msgs, pubsub.Message{Topic: topic, QoS: qos, Retain: retain})
 	b.spans = append(b.spans, span{start: len(b.buf)})
 }
 
 // seal ends the last message and returns the messages with their payloads.
 // Each payload's capacity ends where it does, so that nobody can append
 // into its neighbour.
-func (b *batch) seal() []Message {
+func (b *batch) seal() []pubsub.Message {
 	if n := len(b.spans); n > 0 {
 		b.spans[n-1].end = len(b.buf)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -23,7 +24,7 @@ var (
 // for concurrent use.
 type Bridge struct {
 	cfg    Config
-	pub    Publisher
+	pub    pubsub.Publisher
 	log    *slog.Logger
 	native bool // publish the native layout
 	compat bool // publish the compatibility layout
@@ -40,7 +41,7 @@ type Bridge struct {
 
 // New returns a bridge that publishes through pub. cfg must be valid (see
 // Config.Validate); logger may be nil.
-func New(cfg Config, pub Publisher, logger *slog.Logger) (*Bridge, error) {
+func New(cfg Config, pub pubsub.Publisher, logger *slog.Logger) (*Bridge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,12 +67,12 @@ func New(cfg Config, pub Publisher, logger *slog.Logger) (*Bridge, error) {
 // Config.BridgeStateTopic), and for a replica on <prefix>/bridge/state
 // too. Call it once the broker is reachable.
 func (b *Bridge) Online(ctx context.Context) error {
-	msgs := []Message{{Topic: b.bridgeState, Payload: []byte(PayloadOnline), QoS: b.cfg.QoS, Retain: true}}
+	msgs := []pubsub.Message{{Topic: b.bridgeState, Payload: []byte(PayloadOnline), QoS: b.cfg.QoS, Retain: true}}
 	if r := b.rep; r != nil {
 		r.mu.Lock()
 		r.stopping = false
 		r.mu.Unlock()
-		msgs = append(msgs, Message{Topic: r.shared, Payload: []byte(PayloadOnline), QoS: b.cfg.QoS, Retain: true})
+		msgs = append(msgs, pubsub.Message{Topic: r.shared, Payload: []byte(PayloadOnline), QoS: b.cfg.QoS, Retain: true})
 	}
 	if err := b.pub.Publish(ctx, msgs); err != nil {
 		return fmt.Errorf("publish bridge state %s: %w", PayloadOnline, err)
@@ -96,7 +97,7 @@ func (b *Bridge) Offline(ctx context.Context) error {
 
 // publishBridgeState publishes a bridge state, retained.
 func (b *Bridge) publishBridgeState(ctx context.Context, topic, state string) error {
-	msgs := []Message{{Topic: topic, Payload: []byte(state), QoS: b.cfg.QoS, Retain: true}}
+	msgs := []pubsub.Message{{Topic: topic, Payload: []byte(state), QoS: b.cfg.QoS, Retain: true}}
 	if err := b.pub.Publish(ctx, msgs); err != nil {
 		return fmt.Errorf("publish bridge state %s on %s: %w", state, topic, err)
 	}

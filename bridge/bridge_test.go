@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -413,7 +414,7 @@ type orderChecker struct {
 	errs []string
 }
 
-func (o *orderChecker) Publish(_ context.Context, msgs []Message) error {
+func (o *orderChecker) Publish(_ context.Context, msgs []pubsub.Message) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, m := range msgs {

@@ -1,7 +1,7 @@
 // Package bridge turns vehicle records into MQTT messages: one topic per
 // signal with a plain value, a JSON object with the latest value of every
 // signal, alerts, errors and connectivity, and optionally the layout of
-// Tesla's reference server. It publishes through a Publisher (the embedded
+// Tesla's reference server. It publishes through a pubsub.Publisher (the embedded
 // broker in bridge/embedded or the external client in bridge/external) and
 // returns from Handle only once the broker accepted every message, so that
 // the ingest server acknowledges a frame to the car only then.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -19,11 +20,11 @@ import (
 // recorder is a Publisher that keeps copies of what it is given.
 type recorder struct {
 	mu   sync.Mutex
-	msgs []Message
+	msgs []pubsub.Message
 	err  error // returned by Publish when set
 }
 
-func (r *recorder) Publish(_ context.Context, msgs []Message) error {
+func (r *recorder) Publish(_ context.Context, msgs []pubsub.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
@@ -36,7 +37,7 @@ func (r *recorder) Publish(_ context.Context, msgs []Message) error {
 	return nil
 }
 
-func (r *recorder) take() []Message {
+func (r *recorder) take() []pubsub.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.msgs
@@ -47,14 +48,14 @@ func (r *recorder) take() []Message {
 // discard is a Publisher that accepts everything and keeps nothing.
 type discard struct{}
 
-func (discard) Publish(context.Context, []Message) error { return nil }
+func (discard) Publish(context.Context, []pubsub.Message) error { return nil }
 
 // line renders a message for comparisons and golden files.
-func line(m Message) string {
+func line(m pubsub.Message) string {
 	return fmt.Sprintf("%s qos=%d retain=%t %s", m.Topic, m.QoS, m.Retain, m.Payload)
 }
 
-func lines(msgs []Message) []string {
+func lines(msgs []pubsub.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = line(m)
@@ -96,7 +97,7 @@ type publication struct {
 }
 
 func (p publication) line() string {
-	return line(Message{Topic: p.Topic, QoS: p.QoS, Retain: p.Retained, Payload: []byte(p.Raw)})
+	return line(pubsub.Message{Topic: p.Topic, QoS: p.QoS, Retain: p.Retained, Payload: []byte(p.Raw)})
 }
 
 const framesDir = "../testdata/vehicle-frames"

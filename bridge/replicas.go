@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 // Replicas of one installation (Config.Replica) share a broker. Each says
@@ -157,7 +159,7 @@ func (r *replicas) othersOnline() bool {
 // after Offline has returned. For a single instance it returns nil at
 // once. It returns an error only when it cannot subscribe; failed
 // publishes are logged and made good on the next reconnection.
-func (b *Bridge) RunReplicas(ctx context.Context, sub Subscriber) error {
+func (b *Bridge) RunReplicas(ctx context.Context, sub pubsub.Subscriber) error {
 	r := b.rep
 	if r == nil {
 		return nil

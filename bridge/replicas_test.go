@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -68,7 +69,7 @@ func newMemBroker(t *testing.T) *memBroker {
 	return m
 }
 
-func (m *memBroker) Publish(ctx context.Context, msgs []Message) error {
+func (m *memBroker) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

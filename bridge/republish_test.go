@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -17,7 +18,7 @@ func alertsRecord(alerts ...telemetry.Alert) *telemetry.Record {
 
 // activeAlerts returns the payload of the active alerts message in msgs,
 // and whether there is one.
-func activeAlerts(msgs []Message) (string, bool) {
+func activeAlerts(msgs []pubsub.Message) (string, bool) {
 	for _, m := range msgs {
 		if m.Topic == "tesla/"+vin+"/active_alerts" {
 			return string(m.Payload), true

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -96,7 +97,7 @@ func (c *fakeClock) pending() int {
 
 // states returns the payloads of the state objects in msgs, and how many
 // other messages there are.
-func states(msgs []Message) (payloads []string, others int) {
+func states(msgs []pubsub.Message) (payloads []string, others int) {
 	for _, m := range msgs {
 		if m.Topic == "tesla/"+vin+"/state" {
 			payloads = append(payloads, string(m.Payload))
@@ -248,7 +249,7 @@ type waiter struct {
 	states chan string
 }
 
-func (w *waiter) Publish(ctx context.Context, msgs []Message) error {
+func (w *waiter) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	for _, m := range msgs {
 		if strings.HasSuffix(m.Topic, "/state") {
 			w.states <- string(m.Payload)

@@ -103,9 +103,9 @@
 //
 // # Availability
 //
-// Every entity is available while the bridge is: availability is
-// <bridge prefix>/bridge/state (online, or offline by the bridge's last
-// will). A sleeping car is not unavailable; its entities keep their last
+// Every entity is available while the bridge is: availability is the
+// topic the bridge names (Bridge.Availability, <bridge prefix>/bridge/state:
+// online, or offline by the bridge's last will). A sleeping car is not unavailable; its entities keep their last
 // values and Streaming shows whether it streams. With several replicas
 // the availability is the same topic, which the replicas keep online
 // while any of them runs (see bridge.Config.Replica): a car may stream to

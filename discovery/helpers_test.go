@@ -14,7 +14,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 // testBridge is the bridge of every test.
-var testBridge = Bridge{Prefix: "tesla", Version: "1.2.3"}
+var testBridge = Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "1.2.3"}
 
 // fieldsNamed returns the fields with the given protocol names.
 func fieldsNamed(t testing.TB, names ...string) []telemetry.Field {

@@ -27,9 +27,12 @@ type Message struct {
 // announces.
 type Bridge struct {
 	// Prefix is the bridge's topic prefix (mqtt.prefix, default "tesla"):
-	// values are at <Prefix>/<VIN>/<Field>, the bridge's availability at
-	// <Prefix>/bridge/state (bridge.Config.AvailabilityTopic).
+	// values are at <Prefix>/<VIN>/<Field>.
 	Prefix string
+	// Availability is the topic on which the bridge says whether it runs,
+	// online or offline, which every entity follows: the bridge's
+	// bridge.Config.AvailabilityTopic (<Prefix>/bridge/state). Required.
+	Availability string
 	// Version is fleet2mqtt's version, announced as the origin's sw
 	// version. Optional.
 	Version string
@@ -312,7 +315,7 @@ func render(cfg Config, b Bridge, v Vehicle, stale []staleComponent) []byte {
 		buf = telemetry.AppendJSONString(buf, b.Version)
 	}
 	buf = append(buf, `,"url":"`+OriginURL+`"},"availability":[{"topic":`...)
-	buf = appendJSONJoin(buf, b.Prefix, "/bridge/state", "")
+	buf = appendJSONJoin(buf, b.Availability)
 	buf = append(buf, `,"payload_available":"online","payload_not_available":"offline"}],"qos":1,"cmps":{`...)
 
 	// The entities that are not signals come first.

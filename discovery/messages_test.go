@@ -356,7 +356,7 @@ func TestParseAnnouncedShares(t *testing.T) {
 
 func TestJSONEscaping(t *testing.T) {
 	v := Vehicle{VIN: "5YJ3E1EA7KF000001", DisplayName: "\"Quote\" \\ back\nline", SoftwareVersion: "v\"1", Seen: []telemetry.Field{telemetry.FieldSoc}}
-	c := decode(t, Messages(DefaultConfig(), Bridge{Prefix: "home/\"car\"", Version: "x\\y"}, v)[0].Payload)
+	c := decode(t, Messages(DefaultConfig(), Bridge{Prefix: "home/\"car\"", Availability: "home/\"car\"/bridge/state", Version: "x\\y"}, v)[0].Payload)
 	if c.Dev["name"] != v.DisplayName || c.Dev["sw"] != "v\"1" || c.O["sw"] != "x\\y" {
 		t.Errorf("escaped strings came back as %v %v", c.Dev, c.O)
 	}

@@ -106,7 +106,7 @@ func listedSignals(t *testing.T, file string) []telemetry.Field {
 func announcedEntities(t *testing.T, streaming []telemetry.Field) map[string]bool {
 	t.Helper()
 	v := discovery.Vehicle{VIN: "5YJ3E1EA7KF000001", DisplayName: "Ellie", Streaming: streaming}
-	msgs := discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, v)
+	msgs := discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, v)
 	out := map[string]bool{}
 	for _, m := range msgs {
 		var cfg struct {

@@ -139,15 +139,6 @@ func New(cfg Config, tlsConfig *tls.Config, sink Sink, opts ...Option) (*Server,
 	return s, nil
 }
 
-// ListenAndServe listens on cfg.Listen and serves until ctx ends.
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("vehicle listener: %w", err)
-	}
-	return s.Serve(ctx, ln)
-}
-
 // Serve accepts connections on ln (a plain TCP listener: Serve adds TLS)
 // until ctx ends, then closes every vehicle connection (a frame being
 // published is finished and acknowledged first) and returns nil.

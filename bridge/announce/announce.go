@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -61,24 +61,14 @@ func WithLogger(l *slog.Logger) Option { return func(a *Announcer) { a.log = l }
 // package documentation). Without it nothing is kept across restarts.
 func WithStateFile(path string) Option { return func(a *Announcer) { a.statePath = path } }
 
-// WithDebounce sets how long a car's news must be quiet before its config
-// is published (default DefaultDebounce).
-func WithDebounce(d time.Duration) Option { return func(a *Announcer) { a.debounce = d } }
-
-// WithRepublishDelay sets how long to wait after Home Assistant's birth
-// message (default discovery.RepublishDelay, random in [1 s, 5 s)).
-func WithRepublishDelay(f func() time.Duration) Option {
-	return func(a *Announcer) { a.birthDelay = f }
-}
-
 // Announcer publishes Home Assistant discovery for the cars the bridge
 // serves. Create it with New, run it with Run, feed it records through Tee
 // or Observe. Its methods are safe for concurrent use.
 type Announcer struct {
 	cfg        discovery.Config
 	br         discovery.Bridge
-	pub        bridge.Publisher
-	sub        bridge.Subscriber
+	pub        pubsub.Publisher
+	sub        pubsub.Subscriber
 	states     States
 	log        *slog.Logger
 	statePath  string
@@ -175,7 +165,7 @@ func (c *car) own(h uint64) (n int, ok bool) {
 // that announces the topics of the bridge b, publishes through pub,
 // listens through sub and drives states. With a state file, New reads
 // it; a file that does not parse is logged and ignored.
-func New(cfg discovery.Config, b discovery.Bridge, pub bridge.Publisher, sub bridge.Subscriber, states States, opts ...Option) (*Announcer, error) {
+func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pubsub.Subscriber, states States, opts ...Option) (*Announcer, error) {
 	if !cfg.Enabled {
 		return nil, ErrDisabled
 	}
@@ -184,6 +174,9 @@ func New(cfg discovery.Config, b discovery.Bridge, pub bridge.Publisher, sub bri
 	}
 	if pub == nil || sub == nil || states == nil {
 		return nil, errors.New("announce: publisher, subscriber and states are required")
+	}
+	if b.Availability == "" {
+		return nil, errors.New("announce: the bridge's availability topic (discovery.Bridge.Availability) is required")
 	}
 	a := &Announcer{
 		cfg: cfg, br: b, pub: pub, sub: sub, states: states,
@@ -735,12 +728,12 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 		}
 		return nil
 	}
-	out := make([]bridge.Message, 0, len(msgs)+1)
+	out := make([]pubsub.Message, 0, len(msgs)+1)
 	if c.topic != "" && c.topic != topic {
-		out = append(out, bridge.Message{Topic: c.topic, Payload: []byte{}, QoS: 1, Retain: true})
+		out = append(out, pubsub.Message{Topic: c.topic, Payload: []byte{}, QoS: 1, Retain: true})
 	}
 	for _, m := range msgs {
-		out = append(out, bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
+		out = append(out, pubsub.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: m.Retain})
 	}
 	for i, m := range out {
 		n := c.remember(maphash.Bytes(r.seed, m.Payload))

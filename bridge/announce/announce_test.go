@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -110,14 +110,14 @@ func TestNewSignalAnnouncedOnce(t *testing.T) {
 // gate is a publisher that can hold the next discovery message until the
 // test lets it go.
 type gate struct {
-	bridge.Publisher
+	pubsub.Publisher
 	mu      sync.Mutex
 	armed   bool
 	held    chan struct{}
 	release chan struct{}
 }
 
-func (g *gate) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (g *gate) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	g.mu.Lock()
 	hold := g.armed && len(msgs) > 0 && strings.HasPrefix(msgs[0].Topic, "homeassistant/")
 	if hold {
@@ -370,7 +370,7 @@ func TestReadBackWithoutStateFile(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	e := newEnv(t)
-	b := discovery.Bridge{Prefix: "tesla"}
+	b := discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}
 	off := discovery.DefaultConfig()
 	off.Enabled = false
 	if _, err := New(off, b, e.broker, e.broker, e.bridge); !errors.Is(err, ErrDisabled) {
@@ -399,7 +399,7 @@ func TestNew(t *testing.T) {
 // costs no allocation.
 func TestObserveAllocations(t *testing.T) {
 	e := newEnv(t)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestObserveAllocations(t *testing.T) {
 
 func BenchmarkObserve(b *testing.B) {
 	e := newEnv(b)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -489,5 +489,15 @@ func TestDue(t *testing.T) {
 		if got := r.due(c); !got.Equal(tc.want) {
 			t.Errorf("%s: due %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestNewNeedsAvailability: the availability topic comes from the bridge;
+// an announcer without it would announce entities that are never
+// available.
+func TestNewNeedsAvailability(t *testing.T) {
+	e := newEnv(t)
+	if _, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge); err == nil {
+		t.Error("New accepted a bridge without availability topic")
 	}
 }

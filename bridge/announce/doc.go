@@ -5,7 +5,7 @@
 // new signals, a new name or a new version appear, when the streaming
 // configuration changes, and when Home Assistant restarts.
 //
-//	ann, err := announce.New(cfg, discovery.Bridge{Prefix: "tesla"}, broker, broker, br,
+//	ann, err := announce.New(cfg, discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, broker, broker, br,
 //		announce.WithStateFile(filepath.Join(dataDir, announce.StateFile)))
 //	go ann.Run(ctx)                          // until ctx ends
 //	sink := ann.Tee(br)                      // records go to the bridge, then to ann

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -45,7 +46,7 @@ func testLogger(t testing.TB) *slog.Logger {
 type env struct {
 	t      testing.TB
 	broker *embedded.Broker
-	pub    bridge.Publisher // what the announcer publishes through
+	pub    pubsub.Publisher // what the announcer publishes through
 	bridge *bridge.Bridge
 	dir    string
 }
@@ -77,6 +78,16 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
+// withDebounce sets how long a car's news must be quiet before its config
+// is published, in place of DefaultDebounce.
+func withDebounce(d time.Duration) Option { return func(a *Announcer) { a.debounce = d } }
+
+// withRepublishDelay sets how long to wait after Home Assistant's birth
+// message, in place of discovery.RepublishDelay (random in [1 s, 5 s)).
+func withRepublishDelay(f func() time.Duration) Option {
+	return func(a *Announcer) { a.birthDelay = f }
+}
+
 func (e *env) statePath() string { return filepath.Join(e.dir, StateFile) }
 
 // start runs an announcer on the environment until the test ends (or
@@ -85,11 +96,11 @@ func (e *env) start(cfg discovery.Config, opts ...Option) (a *Announcer, stop fu
 	e.t.Helper()
 	opts = append([]Option{
 		WithLogger(testLogger(e.t)),
-		WithDebounce(testDebounce),
-		WithRepublishDelay(func() time.Duration { return 0 }),
+		withDebounce(testDebounce),
+		withRepublishDelay(func() time.Duration { return 0 }),
 		WithStateFile(e.statePath()),
 	}, opts...)
-	a, err := New(cfg, discovery.Bridge{Prefix: "tesla", Version: "test"}, e.pub, e.broker, e.bridge, opts...)
+	a, err := New(cfg, discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, e.bridge, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -28,10 +29,10 @@ func (e *env) startReplica(name string) replica {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"}, e.pub, e.broker, br,
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, br,
 		WithLogger(testLogger(e.t).With("replica", name)),
-		WithDebounce(testDebounce),
-		WithRepublishDelay(func() time.Duration { return 0 }),
+		withDebounce(testDebounce),
+		withRepublishDelay(func() time.Duration { return 0 }),
 		WithStateFile(filepath.Join(e.dir, name+".json")))
 	if err != nil {
 		e.t.Fatal(err)
@@ -162,7 +163,7 @@ func TestMergeStaleOwnConfig(t *testing.T) {
 	i, _ := live.waitFor(t, -1, topic, anyPayload)
 
 	// Another replica's config with one more signal arrives.
-	other := discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"},
+	other := discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"},
 		discovery.Vehicle{VIN: testVIN, Seen: []telemetry.Field{telemetry.FieldSoc, telemetry.FieldGear}})[0]
 	pub := dial(t, e.broker.Addr("tcp"))
 	pub.publish(t, topic, string(other.Payload), true)
@@ -176,10 +177,10 @@ func TestMergeStaleOwnConfig(t *testing.T) {
 // recorder is a Publisher that keeps what it is given.
 type recorder struct {
 	mu   sync.Mutex
-	msgs []bridge.Message
+	msgs []pubsub.Message
 }
 
-func (r *recorder) Publish(_ context.Context, msgs []bridge.Message) error {
+func (r *recorder) Publish(_ context.Context, msgs []pubsub.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range msgs {
@@ -189,7 +190,7 @@ func (r *recorder) Publish(_ context.Context, msgs []bridge.Message) error {
 	return nil
 }
 
-func (r *recorder) take() []bridge.Message {
+func (r *recorder) take() []pubsub.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.msgs
@@ -200,7 +201,7 @@ func (r *recorder) take() []bridge.Message {
 // otherConfig is the config another replica publishes for a car that has
 // sent fields.
 func otherConfig(fields ...telemetry.Field) []byte {
-	return discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"},
+	return discovery.Messages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"},
 		discovery.Vehicle{VIN: testVIN, DisplayName: "Ellie", Seen: fields})[0].Payload
 }
 
@@ -209,7 +210,7 @@ func otherConfig(fields ...telemetry.Field) []byte {
 func TestMerge(t *testing.T) {
 	e := newEnv(t)
 	rec := new(recorder)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"}, rec, e.broker, e.bridge,
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, rec, e.broker, e.bridge,
 		WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func TestMerge(t *testing.T) {
 	c, _ := a.car(testVIN)
 	seen := func() []string { return fieldNames(c.seenFields()) }
 	due := func() bool { return !c.last.IsZero() }
-	announce := func() []bridge.Message {
+	announce := func() []pubsub.Message {
 		t.Helper()
 		if err := r.announce(ctx, c, false); err != nil {
 			t.Fatal(err)
@@ -295,7 +296,7 @@ func TestMerge(t *testing.T) {
 	}
 
 	// The other removes InsideTemp: forgotten here too.
-	rm := discovery.RemoveMessages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Version: "test"},
+	rm := discovery.RemoveMessages(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"},
 		discovery.Vehicle{VIN: testVIN, Seen: []telemetry.Field{telemetry.FieldSoc}}, map[string]string{"InsideTemp": "sensor"})
 	r.merge(c, rm[0].Payload, now)
 	if slices.Contains(seen(), "InsideTemp") {

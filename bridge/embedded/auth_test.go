@@ -6,7 +6,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 // MQTT 5 reason codes the tests expect.
@@ -47,7 +47,7 @@ func TestACL(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("QoS 0 publish on %s: %v", topic, err)
 			}
-			genuine := []bridge.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1}}
+			genuine := []pubsub.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1}}
 			if err := broker.Publish(t.Context(), genuine); err != nil {
 				t.Fatal(err)
 			}

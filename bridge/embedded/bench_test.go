@@ -17,6 +17,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -111,11 +112,11 @@ func startSubscriber(tb testing.TB, b *Broker, qos byte) (acks chan int64) {
 
 // counter counts the messages the broker accepted.
 type counter struct {
-	next bridge.Publisher
+	next pubsub.Publisher
 	n    atomic.Int64
 }
 
-func (c *counter) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (c *counter) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	err := c.next.Publish(ctx, msgs)
 	if err == nil {
 		c.n.Add(int64(len(msgs)))
@@ -221,7 +222,7 @@ func BenchmarkEmbedded(b *testing.B) {
 			// marker.)
 			catchUp := func() {
 				accepted := pub.n.Load()
-				if err := broker.Publish(ctx, []bridge.Message{{Topic: "bench/marker", QoS: 1}}); err != nil {
+				if err := broker.Publish(ctx, []pubsub.Message{{Topic: "bench/marker", QoS: 1}}); err != nil {
 					b.Fatal(err)
 				}
 				select {

@@ -30,6 +30,19 @@
 // one system call per batch, and mochi's own retained index and in-flight
 // stores, so that retained messages, QoS 1 acknowledgements and resumed
 // sessions behave as before.
+//
+// # Pinned to mochi v2.7.9
+//
+// Parts of this package rely on mochi's internals, not only on its API,
+// and were verified against mochi v2.7.9: fanout.go (its own publish path
+// through mochi's retained index, subscriber search and in-flight stores,
+// with mochi's flow control switched off because it loses messages and can
+// deadlock), store.go (mochi's retained-message hooks and packet fields),
+// deadline.go (mochi sets no deadline before CONNECT), broker.go's
+// safeClose (Clients.GetByListener can deadlock), auth.go's will check and
+// websocket.go's connection. Each file's comments give the reasons.
+// TestPinnedMochi fails when go.mod moves mochi to another version, and
+// lists per file what to check again in the new version's source.
 package embedded
 
 import (
@@ -49,7 +62,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
@@ -71,8 +84,8 @@ const (
 	ListenerWebSocket = "websocket"
 )
 
-// Broker is the embedded MQTT broker. It implements bridge.Publisher and
-// bridge.Subscriber.
+// Broker is the embedded MQTT broker. It implements pubsub.Publisher and
+// pubsub.Subscriber.
 type Broker struct {
 	cfg    Config
 	log    *slog.Logger
@@ -96,8 +109,8 @@ type Broker struct {
 }
 
 var (
-	_ bridge.Publisher  = (*Broker)(nil)
-	_ bridge.Subscriber = (*Broker)(nil)
+	_ pubsub.Publisher  = (*Broker)(nil)
+	_ pubsub.Subscriber = (*Broker)(nil)
 )
 
 // New prepares a broker; Start opens its listeners. dataDir holds the
@@ -348,7 +361,7 @@ func (b *Broker) Close() error {
 // afterwards. The messages bypass mochi's publish path and its publish
 // hooks (see fanout); a topic with shared subscriptions, which mochi
 // serves better, goes through mochi.
-func (b *Broker) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (b *Broker) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/golden"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -20,12 +21,12 @@ import (
 
 // tee records what the bridge publishes and passes it on.
 type tee struct {
-	next bridge.Publisher
+	next pubsub.Publisher
 	mu   sync.Mutex
-	msgs []bridge.Message
+	msgs []pubsub.Message
 }
 
-func (t *tee) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (t *tee) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	t.mu.Lock()
 	for _, m := range msgs {
 		m.Payload = slices.Clone(m.Payload)
@@ -140,7 +141,7 @@ func TestPublishKeepsNoReference(t *testing.T) {
 	buf := []byte("80")
 	topic := "tesla/" + testVIN + "/Soc"
 	for range 100 { // enough that some wait in the subscriber's queue
-		if err := broker.Publish(t.Context(), []bridge.Message{{Topic: topic, Payload: buf, QoS: 1, Retain: true}}); err != nil {
+		if err := broker.Publish(t.Context(), []pubsub.Message{{Topic: topic, Payload: buf, QoS: 1, Retain: true}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -209,7 +210,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := []bridge.Message{{Topic: "tesla/x", Payload: []byte("1")}}
+	msg := []pubsub.Message{{Topic: "tesla/x", Payload: []byte("1")}}
 	if err := b.Publish(t.Context(), msg); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Publish before Start: %v, want ErrNotRunning", err)
 	}

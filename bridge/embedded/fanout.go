@@ -10,6 +10,9 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 )
 
 // fanout delivers the messages the bridge publishes to the broker's
@@ -149,9 +152,6 @@ func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bri
 	}
 }
 
-// maxRemaining is the largest remaining length of an MQTT packet.
-const maxRemaining = 268_435_455
-
 // validPublish checks a message the bridge publishes as mochi checks a
 // client's PUBLISH (the inline client is exempt from some checks; the
 // encoder here is not: a topic must fit its 16-bit length).
@@ -168,7 +168,7 @@ func validPublish(topic string, payload []byte, qos byte) error {
 		return packets.ErrProtocolViolationInvalidTopic
 	case qos > 2:
 		return packets.ErrProtocolViolationQosOutOfRange
-	case len(topic)+len(payload) > maxRemaining-64: // room for the identifier and properties
+	case len(topic)+len(payload) > mqttwire.MaxRemaining-64: // room for the identifier and properties
 		return packets.ErrPacketTooLarge
 	}
 	return nil
@@ -628,38 +628,8 @@ func appendPublish(dst []byte, pk *packets.Packet, d delivery) []byte {
 	if !plain(pk) {
 		return appendMochiPublish(dst, d.packet(pk))
 	}
-	props := 0
-	if d.version == 5 {
-		for _, n := range d.ids {
-			props += 1 + varintLen(n)
-		}
-	}
-	remaining := 2 + len(pk.TopicName) + len(pk.Payload)
-	if d.qos > 0 {
-		remaining += 2
-	}
-	if d.version == 5 {
-		remaining += varintLen(props) + props
-	}
-	h := byte(packets.Publish<<4) | d.qos<<1
-	if d.retain {
-		h |= 1
-	}
-	dst = append(dst, h)
-	dst = appendVarint(dst, remaining)
-	dst = append(dst, byte(len(pk.TopicName)>>8), byte(len(pk.TopicName)))
-	dst = append(dst, pk.TopicName...)
-	if d.qos > 0 {
-		dst = append(dst, byte(d.id>>8), byte(d.id))
-	}
-	if d.version == 5 {
-		dst = appendVarint(dst, props)
-		for _, n := range d.ids {
-			dst = append(dst, packets.PropSubscriptionIdentifier)
-			dst = appendVarint(dst, n)
-		}
-	}
-	return append(dst, pk.Payload...)
+	h := mqttwire.Publish{Topic: pk.TopicName, QoS: d.qos, Retain: d.retain, ID: d.id, Version: d.version, SubscriptionIDs: d.ids}
+	return mqttwire.AppendPublish(dst, &h, pk.Payload)
 }
 
 // plain reports whether pk carries no property but subscription
@@ -683,29 +653,6 @@ func appendMochiPublish(dst []byte, out packets.Packet) []byte {
 		return dst // only a QoS > 0 packet without identifier fails, which fanout never makes
 	}
 	return append(dst, b.Bytes()...)
-}
-
-// appendVarint appends n as an MQTT variable byte integer.
-func appendVarint(dst []byte, n int) []byte {
-	for {
-		c := byte(n & 0x7f)
-		n >>= 7
-		if n > 0 {
-			c |= 0x80
-		}
-		dst = append(dst, c)
-		if n == 0 {
-			return dst
-		}
-	}
-}
-
-func varintLen(n int) int {
-	l := 1
-	for ; n >= 0x80; n >>= 7 {
-		l++
-	}
-	return l
 }
 
 // The broker hook: keeps the routes current and takes over retained
@@ -814,7 +761,7 @@ func (f *fanout) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) 
 			}
 			topics = topics[:0]
 			for _, t := range retained {
-				if matchFilter(sub.Filter, t) {
+				if topic.Match(sub.Filter, t) {
 					topics = append(topics, t)
 				}
 			}
@@ -863,34 +810,5 @@ func (f *fanout) sendRetained(cl *mqtt.Client, sub packets.Subscription, topics 
 		}
 		s.mu.Unlock()
 		topics = topics[n:]
-	}
-}
-
-// matchFilter reports whether topic matches the subscription filter
-// (MQTT 3.1.1 and 5, section 4.7): '+' matches one level, a trailing '#'
-// any number including none, and a filter starting with a wildcard does
-// not match a topic starting with '$'.
-func matchFilter(filter, topic string) bool {
-	if topic != "" && topic[0] == '$' && filter != "" && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		if filter == "#" {
-			return true
-		}
-		fl, frest, fmore := strings.Cut(filter, "/")
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		switch {
-		case !fmore && !tmore:
-			return true
-		case !tmore:
-			return frest == "#" // "a/#" matches "a"
-		case !fmore:
-			return false
-		}
-		filter, topic = frest, trest
 	}
 }

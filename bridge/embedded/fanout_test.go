@@ -18,7 +18,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 // rawClient speaks MQTT 3.1.1 or 5 byte by byte (with mochi's packet
@@ -205,7 +205,7 @@ func (c *rawClient) expectNext(topic, payload string) packets.Packet {
 	return pk
 }
 
-func publish(t testing.TB, b *Broker, msgs ...bridge.Message) {
+func publish(t testing.TB, b *Broker, msgs ...pubsub.Message) {
 	t.Helper()
 	if err := b.Publish(t.Context(), msgs); err != nil {
 		t.Fatal(err)
@@ -248,7 +248,7 @@ func TestDelivery(t *testing.T) {
 			if !bytes.Equal(codes, []byte{tc.qos}) {
 				t.Fatalf("SUBACK %v", codes)
 			}
-			sent := []bridge.Message{
+			sent := []pubsub.Message{
 				{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true},
 				{Topic: "tesla/" + testVIN + "/compat", Payload: []byte("1"), QoS: 1},
 				{Topic: gearTopic, Payload: []byte("D"), QoS: 0, Retain: true},
@@ -291,8 +291,8 @@ func TestSubscriptionIdentifiers(t *testing.T) {
 	c.subscribe(packets.Properties{SubscriptionIdentifier: []int{7}}, packets.Subscription{Filter: "tesla/#", Qos: 1})
 	c.subscribe(packets.Properties{SubscriptionIdentifier: []int{300}}, packets.Subscription{Filter: "tesla/+/Soc", Qos: 0})
 	publish(t, broker,
-		bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1},
-		bridge.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 1})
+		pubsub.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1},
+		pubsub.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 1})
 	for _, want := range []struct {
 		topic string
 		ids   []int
@@ -306,7 +306,7 @@ func TestSubscriptionIdentifiers(t *testing.T) {
 		}
 	}
 	// A retained message sent on subscribe carries the new subscription's.
-	publish(t, broker, bridge.Message{Topic: gearTopic, Payload: []byte("P"), Retain: true})
+	publish(t, broker, pubsub.Message{Topic: gearTopic, Payload: []byte("P"), Retain: true})
 	if pk := c.expectNext(gearTopic, "P"); !slices.Equal(pk.Properties.SubscriptionIdentifier, []int{7}) {
 		t.Errorf("live %s: subscription identifiers %v, want [7]", gearTopic, pk.Properties.SubscriptionIdentifier)
 	}
@@ -323,9 +323,9 @@ func TestSubscriptionIdentifiers(t *testing.T) {
 func TestRetainedOnSubscribe(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	publish(t, broker,
-		bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true},
-		bridge.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 0, Retain: true},
-		bridge.Message{Topic: "tesla/" + testVIN + "/live", Payload: []byte("x"), QoS: 1})
+		pubsub.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true},
+		pubsub.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 0, Retain: true},
+		pubsub.Message{Topic: "tesla/" + testVIN + "/live", Payload: []byte("x"), QoS: 1})
 	// Another client's retained message, with properties that must survive.
 	other := mustDial(t, broker.Addr(ListenerTCP), nil)
 	if _, err := other.Publish(t.Context(), &paho.Publish{Topic: "home/x", QoS: 1, Retain: true, Payload: []byte("1"),
@@ -334,7 +334,7 @@ func TestRetainedOnSubscribe(t *testing.T) {
 	}
 	marker := func(c *rawClient, n int) {
 		t.Helper()
-		publish(t, broker, bridge.Message{Topic: "tesla/marker", Payload: []byte(strconv.Itoa(n)), QoS: 0})
+		publish(t, broker, pubsub.Message{Topic: "tesla/marker", Payload: []byte(strconv.Itoa(n)), QoS: 0})
 		c.expectNext("tesla/marker", strconv.Itoa(n))
 	}
 
@@ -387,7 +387,7 @@ func TestRetainedOnSubscribe(t *testing.T) {
 	t.Run("shared", func(t *testing.T) {
 		c := dialRaw(t, broker, 5, packets.Properties{})
 		c.subscribe(packets.Properties{}, packets.Subscription{Filter: "$share/g/tesla/#", Qos: 1})
-		publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("82"), QoS: 1, Retain: true})
+		publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("82"), QoS: 1, Retain: true})
 		pk := c.expectNext(socTopic, "82") // live, not the retained 80
 		c.puback(pk.PacketID)
 		late := dialRaw(t, broker, 5, packets.Properties{})
@@ -403,11 +403,11 @@ func TestRetainedOrder(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	const last = 2000
 	for round := range 5 {
-		publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("0"), QoS: 0, Retain: true})
+		publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("0"), QoS: 0, Retain: true})
 		errs := make(chan error, 1)
 		go func() {
 			for i := 1; i <= last; i++ {
-				if err := broker.Publish(context.Background(), []bridge.Message{{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 0, Retain: true}}); err != nil {
+				if err := broker.Publish(context.Background(), []pubsub.Message{{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 0, Retain: true}}); err != nil {
 					errs <- err
 					return
 				}
@@ -444,9 +444,9 @@ func TestPersistentSession(t *testing.T) {
 	waitFor(t, "the client to be offline", func() bool { return serverClient(t, broker, "persistent").Closed() })
 
 	publish(t, broker,
-		bridge.Message{Topic: socTopic, Payload: []byte("1"), QoS: 1},
-		bridge.Message{Topic: socTopic, Payload: []byte("2"), QoS: 0}, // QoS 0: not kept
-		bridge.Message{Topic: socTopic, Payload: []byte("3"), QoS: 1})
+		pubsub.Message{Topic: socTopic, Payload: []byte("1"), QoS: 1},
+		pubsub.Message{Topic: socTopic, Payload: []byte("2"), QoS: 0}, // QoS 0: not kept
+		pubsub.Message{Topic: socTopic, Payload: []byte("3"), QoS: 1})
 	if n := serverClient(t, broker, "persistent").State.Inflight.Len(); n != 2 {
 		t.Fatalf("%d messages kept for the offline session, want 2", n)
 	}
@@ -462,7 +462,7 @@ func TestPersistentSession(t *testing.T) {
 	if !slices.Equal(got, []string{"1", "3"}) {
 		t.Errorf("after reconnecting: %q, want 1 and 3", got)
 	}
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("4"), QoS: 1})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("4"), QoS: 1})
 	pk := back.expectNext(socTopic, "4")
 	back.puback(pk.PacketID)
 	back.sync()
@@ -476,7 +476,7 @@ func TestPersistentSession(t *testing.T) {
 	cl := serverClient(t, broker, "clean")
 	clean.conn.Close()
 	waitFor(t, "the clean session to end", func() bool { _, ok := broker.server.Clients.Get("clean"); return !ok })
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("5"), QoS: 1})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("5"), QoS: 1})
 	if n := cl.State.Inflight.Len(); n != 0 {
 		t.Errorf("%d messages kept for an ended clean session", n)
 	}
@@ -488,9 +488,9 @@ func TestReceiveMaximum(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	c := dialRaw(t, broker, 5, packets.Properties{ReceiveMaximum: 2})
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
-	var msgs []bridge.Message
+	var msgs []pubsub.Message
 	for i := range 5 {
-		msgs = append(msgs, bridge.Message{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 1})
+		msgs = append(msgs, pubsub.Message{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 1})
 	}
 	publish(t, broker, msgs...)
 	cl := serverClient(t, broker, c.id)
@@ -524,39 +524,6 @@ func TestReceiveMaximum(t *testing.T) {
 	}
 }
 
-func TestMatchFilter(t *testing.T) {
-	for _, tc := range []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"#", "a", true},
-		{"#", "a/b/c", true},
-		{"#", "/a", true},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"$SYS/#", "$SYS/x", true},
-		{"a/#", "a", true},
-		{"a/#", "a/b/c", true},
-		{"a/#", "ab", false},
-		{"a/+", "a/b", true},
-		{"a/+", "a/b/c", false},
-		{"a/+", "a", false},
-		{"a/+/c", "a/b/c", true},
-		{"a/+/c", "a//c", true},
-		{"+", "a", true},
-		{"+", "a/b", false},
-		{"+/+", "/a", true},
-		{"a/b", "a/b", true},
-		{"a/b", "a/b/c", false},
-		{"a/b/c", "a/b", false},
-		{"tesla/+/Soc", "tesla/" + testVIN + "/Soc", true},
-	} {
-		if got := matchFilter(tc.filter, tc.topic); got != tc.want {
-			t.Errorf("matchFilter(%q, %q) = %t, want %t", tc.filter, tc.topic, got, tc.want)
-		}
-	}
-}
-
 // TestMaximumPacketSize: a message larger than the client accepts is not
 // sent to it (nor kept in flight); the next one is.
 func TestMaximumPacketSize(t *testing.T) {
@@ -564,8 +531,8 @@ func TestMaximumPacketSize(t *testing.T) {
 	c := dialRaw(t, broker, 5, packets.Properties{MaximumPacketSize: 64})
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
 	publish(t, broker,
-		bridge.Message{Topic: socTopic, Payload: bytes.Repeat([]byte("x"), 100), QoS: 1},
-		bridge.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 1})
+		pubsub.Message{Topic: socTopic, Payload: bytes.Repeat([]byte("x"), 100), QoS: 1},
+		pubsub.Message{Topic: gearTopic, Payload: []byte("D"), QoS: 1})
 	pk := c.expectNext(gearTopic, "D")
 	c.puback(pk.PacketID)
 	c.sync()
@@ -579,10 +546,10 @@ func TestUnsubscribe(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	c := dialRaw(t, broker, 4, packets.Properties{})
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/+/Soc"}, packets.Subscription{Filter: "marker"})
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("1")})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("1")})
 	c.expectNext(socTopic, "1")
 	c.unsubscribe("tesla/+/Soc")
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("2")}, bridge.Message{Topic: "marker", Payload: []byte("m")})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("2")}, pubsub.Message{Topic: "marker", Payload: []byte("m")})
 	c.expectNext("marker", "m")
 }
 
@@ -626,7 +593,7 @@ func TestSenderEnds(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	c := dialRaw(t, broker, 4, packets.Properties{})
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#"})
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("1")})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("1")})
 	c.expectNext(socTopic, "1")
 	f := broker.fan
 	senders := func() int {
@@ -639,7 +606,7 @@ func TestSenderEnds(t *testing.T) {
 	}
 	c.conn.Close()
 	waitFor(t, "the sender to stop", func() bool { return senders() == 0 })
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("2")})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("2")})
 	if n := senders(); n != 0 {
 		t.Errorf("%d senders after the client left", n)
 	}
@@ -648,16 +615,16 @@ func TestSenderEnds(t *testing.T) {
 func TestPublishRefuses(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	for _, tc := range []struct {
-		msg  bridge.Message
+		msg  pubsub.Message
 		want error
 	}{
-		{bridge.Message{Topic: ""}, packets.ErrProtocolViolationNoTopic},
-		{bridge.Message{Topic: "tesla/+/Soc"}, packets.ErrProtocolViolationSurplusWildcard},
-		{bridge.Message{Topic: "tesla/#"}, packets.ErrProtocolViolationSurplusWildcard},
-		{bridge.Message{Topic: string(bytes.Repeat([]byte("a"), 70000))}, packets.ErrProtocolViolationInvalidTopic},
-		{bridge.Message{Topic: "tesla/x", QoS: 3}, packets.ErrProtocolViolationQosOutOfRange},
+		{pubsub.Message{Topic: ""}, packets.ErrProtocolViolationNoTopic},
+		{pubsub.Message{Topic: "tesla/+/Soc"}, packets.ErrProtocolViolationSurplusWildcard},
+		{pubsub.Message{Topic: "tesla/#"}, packets.ErrProtocolViolationSurplusWildcard},
+		{pubsub.Message{Topic: string(bytes.Repeat([]byte("a"), 70000))}, packets.ErrProtocolViolationInvalidTopic},
+		{pubsub.Message{Topic: "tesla/x", QoS: 3}, packets.ErrProtocolViolationQosOutOfRange},
 	} {
-		if err := broker.Publish(t.Context(), []bridge.Message{tc.msg}); !errors.Is(err, tc.want) {
+		if err := broker.Publish(t.Context(), []pubsub.Message{tc.msg}); !errors.Is(err, tc.want) {
 			t.Errorf("topic %.20q qos %d: %v, want %v", tc.msg.Topic, tc.msg.QoS, err, tc.want)
 		}
 	}
@@ -708,23 +675,23 @@ func TestRetainedRepeat(t *testing.T) {
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#"})
 	retained := func(topic string) (packets.Packet, bool) { return broker.server.Topics.Retained.Get(topic) }
 
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
 	first, _ := retained(socTopic)
-	publish(t, broker, bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
 	c.expectNext(socTopic, "80")
 	c.expectNext(socTopic, "80")
 	if again, _ := retained(socTopic); &again.Payload[0] != &first.Payload[0] {
 		t.Error("an unchanged message was kept again")
 	}
 	for _, step := range []struct {
-		msg  bridge.Message
+		msg  pubsub.Message
 		want string // retained payload afterwards; "" for none
 		qos  byte
 	}{
-		{bridge.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true}, "80", 1},
-		{bridge.Message{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true}, "81", 1},
-		{bridge.Message{Topic: socTopic, Payload: nil, QoS: 1, Retain: true}, "", 0},
-		{bridge.Message{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true}, "81", 1},
+		{pubsub.Message{Topic: socTopic, Payload: []byte("80"), QoS: 1, Retain: true}, "80", 1},
+		{pubsub.Message{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true}, "81", 1},
+		{pubsub.Message{Topic: socTopic, Payload: nil, QoS: 1, Retain: true}, "", 0},
+		{pubsub.Message{Topic: socTopic, Payload: []byte("81"), QoS: 1, Retain: true}, "81", 1},
 	} {
 		publish(t, broker, step.msg)
 		pk := c.expectNext(step.msg.Topic, string(step.msg.Payload))
@@ -740,7 +707,7 @@ func TestRetainedRepeat(t *testing.T) {
 
 	// A topic clients may write too: the bridge's message is always kept.
 	const config = "homeassistant/sensor/x/config"
-	publish(t, broker, bridge.Message{Topic: config, Payload: []byte("{}"), QoS: 1, Retain: true})
+	publish(t, broker, pubsub.Message{Topic: config, Payload: []byte("{}"), QoS: 1, Retain: true})
 	c.puback(c.expectNext(config, "{}").PacketID)
 	other := mustDial(t, broker.Addr(ListenerTCP), nil)
 	if _, err := other.Publish(t.Context(), &paho.Publish{Topic: config, QoS: 1, Retain: true}); err != nil {
@@ -750,7 +717,7 @@ func TestRetainedRepeat(t *testing.T) {
 	if _, ok := retained(config); ok {
 		t.Fatal("the client's empty message did not delete the retained one")
 	}
-	publish(t, broker, bridge.Message{Topic: config, Payload: []byte("{}"), QoS: 1, Retain: true})
+	publish(t, broker, pubsub.Message{Topic: config, Payload: []byte("{}"), QoS: 1, Retain: true})
 	if got, _ := retained(config); string(got.Payload) != "{}" {
 		t.Errorf("retained %q after the bridge published {} again", got.Payload)
 	}
@@ -776,10 +743,10 @@ func TestReceiveMaximumUnderLoad(t *testing.T) {
 	const batches, batch, others = 200, 20, 1000
 	errs := make(chan error, 2)
 	go func() {
-		msgs := make([]bridge.Message, batch)
+		msgs := make([]pubsub.Message, batch)
 		for i := range batches {
 			for j := range msgs {
-				msgs[j] = bridge.Message{Topic: fmt.Sprintf("tesla/%s/F%d", testVIN, j), Payload: []byte(strconv.Itoa(i*batch + j)), QoS: 1}
+				msgs[j] = pubsub.Message{Topic: fmt.Sprintf("tesla/%s/F%d", testVIN, j), Payload: []byte(strconv.Itoa(i*batch + j)), QoS: 1}
 			}
 			if err := broker.Publish(context.Background(), msgs); err != nil {
 				errs <- err

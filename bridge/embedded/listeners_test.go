@@ -19,7 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key to
@@ -69,7 +69,7 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.C
 func roundTrip(t *testing.T, b *Broker, c *client) {
 	t.Helper()
 	c.subscribe(t, "tesla/#")
-	msg := []bridge.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1, Retain: true}}
+	msg := []pubsub.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1, Retain: true}}
 	if err := b.Publish(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}

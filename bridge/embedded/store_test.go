@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -87,7 +88,7 @@ func TestPersistence(t *testing.T) {
 	}
 	// Nothing else: the compatibility messages were not retained. A
 	// message published now is the next one the client sees.
-	if err := second.Publish(ctx, []bridge.Message{{Topic: "tesla/marker", Payload: []byte("m"), QoS: 1}}); err != nil {
+	if err := second.Publish(ctx, []pubsub.Message{{Topic: "tesla/marker", Payload: []byte("m"), QoS: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if m := c.next(t); m.Topic != "tesla/marker" {
@@ -102,7 +103,7 @@ func TestPeriodicSave(t *testing.T) {
 	cfg := testConfig()
 	cfg.PersistInterval = time.Second
 	b := startBroker(t, cfg, dir)
-	msg := []bridge.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1, Retain: true}}
+	msg := []pubsub.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1, Retain: true}}
 	if err := b.Publish(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
@@ -28,16 +28,16 @@ var benchBrokers = []struct {
 }
 
 // benchBatch is a record's worth of messages: 20 fields of one vehicle.
-func benchBatch(qos byte) []bridge.Message {
+func benchBatch(qos byte) []pubsub.Message {
 	fields := []string{"BatteryLevel", "Soc", "Gear", "VehicleSpeed", "Odometer", "EstBatteryRange",
 		"ChargeState", "InsideTemp", "OutsideTemp", "Location", "GpsHeading", "DCChargingPower",
 		"ACChargingPower", "ChargeLimitSoc", "Locked", "SentryMode", "TpmsPressureFl", "TpmsPressureFr",
 		"TpmsPressureRl", "TpmsPressureRr"}
 	values := []string{"80.5", "79", "D", "65", "12345.6", "250.1", "Charging", "21.5", "12", `{"latitude":52.52,"longitude":13.405}`,
 		"270", "0", "11", "90", "true", "false", "2.9", "2.9", "2.8", "2.8"}
-	msgs := make([]bridge.Message, len(fields))
+	msgs := make([]pubsub.Message, len(fields))
 	for i := range fields {
-		msgs[i] = bridge.Message{Topic: "tesla/5YJ3E7EB2NF000001/" + fields[i], Payload: []byte(values[i]), QoS: qos, Retain: true}
+		msgs[i] = pubsub.Message{Topic: "tesla/5YJ3E7EB2NF000001/" + fields[i], Payload: []byte(values[i]), QoS: qos, Retain: true}
 	}
 	return msgs
 }

@@ -10,7 +10,7 @@
 //	  password: secret
 //	  ca_file: /config/broker-ca.pem
 //
-// Client implements bridge.Publisher and bridge.Subscriber:
+// Client implements pubsub.Publisher and pubsub.Subscriber:
 //
 //	c, err := external.New(cfg, external.WithLogger(log), external.WithStateTopic("tesla/bridge/state"))
 //	err = c.Start(ctx)            // connects in the background until ctx ends
@@ -47,6 +47,17 @@
 // is also the Receive Maximum it announces, so at most 20 QoS 1 messages
 // (one record) are unacknowledged at a time per client; with many vehicles
 // set it higher (e.g. 1000) on the broker.
+//
+// # Pinned to paho v0.23.0
+//
+// conn.go and session.go take over paho's publish path through its hooks
+// and rely on how paho v0.23.0 uses them: it writes each packet between
+// Lock and Unlock of a connection that is a sync.Locker, reads the
+// connection from one goroutine a header byte at a time, and leaves the
+// session state (packet identifiers, acknowledgements) to a
+// session.SessionManager. TestPinnedPaho fails when go.mod moves paho to
+// another version, and lists per file what to check again in the new
+// version's source.
 package external
 
 import (
@@ -66,7 +77,8 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 )
 
 var (
@@ -147,13 +159,6 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 // every connection and "offline" when it shuts down.
 func WithStateTopic(topic string) Option { return func(c *Client) { c.stateTopic = topic } }
 
-// WithBackoff sets the delay before reconnection attempt n (n = 0 is the
-// first attempt after a drop). The default grows exponentially, with
-// jitter, from 200ms to 30s.
-func WithBackoff(f func(attempt int) time.Duration) Option {
-	return func(c *Client) { c.backoff = f }
-}
-
 // New checks cfg (after filling defaults) and loads the CA file. It does
 // not connect; see Start.
 func New(cfg Config, opts ...Option) (*Client, error) {
@@ -178,7 +183,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		c.log = slog.Default()
 	}
 	if c.backoff == nil {
-		return nil, errors.New("external broker: WithBackoff(nil)")
+		return nil, errors.New("external broker: no reconnection backoff (an Option set it to nil)")
 	}
 	if c.stateTopic != "" && !validTopic(c.stateTopic) {
 		return nil, fmt.Errorf("%w: state topic %q", ErrInvalidTopic, c.stateTopic)
@@ -291,7 +296,7 @@ func (c *Client) run(ctx context.Context, cm *autopaho.ConnectionManager, cancel
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer scancel()
 	if up, _ := c.sess.connected(); up && c.stateTopic != "" {
-		msg := []bridge.Message{{Topic: c.stateTopic, Payload: []byte(StateOffline), QoS: 1, Retain: true}}
+		msg := []pubsub.Message{{Topic: c.stateTopic, Payload: []byte(StateOffline), QoS: 1, Retain: true}}
 		if err := c.Publish(sctx, msg); err != nil {
 			c.log.Warn("publish bridge state offline", "err", err)
 		}
@@ -330,7 +335,7 @@ func (c *Client) AwaitConnection(ctx context.Context) error {
 // broker is away Publish waits for it, bounded by ctx and by QueueSize
 // messages across all callers: beyond that it fails at once with
 // ErrQueueFull. It does not keep msgs after it returns.
-func (c *Client) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (c *Client) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -456,17 +461,17 @@ func (c *Client) background(f func()) {
 
 // route passes an incoming message to the handlers whose filter matches.
 func (c *Client) route(pr paho.PublishReceived) (bool, error) {
-	topic, payload := pr.Packet.Topic, pr.Packet.Payload
+	name, payload := pr.Packet.Topic, pr.Packet.Payload
 	var hs []*handler
 	c.mu.Lock()
 	for filter, list := range c.subs {
-		if matchTopic(filter, topic) {
+		if topic.Match(filter, name) {
 			hs = append(hs, list...)
 		}
 	}
 	c.mu.Unlock()
 	for _, h := range hs {
-		h.handle(topic, payload)
+		h.handle(name, payload)
 	}
 	return len(hs) > 0, nil
 }
@@ -502,7 +507,7 @@ func (c *Client) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack
 		if c.stateTopic == "" {
 			return
 		}
-		msg := []bridge.Message{{Topic: c.stateTopic, Payload: []byte(StateOnline), QoS: 1, Retain: true}}
+		msg := []pubsub.Message{{Topic: c.stateTopic, Payload: []byte(StateOnline), QoS: 1, Retain: true}}
 		if err := c.Publish(c.bgCtx, msg); err != nil && c.bgCtx.Err() == nil {
 			c.log.Warn("publish bridge state online", "err", err)
 		}
@@ -537,6 +542,6 @@ func (p pahoLogger) Printf(format string, v ...any) {
 }
 
 var (
-	_ bridge.Publisher  = (*Client)(nil)
-	_ bridge.Subscriber = (*Client)(nil)
+	_ pubsub.Publisher  = (*Client)(nil)
+	_ pubsub.Subscriber = (*Client)(nil)
 )

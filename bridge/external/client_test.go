@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
@@ -21,23 +21,23 @@ func TestPublishRoundTrip(t *testing.T) {
 
 	tests := []struct {
 		name string
-		msgs []bridge.Message
+		msgs []pubsub.Message
 	}{
-		{"qos0", []bridge.Message{
+		{"qos0", []pubsub.Message{
 			{Topic: "rt/q0/a", Payload: []byte("80"), QoS: 0},
 			{Topic: "rt/q0/b", Payload: []byte("true"), QoS: 0},
 		}},
-		{"qos1", []bridge.Message{
+		{"qos1", []pubsub.Message{
 			{Topic: "rt/q1/a", Payload: []byte("12.5"), QoS: 1},
 			{Topic: "rt/q1/b", Payload: []byte("D"), QoS: 1},
 			{Topic: "rt/q1/c", Payload: []byte(`{"lat":1}`), QoS: 1},
 		}},
-		{"qos2 sent as qos1", []bridge.Message{{Topic: "rt/q2", Payload: []byte("x"), QoS: 2}}},
-		{"mixed and retained", []bridge.Message{
+		{"qos2 sent as qos1", []pubsub.Message{{Topic: "rt/q2", Payload: []byte("x"), QoS: 2}}},
+		{"mixed and retained", []pubsub.Message{
 			{Topic: "rt/mix/0", Payload: []byte("zero"), QoS: 0, Retain: true},
 			{Topic: "rt/mix/1", Payload: []byte("one"), QoS: 1, Retain: true},
 		}},
-		{"empty payload", []bridge.Message{{Topic: "rt/empty", Payload: nil, QoS: 1}}},
+		{"empty payload", []pubsub.Message{{Topic: "rt/empty", Payload: nil, QoS: 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,9 +71,9 @@ func TestPublishLargeBatch(t *testing.T) {
 	awaitConnection(t, c)
 
 	payload := strings.Repeat("p", 1000)
-	msgs := make([]bridge.Message, 300)
+	msgs := make([]pubsub.Message, 300)
 	for i := range msgs {
-		msgs[i] = bridge.Message{Topic: fmt.Sprintf("big/%d", i), Payload: []byte(fmt.Sprintf("%d-%s", i, payload)), QoS: 1}
+		msgs[i] = pubsub.Message{Topic: fmt.Sprintf("big/%d", i), Payload: []byte(fmt.Sprintf("%d-%s", i, payload)), QoS: 1}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -94,7 +94,7 @@ func TestPublishRejectsInvalidTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, topic := range []string{"", "a/+/b", "a/#", "a\x00b", "bad\xff"} {
-		err := c.Publish(context.Background(), []bridge.Message{{Topic: topic, Payload: []byte("1")}})
+		err := c.Publish(context.Background(), []pubsub.Message{{Topic: topic, Payload: []byte("1")}})
 		if !errors.Is(err, ErrInvalidTopic) {
 			t.Errorf("Publish(%q) = %v, want ErrInvalidTopic", topic, err)
 		}
@@ -115,7 +115,7 @@ func TestSubscribe(t *testing.T) {
 	}
 	pub := startClient(t, Config{URL: broker.URL(), ClientID: "other-publisher"})
 	awaitConnection(t, pub)
-	publish(t, pub, bridge.Message{Topic: "homeassistant/status", Payload: []byte("online"), QoS: 1})
+	publish(t, pub, pubsub.Message{Topic: "homeassistant/status", Payload: []byte("online"), QoS: 1})
 	select {
 	case m := <-got:
 		if m != "homeassistant/status=online" {
@@ -134,8 +134,8 @@ func TestSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, pub,
-		bridge.Message{Topic: "homeassistant/status", Payload: []byte("again"), QoS: 1},
-		bridge.Message{Topic: "marker", Payload: []byte("1"), QoS: 1})
+		pubsub.Message{Topic: "homeassistant/status", Payload: []byte("again"), QoS: 1},
+		pubsub.Message{Topic: "marker", Payload: []byte("1"), QoS: 1})
 	select {
 	case <-marker:
 	case <-time.After(waitTimeout):
@@ -152,7 +152,7 @@ func TestSubscribe(t *testing.T) {
 	}
 }
 
-func publish(t *testing.T, c *Client, msgs ...bridge.Message) {
+func publish(t *testing.T, c *Client, msgs ...pubsub.Message) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -178,7 +178,7 @@ func TestResubscribeAfterReconnect(t *testing.T) {
 	awaitConnection(t, pub)
 	deadline := time.After(waitTimeout)
 	for {
-		publish(t, pub, bridge.Message{Topic: "homeassistant/status", Payload: []byte("online"), QoS: 1})
+		publish(t, pub, pubsub.Message{Topic: "homeassistant/status", Payload: []byte("online"), QoS: 1})
 		select {
 		case <-got:
 			return
@@ -197,7 +197,7 @@ func awaitReconnect(t *testing.T, c *Client) {
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := c.Publish(ctx, []bridge.Message{{Topic: "probe/reconnect", Payload: []byte("1"), QoS: 1}})
+		err := c.Publish(ctx, []pubsub.Message{{Topic: "probe/reconnect", Payload: []byte("1"), QoS: 1}})
 		cancel()
 		if err == nil {
 			return
@@ -259,7 +259,7 @@ func TestShutdownPublishesOffline(t *testing.T) {
 	sub.waitFor(t, "offline after online", func(m []received) bool {
 		return len(m) >= 2 && m[len(m)-1].payload == StateOffline
 	})
-	if err := c.Publish(context.Background(), []bridge.Message{{Topic: "x", Payload: []byte("1")}}); !errors.Is(err, ErrClosed) {
+	if err := c.Publish(context.Background(), []pubsub.Message{{Topic: "x", Payload: []byte("1")}}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Publish after shutdown = %v, want ErrClosed", err)
 	}
 	if err := c.Start(context.Background()); !errors.Is(err, ErrStarted) {
@@ -292,8 +292,8 @@ func TestTransports(t *testing.T) {
 			awaitConnection(t, c)
 			payload := "hello " + tt.name
 			publish(t, c,
-				bridge.Message{Topic: "tr/q1", Payload: []byte(payload), QoS: 1},
-				bridge.Message{Topic: "tr/q0", Payload: []byte(payload), QoS: 0})
+				pubsub.Message{Topic: "tr/q1", Payload: []byte(payload), QoS: 1},
+				pubsub.Message{Topic: "tr/q0", Payload: []byte(payload), QoS: 0})
 			sub.waitMessage(t, "tr/q1", payload)
 			sub.waitMessage(t, "tr/q0", payload)
 		})
@@ -328,7 +328,7 @@ func TestConnectRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(tt.cfg, WithLogger(quietLogger()), WithBackoff(fastBackoff))
+			c, err := New(tt.cfg, WithLogger(quietLogger()), withBackoff(fastBackoff))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
 )
 
 // recordingConn records every Write on the network connection.
@@ -169,7 +171,7 @@ func (s *streamConn) Write(p []byte) (int, error) { return len(p), nil }
 // everything else reaches paho's reader intact.
 func TestConnTakesPubacks(t *testing.T) {
 	long := append([]byte{0x40, 0x80, 0x01, 0x00, 0x09, 0x80, 0x7c}, make([]byte, 124)...) // PUBACK with 124 bytes of properties (remaining length 128): left to paho
-	publish := appendPublish(nil, "homeassistant/status", []byte(strings.Repeat("x", 300)), 1, false, false, 3)
+	publish := mqttwire.AppendPublish(nil, &mqttwire.Publish{Topic: "homeassistant/status", QoS: 1, ID: 3, Version: 5}, []byte(strings.Repeat("x", 300)))
 	var stream, wantPassed []byte
 	add := func(p []byte, passed bool) {
 		stream = append(stream, p...)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
@@ -56,7 +56,7 @@ func TestBrokerFault(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			msgs := make([]bridge.Message, batchSize)
+			msgs := make([]pubsub.Message, batchSize)
 			for seq := 0; ; seq++ {
 				select {
 				case <-stop:
@@ -64,7 +64,7 @@ func TestBrokerFault(t *testing.T) {
 				default:
 				}
 				for i := range msgs {
-					msgs[i] = bridge.Message{
+					msgs[i] = pubsub.Message{
 						Topic:   fmt.Sprintf("fault/%d/%d", p, i),
 						Payload: fmt.Appendf(nil, "%d-%d-%d", p, seq, i),
 						QoS:     1,
@@ -175,10 +175,10 @@ func TestQueueFull(t *testing.T) {
 	broker.Stop()
 	awaitDisconnect(t, c)
 
-	batch := func(name string, n int) []bridge.Message {
-		msgs := make([]bridge.Message, n)
+	batch := func(name string, n int) []pubsub.Message {
+		msgs := make([]pubsub.Message, n)
 		for i := range msgs {
-			msgs[i] = bridge.Message{Topic: "queue/" + name, Payload: fmt.Appendf(nil, "%s-%d", name, i), QoS: 1}
+			msgs[i] = pubsub.Message{Topic: "queue/" + name, Payload: fmt.Appendf(nil, "%s-%d", name, i), QoS: 1}
 		}
 		return msgs
 	}
@@ -280,7 +280,7 @@ func TestResendAfterLostConnection(t *testing.T) {
 			awaitConnection(t, c)
 
 			broker.Pause()
-			msgs := []bridge.Message{
+			msgs := []pubsub.Message{
 				{Topic: "resend/a", Payload: []byte("1"), QoS: 1, Retain: true},
 				{Topic: "resend/b", Payload: []byte("2"), QoS: 1, Retain: true},
 			}

@@ -8,18 +8,19 @@ import (
 	"testing"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/golden"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/testenv"
 )
 
 // recording passes messages on to the client and keeps copies.
 type recording struct {
-	next bridge.Publisher
+	next pubsub.Publisher
 	mu   sync.Mutex
-	msgs []bridge.Message
+	msgs []pubsub.Message
 }
 
-func (r *recording) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (r *recording) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	r.mu.Lock()
 	for _, m := range msgs {
 		m.Payload = slices.Clone(m.Payload)

@@ -21,11 +21,18 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func fastBackoff(int) time.Duration { return 50 * time.Millisecond }
 
+// withBackoff sets the delay before reconnection attempt n (n = 0 is the
+// first attempt after a drop), in place of the exponential backoff with
+// jitter from 200ms to 30s.
+func withBackoff(f func(attempt int) time.Duration) Option {
+	return func(c *Client) { c.backoff = f }
+}
+
 // startClient creates and starts a client; it is shut down at the end of
 // the test.
 func startClient(t *testing.T, cfg Config, opts ...Option) *Client {
 	t.Helper()
-	opts = append([]Option{WithLogger(quietLogger()), WithBackoff(fastBackoff)}, opts...)
+	opts = append([]Option{WithLogger(quietLogger()), withBackoff(fastBackoff)}, opts...)
 	c, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)

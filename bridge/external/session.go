@@ -15,7 +15,8 @@ import (
 	paholog "github.com/eclipse/paho.golang/paho/log"
 	pahosession "github.com/eclipse/paho.golang/paho/session"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
 )
 
 // session is the MQTT session state of the client and its publish path. It
@@ -100,7 +101,7 @@ const (
 
 // batch is one Publish call. All fields but wake are guarded by session.mu.
 type batch struct {
-	msgs    []bridge.Message
+	msgs    []pubsub.Message
 	state   []uint8
 	ids     []uint16
 	pending int   // messages not done
@@ -112,7 +113,7 @@ type batch struct {
 
 var batchPool = sync.Pool{New: func() any { return &batch{wake: make(chan struct{}, 1)} }}
 
-func getBatch(msgs []bridge.Message) *batch {
+func getBatch(msgs []pubsub.Message) *batch {
 	b := batchPool.Get().(*batch)
 	b.msgs = msgs
 	b.state = slices.Grow(b.state[:0], len(msgs))[:len(msgs)]
@@ -226,12 +227,13 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 		}
 		m := &b.msgs[i]
 		qos, retain := s.limitLocked(m)
-		if size := publishSize(m.Topic, len(m.Payload), qos); size > maxPacket || (s.maxPacket > 0 && size > s.maxPacket) {
+		h := mqttwire.Publish{Topic: m.Topic, QoS: qos, Retain: retain, Version: 5}
+		if size := h.Size(len(m.Payload)); size > mqttwire.MaxRemaining || (s.maxPacket > 0 && size > s.maxPacket) {
 			b.err = fmt.Errorf("%w: %s is %d bytes, the broker takes at most %d", ErrTooLarge, m.Topic, size, s.maxPacket)
 			break
 		}
 		if qos == 0 {
-			c.buf = appendPublish(c.buf, m.Topic, m.Payload, 0, retain, false, 0)
+			c.buf = mqttwire.AppendPublish(c.buf, &h, m.Payload)
 			b.state[i] = msgDone
 			b.unsent--
 			b.pending--
@@ -268,7 +270,8 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 		b.ids[i] = id
 		b.state[i] = msgInFlight
 		b.unsent--
-		c.buf = appendPublish(c.buf, m.Topic, m.Payload, qos, retain, false, id)
+		h.ID = id
+		c.buf = mqttwire.AppendPublish(c.buf, &h, m.Payload)
 		c.appended++
 		if len(c.buf) >= flushSize {
 			c.flushLocked()
@@ -294,7 +297,7 @@ func (s *session) flushIfIdleLocked() {
 // QoS 2 is sent as QoS 1 (every value the bridge publishes is idempotent),
 // and a broker without QoS 1 or without retained messages gets what it
 // supports, with a warning once per connection.
-func (s *session) limitLocked(m *bridge.Message) (qos byte, retain bool) {
+func (s *session) limitLocked(m *pubsub.Message) (qos byte, retain bool) {
 	qos, retain = min(m.QoS, 1), m.Retain
 	if qos > s.maxQoS || (retain && !s.retainOK) {
 		if !s.warnedLimit {
@@ -442,7 +445,8 @@ func (s *session) ConAckReceived(w io.Writer, _ *packets.Connect, ca *packets.Co
 			f := s.flights[id]
 			m := &f.batch.msgs[f.index]
 			_, retain := s.limitLocked(m)
-			c.buf = appendPublish(c.buf, m.Topic, m.Payload, 1, retain, true, id)
+			h := mqttwire.Publish{Topic: m.Topic, QoS: 1, Retain: retain, Dup: true, ID: id, Version: 5}
+			c.buf = mqttwire.AppendPublish(c.buf, &h, m.Payload)
 			c.appended++
 			s.quota-- // resent messages count, and may take the quota below zero
 		}

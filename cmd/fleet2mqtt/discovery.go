@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 )
@@ -99,10 +99,10 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // removeCars publishes the messages that remove the cars' discovery
 // configs, retained, to the configured broker.
 func removeCars(ctx context.Context, cfg config.Config, vins []string) error {
-	msgs := make([]bridge.Message, len(vins))
+	msgs := make([]pubsub.Message, len(vins))
 	for i, vin := range vins {
 		m := discovery.RemoveDevice(cfg.HomeAssistant, vin)
-		msgs[i] = bridge.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: true}
+		msgs[i] = pubsub.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: true}
 	}
 	ec, where, err := cfg.BrokerClient("fleet2mqtt-discovery-")
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -125,7 +125,7 @@ type instrumentedBroker struct {
 	m *metrics
 }
 
-func (b instrumentedBroker) Publish(ctx context.Context, msgs []bridge.Message) error {
+func (b instrumentedBroker) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	t0 := time.Now()
 	err := b.broker.Publish(ctx, msgs)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
@@ -122,8 +123,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // broker is what the bridge publishes to and listens on.
 type broker interface {
-	bridge.Publisher
-	bridge.Subscriber
+	pubsub.Publisher
+	pubsub.Subscriber
 }
 
 // app is a running fleet2mqtt: its components (see components), stopped
@@ -211,7 +212,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Version: version()},
+		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
 			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))

@@ -1,5 +1,6 @@
 // Package topic checks the MQTT topics and topic prefixes of the
-// configuration.
+// configuration, and matches topics against subscription filters as
+// brokers do.
 package topic
 
 import (

@@ -1,4 +1,9 @@
-package bridge
+// Package pubsub holds what the bridge and the brokers it publishes
+// through agree on: a Message, and the Publisher and Subscriber interfaces
+// that the embedded broker (bridge/embedded) and the external broker client
+// (bridge/external) implement. It imports nothing of fleet2mqtt, so that the
+// brokers need not import the bridge, nor the bridge the brokers.
+package pubsub
 
 import "context"
 
