@@ -252,7 +252,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 
 	fallback := http.NewServeMux()
-	fallback.Handle(fleetapi.PublicKeyPath, a.wizard.PublicKeyHandler())
+	public := a.wizard.PublicHandler() // the public key and the owner login's callback
+	fallback.Handle(fleetapi.PublicKeyPath, public)
+	fallback.Handle(setup.CallbackPath, public)
 	a.vehicle, err = ingest.New(cfg.Vehicle.Config, vc.tls, a.metrics.sink(seenBy(sink, a.wizard)),
 		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
 	if err != nil {
