@@ -98,6 +98,8 @@ type browserRun struct {
 	h    *harness
 	base string // the page's address as the browser sees it, ending in /
 	shot int
+	// where, when set, says where the page is, for failure messages.
+	where func() string
 }
 
 func (b *browserRun) do(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -251,7 +253,11 @@ func (b *browserRun) loginInNewTab(click chromedp.Action[chromedp.Void]) {
 	select {
 	case id = <-opened:
 	case <-time.After(20 * time.Second):
-		b.t.Fatal("Tesla's login never opened in a new tab")
+		where := ""
+		if b.where != nil {
+			where = "; " + b.where()
+		}
+		b.t.Fatalf("Tesla's login never opened in a new tab%s", where)
 	}
 	tab, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(id))
 	defer cancel()
