@@ -761,3 +761,44 @@ func TestPublicKeyHandler(t *testing.T) {
 		t.Errorf("private key file: %v %v", info, err)
 	}
 }
+
+// TestOldRedirectURI: an install whose saved redirect URI is the setup
+// page's own (earlier versions) is told the old and the new address to
+// change at Tesla, until a login comes back through the new one.
+func TestOldRedirectURI(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.doApp()
+	h.doKey()
+	h.doRegister()
+	const old = "https://homeassistant.local:8123/api/hassio_ingress/abc/callback"
+	if err := h.w.flow.store.update(func(st *state) error { st.RedirectURL = old; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h.expectPage(h.get("/app"), http.StatusOK, `id="old-redirect"`, old, testRedirect)
+	h.expectPage(h.get("/owner"), http.StatusOK, `id="old-redirect"`, old, testRedirect)
+	h.doOwner()
+	if r := h.get("/app"); strings.Contains(r.body, "old-redirect") {
+		t.Errorf("the old redirect URI is still shown after a login through the new one: %s", excerpt(r.body))
+	}
+}
+
+// TestLoginNeedsPublicHostname: without a public hostname the owner step
+// says what is missing and offers no login that cannot come back.
+func TestLoginNeedsPublicHostname(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	var missing string
+	h.w.flow.store.read(func(st *state) { missing = h.w.flow.callbackMissing(st) })
+	if !strings.Contains(missing, "no public hostname yet") {
+		t.Errorf("missing: %q", missing)
+	}
+	if _, err := h.w.flow.startLogin(); err == nil || statusOf(err) != http.StatusConflict {
+		t.Errorf("a login started without a hostname: %v", err)
+	}
+	h.login()
+	h.doApp()
+	h.w.flow.store.read(func(st *state) { missing = h.w.flow.callbackMissing(st) })
+	if !strings.Contains(missing, "Run the key check in step 2") {
+		t.Errorf("missing before the key check: %q", missing)
+	}
+}
