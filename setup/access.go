@@ -26,9 +26,10 @@ import (
 // Access to the setup page. Behind Home Assistant's ingress, Home Assistant
 // has authenticated the user: requests from the Supervisor's address with
 // X-Ingress-Path are trusted. Anywhere else the page asks for a password.
-// Either way the browser holds a session cookie (HttpOnly, SameSite=Lax so
-// that it comes along when Tesla's login page sends the browser back) whose
-// session carries the CSRF token every form and script request must echo.
+// Either way the browser holds a session cookie (HttpOnly, SameSite=Lax)
+// whose session carries the CSRF token every form and script request must
+// echo. Tesla's login comes back to the vehicle listener on the public
+// hostname, not here (step_callback.go): no session is needed there.
 
 const (
 	// sessionCookie names the session cookie. It has no Path attribute,
@@ -52,8 +53,6 @@ type session struct {
 	csrf   string
 	authed bool
 	seen   time.Time
-	// login is the owner login under way.
-	login pendingLogin
 	// flash is a message shown once on the next page.
 	flash string
 }

@@ -145,9 +145,11 @@ func TestIngress(t *testing.T) {
 				return
 			}
 			body := rec.Body.String()
-			// The redirect URI is where the browser reaches ingress.
-			if !strings.Contains(body, "https://homeassistant.local:8123/api/hassio_ingress/abc/callback") {
-				t.Errorf("suggested redirect URI wrong: %s", excerpt(body))
+			// The redirect URI is on the public hostname, never under
+			// ingress, where Tesla's redirect would bring no ingress
+			// session cookie.
+			if !strings.Contains(body, "https://&lt;your hostname&gt;/oauth/callback") || strings.Contains(body, "hassio_ingress") {
+				t.Errorf("redirect URI wrong: %s", excerpt(body))
 			}
 			if strings.Contains(body, "Log out") {
 				t.Error("a logout button behind ingress")

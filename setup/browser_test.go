@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
@@ -46,10 +47,21 @@ func chromiumPath(t *testing.T) string {
 // newBrowser starts a headless Chromium with a phone-sized viewport.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	return newBrowserWith(t, "")
+}
+
+// newBrowserWith starts it with host resolver rules of the test's own
+// (such as mapping the public hostname to a loopback listener) before
+// the rule that sends every other name nowhere, and extra flags.
+func newBrowserWith(t *testing.T, rules string, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	if rules != "" {
+		rules += ", "
+	}
 	path := chromiumPath(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
 		chromedp.NoSandbox,
@@ -65,10 +77,11 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter"),
 		// Nothing but loopback: names resolve to nowhere.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
+		chromedp.Flag("host-resolver-rules", rules+"MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(390, 844),
-	)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(opts, extra...)...)
 	t.Cleanup(cancelAlloc)
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(cancelBrowser)
@@ -85,6 +98,8 @@ type browserRun struct {
 	h    *harness
 	base string // the page's address as the browser sees it, ending in /
 	shot int
+	// where, when set, says where the page is, for failure messages.
+	where func() string
 }
 
 func (b *browserRun) do(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -159,14 +174,15 @@ func (b *browserRun) walk(withPassword bool) {
 		b.do("open the page", chromedp.Navigate(b.base), chromedp.WaitVisible(chromedp.CSS("#host")))
 	}
 
-	// 1. The values to enter at Tesla; the redirect URI is this page's.
-	wantRedirect := b.base + "callback"
-	b.waitText("#redirect-uri", wantRedirect)
+	// 1. The values to enter at Tesla; the redirect URI is on the public
+	// hostname.
+	b.waitText("#redirect-uri", "https://<your hostname>/oauth/callback")
 	b.do("fill in the application",
 		chromedp.SendKeys(chromedp.CSS("#host"), testHost),
 		chromedp.SendKeys(chromedp.CSS("#client_id"), h.fake.ClientID()),
 		chromedp.SendKeys(chromedp.CSS("#client_secret"), h.fake.ClientSecret()))
 	b.waitText("#origin", "https://"+testHost)
+	b.waitText("#redirect-uri", testRedirect)
 	b.screenshot("app")
 	// The user enters the shown redirect URI at Tesla.
 	h.fake.SetRedirectURIs(b.text("#redirect-uri"))
@@ -182,9 +198,11 @@ func (b *browserRun) walk(withPassword bool) {
 	b.screenshot("register")
 	b.do("register", chromedp.Click(chromedp.CSS("main form button")), chromedp.WaitVisible(chromedp.CSS(`form[action=owner] button`)))
 
-	// 4. Owner login on (fake) Tesla's page and back.
+	// 4. Owner login on (fake) Tesla's page, in a new tab, back to the
+	// public hostname; this page moves on by itself.
 	b.screenshot("owner")
-	b.do("log in with Tesla", chromedp.Click(chromedp.CSS(`form[action=owner] button`)), chromedp.WaitVisible(chromedp.CSS(`input[name=vin]`)))
+	b.loginInNewTab(chromedp.Click(chromedp.CSS(`form[action=owner] button`)))
+	b.do("the page moves on", chromedp.WaitVisible(chromedp.CSS(`input[name=vin]`)))
 
 	// 5. The car.
 	b.screenshot("vehicles")
@@ -223,6 +241,48 @@ func (b *browserRun) walk(withPassword bool) {
 	}
 }
 
+// loginInNewTab clicks (a real click: the browser opens windows only for
+// those) the button that starts Tesla's login, which must open a new
+// top-level tab; there it signs in on the fake's login page and waits for
+// the callback's "Logged in as".
+func (b *browserRun) loginInNewTab(click chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	opened := chromedp.WaitNewTarget(b.ctx, func(i *target.Info) bool { return i.Type == "page" })
+	b.do("click Log in with Tesla", click)
+	var id target.ID
+	select {
+	case id = <-opened:
+	case <-time.After(20 * time.Second):
+		where := ""
+		if b.where != nil {
+			where = "; " + b.where()
+		}
+		b.t.Fatalf("Tesla's login never opened in a new tab%s", where)
+	}
+	tab, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(id))
+	defer cancel()
+	tb := &browserRun{t: b.t, ctx: tab, h: b.h, shot: b.shot}
+	tb.do("Tesla's login page", chromedp.WaitVisible(chromedp.CSS("#allow")))
+	if loc, _ := chromedp.Run(tab, chromedp.Location()); !strings.HasPrefix(loc, b.h.fake.Endpoints().AuthorizeURL) {
+		b.t.Errorf("the new tab is at %s, not Tesla's login page", loc)
+	}
+	tb.screenshot("tesla-login")
+	tb.do("sign in at Tesla", chromedp.Click(chromedp.CSS("#allow")), chromedp.WaitVisible(chromedp.CSS("#result")))
+	tb.waitText("#result", "Logged in as "+fleetapitest.OwnerName)
+	if loc, _ := chromedp.Run(tab, chromedp.Location()); !strings.HasPrefix(loc, testRedirect+"?") {
+		b.t.Errorf("Tesla sent the tab to %s, want the public hostname's callback", loc)
+	}
+	tb.screenshot("logged-in")
+	b.shot = tb.shot
+}
+
+// vehicleRule maps the public hostname to the harness's vehicle listener
+// for Chromium, which must then ignore that its certificate names
+// 127.0.0.1 and ::1 only.
+func vehicleRule(h *harness) (string, chromedp.ExecAllocatorOption) {
+	return "MAP " + testHost + " " + strings.TrimPrefix(h.vehicle.URL, "https://"), chromedp.Flag("ignore-certificate-errors", true)
+}
+
 // checkPushedFields: the fake received (and verified) the signed config
 // with the chosen signals.
 func checkPushedFields(t *testing.T, h *harness, n int) {
@@ -243,8 +303,9 @@ func TestBrowserWizard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test")
 	}
-	ctx := newBrowser(t)
 	h := newHarness(t, harnessOptions{vehicles: browserVehicles(), pagePoll: 50 * time.Millisecond})
+	rule, ignoreCert := vehicleRule(h)
+	ctx := newBrowserWith(t, rule, ignoreCert)
 	b := &browserRun{t: t, ctx: ctx, h: h, base: h.srv.URL + "/"}
 	b.walk(true)
 	t.Logf("screenshots in %s", t.ArtifactDir())
@@ -258,11 +319,12 @@ func TestBrowserWizardIngress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test")
 	}
-	ctx := newBrowser(t)
 	h := newHarness(t, harnessOptions{
 		cfg:      Config{TrustIngress: true, IngressAddress: "127.0.0.1"},
 		vehicles: browserVehicles(), pagePoll: 50 * time.Millisecond,
 	})
+	rule, ignoreCert := vehicleRule(h)
+	ctx := newBrowserWith(t, rule, ignoreCert)
 	const prefix = "/api/hassio_ingress/Xk2mLq9"
 	var (
 		mu      sync.Mutex

@@ -40,8 +40,12 @@ type Config struct {
 	ClientID     string `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
 	// RedirectURL is the OAuth callback entered as Allowed Redirect URI
-	// of the Tesla application. Empty: derived from how the browser
-	// reaches the setup page (…/callback) and shown to copy.
+	// of the Tesla application. Empty:
+	// https://<public hostname>/oauth/callback, served by the vehicle
+	// listener. Set it only when the vehicle listener's /oauth/callback is
+	// reached at another address. A value ending in /callback but not in
+	// /oauth/callback (the setup page's own address, as earlier versions
+	// used) is no longer used: the page shows what to change at Tesla.
 	RedirectURL string `yaml:"redirect_url"`
 	// TrustIngress admits Home Assistant ingress without a password:
 	// requests from IngressAddress carrying X-Ingress-Path, which Home
@@ -120,7 +124,10 @@ func containsRegion(rs []fleetapi.Region, r fleetapi.Region) bool {
 }
 
 // checkRedirectURL accepts an absolute http or https URL whose path ends
-// in /callback, where the setup page takes Tesla's answer.
+// in /oauth/callback, where the vehicle listener takes Tesla's answer, or
+// in /callback, the setup page's own address of earlier versions (kept so
+// that an old configuration still starts; it is not used, see
+// isLegacyRedirect).
 func checkRedirectURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
@@ -133,9 +140,16 @@ func checkRedirectURL(s string) error {
 	case u.RawQuery != "" || u.Fragment != "":
 		return fmt.Errorf("%q: want no query or fragment", s)
 	case !strings.HasSuffix(u.Path, "/callback"):
-		return fmt.Errorf("%q: the path must end in /callback, where the setup page takes Tesla's answer", s)
+		return fmt.Errorf("%q: the path must end in %s, where the vehicle listener takes Tesla's answer", s, CallbackPath)
 	}
 	return nil
+}
+
+// isLegacyRedirect reports whether a redirect URI is the setup page's own
+// callback of earlier versions rather than the vehicle listener's.
+func isLegacyRedirect(s string) bool {
+	u, err := url.Parse(s)
+	return err != nil || !strings.HasSuffix(u.Path, CallbackPath)
 }
 
 // Secret is a string that does not show itself in logs, printed

@@ -19,7 +19,7 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", func(*Config) {}, ""},
 		{"everything set", func(c *Config) {
 			c.PublicHostname, c.ClientID, c.ClientSecret = "fleet.example.org", "id", "secret"
-			c.RedirectURL, c.TrustIngress, c.Regions = "https://ha.example.org/api/hassio_ingress/x/callback", true, []string{"EU", "cn"}
+			c.RedirectURL, c.TrustIngress, c.Regions = "https://fleet.example.org/oauth/callback", true, []string{"EU", "cn"}
 		}, ""},
 		{"hostname with scheme", func(c *Config) { c.PublicHostname = "https://fleet.example.org" }, "setup.public_hostname: \"https://fleet.example.org\" has a scheme"},
 		{"hostname with port", func(c *Config) { c.PublicHostname = "fleet.example.org:443" }, "has a port"},
@@ -28,7 +28,7 @@ func TestConfigValidate(t *testing.T) {
 		{"port too big", func(c *Config) { c.Port = 70000 }, "setup.port: 70000 is not a TCP port"},
 		{"unknown region", func(c *Config) { c.Regions = []string{"na", "mars"} }, `setup.regions: "mars" is not a Tesla region: want na, eu or cn`},
 		{"secret without id", func(c *Config) { c.ClientSecret = "s" }, "setup.client_secret: set without client_id"},
-		{"redirect not callback", func(c *Config) { c.RedirectURL = "https://x.example/auth" }, "the path must end in /callback"},
+		{"redirect not callback", func(c *Config) { c.RedirectURL = "https://x.example/auth" }, "the path must end in /oauth/callback"},
 		{"redirect relative", func(c *Config) { c.RedirectURL = "/callback" }, "want an http:// or https:// address"},
 		{"ingress address", func(c *Config) { c.TrustIngress, c.IngressAddress = true, "supervisor" }, `setup.ingress_address: "supervisor" is not an IP address`},
 	}

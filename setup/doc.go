@@ -9,8 +9,10 @@
 // vehicle listener at /.well-known/appspecific/com.tesla.3p.public-key.pem
 // and fetched back from the public address as Tesla will; (3) partner
 // registration in the chosen regions, verified by reading back the key
-// Tesla holds; (4) the owner's OAuth login (state and nonce checked, the
-// rotating refresh tokens saved atomically before use); (5) the cars; (6)
+// Tesla holds; (4) the owner's OAuth login, in a new tab, back to
+// https://<public hostname>/oauth/callback on the vehicle listener (state
+// and nonce checked, the rotating refresh tokens saved atomically before
+// use; step_callback.go); (5) the cars; (6)
 // the virtual key, by link and QR code for the phone, until fleet_status
 // reports it; (7) the signals, with presets and a monthly estimate against
 // Tesla's credit; (8) the config, signed with Tesla.SS256 and pushed; (9)
@@ -23,7 +25,9 @@
 //		ServerCAPEM: func() []byte { return caChainOfServedCertificate },
 //	}, logger)
 //	webMux.Handle("/", w.Handler())                             // local web listener
-//	vehicleMux.Handle(fleetapi.PublicKeyPath, w.PublicKeyHandler()) // vehicle listener, no client certificate needed
+//	public := w.PublicHandler()                                    // vehicle listener, no client certificate needed:
+//	vehicleMux.Handle(fleetapi.PublicKeyPath, public)               //   the public key, and
+//	vehicleMux.Handle(setup.CallbackPath, public)                   //   the owner login's callback
 //	ingest: for every accepted record, w.RecordSeen(vin, time.Now())
 //	go w.Run(ctx)
 //

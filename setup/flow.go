@@ -23,6 +23,9 @@ type flow struct {
 	store  *store
 	seen   *seenCars
 	tesla  teslaCache
+	// logins are the owner logins sent to Tesla's page, waiting for
+	// their callback on the public hostname.
+	logins pendingLogins
 
 	// pairMu guards the throttle of fleet_status questions while the
 	// pairing page waits.
@@ -100,12 +103,33 @@ func (f *flow) credentials(st *state) (id, secret string) {
 	return st.ClientID, st.ClientSecret
 }
 
-// redirectURL is the OAuth redirect URI.
+// redirectURL is the OAuth redirect URI: setup.redirect_url when it names
+// a callback of the vehicle listener (…/oauth/callback), else the public
+// hostname's, https://<public hostname>/oauth/callback; "" while there is
+// no hostname.
 func (f *flow) redirectURL(st *state) string {
-	if f.cfg.RedirectURL != "" {
-		return f.cfg.RedirectURL
+	if u := f.cfg.RedirectURL; u != "" && !isLegacyRedirect(u) {
+		return u
 	}
-	return st.RedirectURL
+	if h := f.host(st); h != "" {
+		return "https://" + h + CallbackPath
+	}
+	return ""
+}
+
+// oldRedirectURL is a redirect URI of the setup page itself (…/callback),
+// as earlier versions had the owner register at Tesla, still saved or
+// configured; "" when there is none or it is the current one. The page
+// tells the owner to replace it at developer.tesla.com.
+func (f *flow) oldRedirectURL(st *state) string {
+	old := st.RedirectURL
+	if u := f.cfg.RedirectURL; u != "" && isLegacyRedirect(u) {
+		old = u
+	}
+	if old == f.redirectURL(st) {
+		return ""
+	}
+	return old
 }
 
 // regions returns the regions chosen on the page, else the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -30,6 +31,9 @@ const (
 	testPassword = "correct horse battery staple"
 	testVIN      = "5YJ3E1EA7KF000001"
 	testVIN2     = "5YJYGDEE1MF000002"
+	// testRedirect is the redirect URI on the public hostname; requests
+	// to it go to the harness's vehicle listener (publicGet).
+	testRedirect = "https://" + testHost + CallbackPath
 )
 
 // clock is a settable clock for tests that need one. It moves on by tick
@@ -65,6 +69,9 @@ type harnessOptions struct {
 	fake     fleetapitest.Options
 	// pagePoll is the page script's polling interval.
 	pagePoll time.Duration
+	// vehicleListen is where the vehicle listener listens ("" a loopback
+	// port of 127.0.0.1).
+	vehicleListen string
 }
 
 // harness is the setup page against a fake Tesla, all on loopback: the
@@ -141,15 +148,19 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	var keyHandler http.Handler = http.NotFoundHandler()
 	var keyMu sync.Mutex
 	h.vehicle = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != fleetapi.PublicKeyPath {
-			http.NotFound(rw, r)
-			return
-		}
 		keyMu.Lock()
 		kh := keyHandler
 		keyMu.Unlock()
 		kh.ServeHTTP(rw, r)
 	}))
+	if o.vehicleListen != "" {
+		ln, err := net.Listen("tcp", o.vehicleListen)
+		if err != nil {
+			t.Fatalf("vehicle listener on %s: %v", o.vehicleListen, err)
+		}
+		h.vehicle.Listener.Close()
+		h.vehicle.Listener = ln
+	}
 	// Tests that distrust its certificate make it log handshake errors.
 	h.vehicle.Config.ErrorLog = log.New(io.Discard, "", 0)
 	h.vehicle.StartTLS()
@@ -188,12 +199,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.w = w
 	keyMu.Lock()
-	keyHandler = w.PublicKeyHandler()
+	keyHandler = w.PublicHandler()
 	keyMu.Unlock()
 
 	h.srv = httptest.NewServer(w.Handler())
 	t.Cleanup(h.srv.Close)
-	h.fake.SetRedirectURIs(h.srv.URL + "/callback")
+	h.fake.SetRedirectURIs(testRedirect)
 	h.client = newClient()
 	return h
 }
@@ -318,7 +329,7 @@ func (h *harness) doApp() {
 	h.t.Helper()
 	h.get("/app")
 	h.expectRedirect(h.post("/app", url.Values{
-		"host": {testHost}, "redirect": {h.srv.URL + "/callback"},
+		"host":      {testHost},
 		"client_id": {h.fake.ClientID()}, "client_secret": {h.fake.ClientSecret()},
 	}), "key")
 }
@@ -338,8 +349,17 @@ func (h *harness) doRegister(regions ...string) {
 }
 
 // ownerLogin logs the owner in through the fake's login page and returns
-// the answer to the callback.
+// the answer to the callback, which the vehicle listener serves on the
+// public hostname.
 func (h *harness) ownerLogin() response {
+	h.t.Helper()
+	cb := h.startOwnerLogin()
+	return h.publicGet(cb.Path + "?" + cb.RawQuery)
+}
+
+// startOwnerLogin starts a login and passes Tesla's login page, returning
+// the callback address Tesla sends the browser to.
+func (h *harness) startOwnerLogin() *url.URL {
 	h.t.Helper()
 	r := h.post("/owner", nil)
 	if r.status != http.StatusSeeOther {
@@ -349,15 +369,42 @@ func (h *harness) ownerLogin() response {
 	if err != nil {
 		h.t.Fatalf("fake login page: %v", err)
 	}
-	if !strings.HasPrefix(cb.String(), h.srv.URL+"/callback?") {
+	if !strings.HasPrefix(cb.String(), testRedirect+"?") {
 		h.t.Fatalf("Tesla sent the browser to %s", cb)
 	}
-	return h.get(strings.TrimPrefix(cb.String(), h.srv.URL))
+	return cb
+}
+
+// publicGet requests path from the vehicle listener (the public
+// hostname), as a browser with no cookie of the setup page.
+func (h *harness) publicGet(path string) response {
+	h.t.Helper()
+	resp, err := h.vehicle.Client().Get(h.vehicle.URL + path)
+	if err != nil {
+		h.t.Fatalf("GET %s on the vehicle listener: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(body), header: resp.Header}
+}
+
+// expectLoggedIn checks that the setup page's poll, after a login that
+// came back, sends it to the step next.
+func (h *harness) expectLoggedIn(next string) {
+	h.t.Helper()
+	r := h.getJSON("/owner-status?since=0")
+	if r.status != http.StatusOK || !strings.Contains(r.body, `"done":true`) || !strings.Contains(r.body, `"next":"`+next+`"`) {
+		h.t.Fatalf("owner-status: want done, next %s; got %d %s", next, r.status, r.body)
+	}
 }
 
 func (h *harness) doOwner() {
 	h.t.Helper()
-	h.expectRedirect(h.ownerLogin(), "vehicles")
+	h.expectPage(h.ownerLogin(), http.StatusOK, "Logged in as "+fleetapitest.OwnerName)
+	h.expectLoggedIn("vehicles")
 }
 
 func (h *harness) doVehicles(vins ...string) {

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
@@ -41,12 +42,6 @@ func TestLocalFailuresAre500(t *testing.T) {
 			prepare: func(h *harness) { h.login(); h.doApp(); h.doKey() },
 			broken:  stateFile,
 			act:     func(h *harness) response { return h.post("/register", url.Values{"region": {"na"}}) },
-		},
-		{
-			name:    "saving the owner's token at login",
-			prepare: func(h *harness) { h.login(); h.doApp(); h.doKey(); h.doRegister() },
-			broken:  tokenFile,
-			act:     func(h *harness) response { return h.ownerLogin() },
 		},
 		{
 			name:    "saving the list of vehicles",
@@ -100,6 +95,27 @@ func TestLocalFailuresAre500(t *testing.T) {
 			h.expectPage(tt.act(h), http.StatusInternalServerError,
 				`class="problem"`, tt.broken, "not at Tesla")
 		})
+	}
+}
+
+// TestLocalFailureAtLogin: a token that cannot be saved at login fails
+// the callback with 500; its tab, on the internet, says only that it
+// failed here, and the setup page's poll says what failed.
+func TestLocalFailureAtLogin(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.doApp()
+	h.doKey()
+	h.doRegister()
+	h.breakFile(tokenFile)
+	r := h.ownerLogin()
+	h.expectPage(r, http.StatusInternalServerError, `class="problem"`, "on its own computer")
+	if strings.Contains(r.body, tokenFile) || strings.Contains(r.body, h.dir) {
+		t.Errorf("the public callback page names local files: %s", excerpt(r.body))
+	}
+	poll := h.getJSON("/owner-status?since=0")
+	if !strings.Contains(poll.body, tokenFile) || !strings.Contains(poll.body, "not at Tesla") || strings.Contains(poll.body, `"done":true`) {
+		t.Errorf("the setup page's poll: %s", poll.body)
 	}
 }
 

@@ -243,6 +243,9 @@ type pollAnswer struct {
 	Done  bool       `json:"done"`
 	// Problem is shown above the items (plain words).
 	Problem string `json:"problem,omitempty"`
+	// Next, when set, is the page (relative) the script goes to once
+	// done.
+	Next string `json:"next,omitempty"`
 }
 
 // pollItem sets the text and state (ok, wait, bad) of one element.
@@ -264,23 +267,6 @@ func scheme(r *http.Request, info *reqInfo) string {
 		return "https"
 	}
 	return "http"
-}
-
-// suggestedRedirect is the callback address as the browser reaches this
-// page. Behind a reverse proxy other than Home Assistant's ingress the
-// server cannot know the prefix; the page script corrects the suggestion
-// from the address bar.
-func suggestedRedirect(r *http.Request) string {
-	info := infoOf(r)
-	host := r.Host
-	prefix := ""
-	if info != nil && info.ingress {
-		if h := r.Header.Get("X-Forwarded-Host"); h != "" && !strings.ContainsAny(h, "/\\@ ") {
-			host = h
-		}
-		prefix = info.prefix
-	}
-	return scheme(r, info) + "://" + host + prefix + "/callback"
 }
 
 // jsonText is v as JSON for a data attribute; values here are lists and

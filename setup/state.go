@@ -30,7 +30,11 @@ type state struct {
 	PublicHostname string `json:"public_hostname,omitempty"`
 	ClientID       string `json:"client_id,omitempty"`
 	ClientSecret   string `json:"client_secret,omitempty"`
-	RedirectURL    string `json:"redirect_url,omitempty"`
+	// RedirectURL is the redirect URI earlier versions saved: the setup
+	// page's own …/callback. It is no longer used; it is kept until a
+	// login comes back through the current one, so that the page can say
+	// what to change at Tesla.
+	RedirectURL string `json:"redirect_url,omitempty"`
 	// CredentialsChecked is the client id whose credentials Tesla
 	// accepted (a partner token was issued).
 	CredentialsChecked string `json:"credentials_checked,omitempty"`

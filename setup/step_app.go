@@ -16,14 +16,18 @@ type appData struct {
 	Host, HostFromConfig string
 	Origin               string
 	ExtraOrigin          string // the redirect URI's origin, when another
-	Redirect             string
-	RedirectFromConfig   bool
-	RedirectSuggested    bool // not saved yet: the script may correct it
-	ClientID             string
-	ClientIDFromConfig   bool
-	SecretSet            bool
-	Scopes               []string
-	Checked              bool
+	// Redirect is the redirect URI: on the public hostname unless the
+	// configuration names another.
+	Redirect           string
+	RedirectFromConfig bool
+	// OldRedirect is the setup page's own callback of earlier versions,
+	// to be replaced at Tesla.
+	OldRedirect        string
+	ClientID           string
+	ClientIDFromConfig bool
+	SecretSet          bool
+	Scopes             []string
+	Checked            bool
 }
 
 // fill derives the origins from the host and redirect URI.
@@ -40,45 +44,38 @@ func (d *appData) fill() {
 	}
 }
 
-// appView is the step as it stands; suggested is the redirect URI to
-// offer when none is set.
-func (f *flow) appView(suggested string) *appData {
+// appView is the step as it stands.
+func (f *flow) appView() *appData {
 	d := &appData{
 		HostFromConfig:     f.cfg.PublicHostname,
-		RedirectFromConfig: f.cfg.RedirectURL != "",
+		RedirectFromConfig: f.cfg.RedirectURL != "" && !isLegacyRedirect(f.cfg.RedirectURL),
 		ClientIDFromConfig: f.cfg.ClientID != "",
 		Scopes:             []string{"Profile Information", "Vehicle Information", "Vehicle Location"},
 	}
 	f.store.read(func(st *state) {
 		id, secret := f.credentials(st)
 		d.Host, d.Redirect, d.ClientID = f.host(st), f.redirectURL(st), id
+		d.OldRedirect = f.oldRedirectURL(st)
 		d.SecretSet = secret != ""
 		d.Checked = id != "" && st.CredentialsChecked == id
 	})
-	if d.Redirect == "" {
-		d.Redirect, d.RedirectSuggested = suggested, true
-	}
 	d.fill()
 	return d
 }
 
 // appAnswers are the answers of step 1's form, as typed.
 type appAnswers struct {
-	host, redirect, clientID, clientSecret string
+	host, clientID, clientSecret string
 }
 
 // saveApp keeps the answers (the configuration's values win) and has
 // Tesla check the credentials. It returns the page to show again, with
 // the answers, when that fails.
-func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*appData, error) {
-	d := f.appView(suggested)
+func (f *flow) saveApp(ctx context.Context, a appAnswers) (*appData, error) {
+	d := f.appView()
 	host := strings.ToLower(strings.TrimSpace(a.host))
 	if d.HostFromConfig != "" {
 		host = d.HostFromConfig
-	}
-	redirectURL := strings.TrimSpace(a.redirect)
-	if d.RedirectFromConfig {
-		redirectURL = d.Redirect
 	}
 	id := strings.TrimSpace(a.clientID)
 	secret := strings.TrimSpace(a.clientSecret)
@@ -86,14 +83,14 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 		id = d.ClientID
 	}
 	// Show the answers again, whatever is wrong with them.
-	d.Host, d.Redirect, d.ClientID, d.RedirectSuggested = host, redirectURL, id, false
+	d.Host, d.ClientID = host, id
+	if !d.RedirectFromConfig {
+		d.Redirect = "https://" + host + CallbackPath
+	}
 	d.fill()
 
 	if err := fleetapi.ValidateDomain(host); err != nil {
 		return d, refuse("The public hostname is not usable: %s. Enter the DNS name your cars will connect to, such as telemetry.example.com.", strings.TrimPrefix(err.Error(), "domain: "))
-	}
-	if err := checkRedirectURL(redirectURL); err != nil {
-		return d, refuse("The redirect URI is not usable: %v.", err)
 	}
 	if id == "" {
 		return d, refuse("Enter the client ID of your application (developer.tesla.com → your application → Credentials & APIs).")
@@ -112,9 +109,6 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 		}
 		if d.HostFromConfig == "" {
 			st.PublicHostname = host
-		}
-		if !d.RedirectFromConfig {
-			st.RedirectURL = redirectURL
 		}
 		_, secretNow = f.credentials(st)
 		return nil
@@ -156,13 +150,12 @@ func (s appStep) mount(mux *http.ServeMux) {
 }
 
 func (s appStep) page(rw http.ResponseWriter, r *http.Request) {
-	s.render(rw, r, http.StatusOK, "app", &page{Step: stepApp, Data: s.flow.appView(suggestedRedirect(r))})
+	s.render(rw, r, http.StatusOK, "app", &page{Step: stepApp, Data: s.flow.appView()})
 }
 
 func (s appStep) submit(rw http.ResponseWriter, r *http.Request) {
-	d, err := s.flow.saveApp(r.Context(), suggestedRedirect(r), appAnswers{
+	d, err := s.flow.saveApp(r.Context(), appAnswers{
 		host:         r.PostFormValue("host"),
-		redirect:     r.PostFormValue("redirect"),
 		clientID:     r.PostFormValue("client_id"),
 		clientSecret: r.PostFormValue("client_secret"),
 	})

@@ -1,17 +1,15 @@
 package setup
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"net/http"
-	"net/url"
-
-	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+	"strconv"
 )
 
 // Step 4: the owner logs in on Tesla's page (OAuth authorization code with
-// state and nonce); Tesla sends the browser back to /callback.
+// state and nonce), opened in a new tab: Tesla's page refuses to be framed,
+// and Home Assistant shows this page in a frame. Tesla sends that tab to
+// the callback on the public hostname (step_callback.go); this page polls
+// and moves on when the login completes.
 
 type ownerData struct {
 	LoggedIn    bool
@@ -22,12 +20,25 @@ type ownerData struct {
 	// Unregistered names the owner's region when the application is not
 	// registered there.
 	Unregistered string
+	// Redirect is the redirect URI Tesla sends the browser back to.
+	Redirect string
+	// OldRedirect is the setup page's own callback of earlier versions,
+	// still registered at Tesla: replace it with Redirect.
+	OldRedirect string
+	// Missing says why no login can work yet ("" when one can).
+	Missing string
+	// Since is the latest login outcome the page knows of; its script
+	// waits for a newer one.
+	Since string
 }
 
 func (f *flow) ownerView() *ownerData {
-	d := &ownerData{}
+	d := &ownerData{Since: f.loginSeq()}
 	f.store.read(func(st *state) {
 		d.LoggedIn = f.done(st, stepOwner)
+		d.Redirect = f.redirectURL(st)
+		d.OldRedirect = f.oldRedirectURL(st)
+		d.Missing = f.callbackMissing(st)
 		if o := st.Owner; o != nil {
 			d.GrantGone = o.GrantGone
 			d.Region = o.Region.Name()
@@ -41,80 +52,15 @@ func (f *flow) ownerView() *ownerData {
 	return d
 }
 
-// pendingLogin is a login sent to Tesla's page: the callback must bring
-// back its state, and the id_token its nonce.
-type pendingLogin struct {
-	state, nonce string
-}
-
-// answers reports whether a callback's state is this login's (in
-// constant time). An empty login matches nothing.
-func (l pendingLogin) answers(state string) bool {
-	return l.state != "" && subtle.ConstantTimeCompare([]byte(state), []byte(l.state)) == 1
-}
-
-// startLogin returns a fresh login and the address of Tesla's login page
-// for it.
-func (f *flow) startLogin() (pendingLogin, string, error) {
-	client, err := f.client()
-	if err != nil {
-		return pendingLogin{}, "", unready(err)
-	}
-	l := pendingLogin{state: rand.Text(), nonce: rand.Text()}
-	return l, client.AuthCodeURL(l.state, l.nonce, fleetapi.AuthURLOptions{ShowKeypairStep: true}), nil
-}
-
-// finishLogin completes login l with the callback's query: the state
-// must be l's, the code is exchanged (the id_token's nonce checked, the
-// tokens saved before use), and the owner's region is looked up. It
-// returns that region and whether the application is registered there.
-func (f *flow) finishLogin(ctx context.Context, query url.Values, l pendingLogin) (fleetapi.Region, bool, error) {
-	region, registered, err := f.exchange(ctx, query, l)
-	if err != nil {
-		f.log.Info("setup: owner login failed", "err", err)
-		return "", false, err
-	}
-	f.log.Info("setup: owner logged in", "region", region)
-	return region, registered, nil
-}
-
-func (f *flow) exchange(ctx context.Context, query url.Values, l pendingLogin) (region fleetapi.Region, registered bool, err error) {
-	code, err := fleetapi.ParseCallback(query, l.state)
-	if err != nil {
-		return "", false, &stepError{kind: badRequest, err: err}
-	}
-	client, err := f.client()
-	if err != nil {
-		return "", false, unready(err)
-	}
-	var id string
-	f.store.read(func(st *state) { id, _ = f.credentials(st) })
-	ctx, cancel := context.WithTimeout(ctx, teslaTimeout)
-	defer cancel()
-	owner, err := client.Exchange(ctx, code, l.nonce, f.store.tokens())
-	if err != nil {
-		return "", false, err
-	}
-	if region, err = owner.DiscoverRegion(ctx); err != nil {
-		return "", false, err
-	}
-	f.loggedIn(client, owner)
-	err = f.store.update(func(st *state) error {
-		st.Owner = &ownerLogin{ClientID: id, Region: region, At: f.timing.Now(), Refreshable: owner.Refreshable()}
-		registered = f.registered(st, region)
-		return nil
-	})
-	return region, registered, err
-}
-
-// ownerStep serves step 4: the login, and the callback from Tesla's login
-// page.
+// ownerStep serves step 4: the page, the start of the login (in a new
+// tab), the page's poll, and the setup page's old callback address.
 type ownerStep struct{ *site }
 
 func (s ownerStep) mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /owner", s.page)
 	mux.HandleFunc("POST /owner", s.login)
-	mux.HandleFunc("GET /callback", s.callback)
+	mux.HandleFunc("GET /owner-status", s.status)
+	mux.HandleFunc("GET /callback", s.oldCallback)
 }
 
 func (s ownerStep) page(rw http.ResponseWriter, r *http.Request) {
@@ -124,52 +70,38 @@ func (s ownerStep) page(rw http.ResponseWriter, r *http.Request) {
 	s.render(rw, r, http.StatusOK, "owner", &page{Step: stepOwner, Data: s.flow.ownerView()})
 }
 
-// login starts the login: fresh state and nonce in the session, then off
+// login starts a login and sends the browser (the new tab the form opened)
 // to Tesla's login page.
 func (s ownerStep) login(rw http.ResponseWriter, r *http.Request) {
 	if s.gate(rw, r, stepOwner) {
 		return
 	}
-	l, authURL, err := s.flow.startLogin()
+	authURL, err := s.flow.startLogin()
 	if err != nil {
 		s.render(rw, r, statusOf(err), "owner", &page{Step: stepOwner, Problem: problemOf(err), Data: s.flow.ownerView()})
 		return
 	}
-	s.sessions.update(infoOf(r).sess, func(sess *session) { sess.login = l })
 	rw.Header().Set("Location", authURL)
 	rw.WriteHeader(http.StatusSeeOther)
 }
 
-// callback finishes the session's login. A callback whose state is not
-// the login's is ignored: anyone can send a browser to this address, so
-// it neither ends the login under way nor shows what it says (an
-// error_description chosen by someone else).
-func (s ownerStep) callback(rw http.ResponseWriter, r *http.Request) {
-	query := r.URL.Query()
-	var l pendingLogin
-	// The state and nonce are single use, whatever happens next.
-	s.sessions.update(infoOf(r).sess, func(sess *session) {
-		if sess.login.answers(query.Get("state")) {
-			l, sess.login = sess.login, pendingLogin{}
-		}
-	})
-	if l.state == "" {
-		s.log.Info("setup: ignored a login callback that belongs to no login of this session")
-		err := &stepError{kind: badRequest, err: fleetapi.ErrStateMismatch}
-		s.render(rw, r, statusOf(err), "owner", &page{Step: stepOwner, Problem: problemOf(err), Data: s.flow.ownerView()})
-		return
+// status answers the page's poll: done, with the next step, once a login
+// newer than the page completed.
+func (s ownerStep) status(rw http.ResponseWriter, r *http.Request) {
+	since, _ := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+	answer, o := s.flow.ownerStatus(since)
+	if o.notice != "" {
+		s.flash(r, o.notice)
 	}
-	region, registered, err := s.flow.finishLogin(r.Context(), query, l)
-	if err != nil {
-		s.render(rw, r, statusOf(err), "owner", &page{Step: stepOwner, Problem: problemOf(err), Data: s.flow.ownerView()})
-		return
-	}
-	if !registered {
-		// The owner's data lives where the application is not registered:
-		// every vehicle call would answer 412.
-		s.flash(r, "Your Tesla account lives in "+region.Name()+", where the application is not registered yet. Register there in step 3 too.")
-		redirect(rw, steps[stepRegister].path)
-		return
-	}
-	redirect(rw, steps[stepVehicles].path)
+	writeJSON(rw, http.StatusOK, answer)
+}
+
+// oldCallback is the setup page's own callback address of earlier
+// versions. Tesla no longer sends anyone here (the redirect URI is on the
+// public hostname now), so whatever arrives is not looked at: it ends no
+// login and none of its text is shown. The page says what changed.
+func (s ownerStep) oldCallback(rw http.ResponseWriter, r *http.Request) {
+	d := s.flow.ownerView()
+	err := &stepError{kind: badRequest, text: "Tesla's login no longer comes back to the setup page: it comes back to " + d.Redirect + ", on the vehicle listener. If Tesla's login page says it does not recognise the redirect URI, add that address to your application's Allowed Redirect URI(s) on developer.tesla.com, then log in again."}
+	s.render(rw, r, statusOf(err), "owner", &page{Step: stepOwner, Problem: problemOf(err), Data: d})
 }

@@ -119,9 +119,10 @@ func WithTiming(t Timing) Option {
 // makes the calls to Tesla and builds what the pages show; the site's
 // handlers (one file per step, step_*.go) parse forms and render.
 type Wizard struct {
-	flow *flow
-	site *site
-	seen seenCars
+	flow   *flow
+	site   *site
+	public publicSite
+	seen   seenCars
 }
 
 // New returns the wizard, its state loaded from dataDir/setup. On the first
@@ -185,6 +186,7 @@ func New(cfg Config, dataDir string, deps Deps, logger *slog.Logger, opts ...Opt
 		return nil, fmt.Errorf("setup assets: %w", err)
 	}
 	w.site = s
+	w.public = publicSite{flow: w.flow, limit: newCallbackLimiter(timing.Now)}
 	return w, nil
 }
 
@@ -199,6 +201,15 @@ func (w *Wizard) Handler() http.Handler { return w.site.handler() }
 // pairing. It answers 404 until the key pair exists. The listener must
 // serve it without asking for a client certificate.
 func (w *Wizard) PublicKeyHandler() http.Handler { return publicKey{w.flow.store} }
+
+// PublicHandler serves what the vehicle listener answers for the setup
+// page on the public hostname, without a client certificate: the public
+// key (as PublicKeyHandler) and the owner login's callback, GET
+// /oauth/callback, where Tesla's login page sends the browser back
+// (https://<public hostname>/oauth/callback is the redirect URI to
+// register at Tesla). Every other path answers 404. Mount it on the
+// vehicle listener's mux for both paths (or as its fallback handler).
+func (w *Wizard) PublicHandler() http.Handler { return w.public.handler() }
 
 // RecordSeen notes that ingest accepted a record from vin at time at. It
 // is cheap and never blocks on the page: the verification step shows the

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,13 +32,14 @@ func TestWizardHappyPath(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.login()
 
-	// Step 1 shows what to enter at Tesla, computed from the request.
+	// Step 1 shows what to enter at Tesla: the redirect URI follows the
+	// public hostname.
 	r := h.get("/app")
-	h.expectPage(r, http.StatusOK, "Authorization Code and Machine-to-Machine", h.srv.URL+"/callback", `name="csrf"`)
+	h.expectPage(r, http.StatusOK, "Authorization Code and Machine-to-Machine", "https://&lt;your hostname&gt;/oauth/callback", `name="csrf"`)
 	// A later step is not open yet.
 	h.expectRedirect(h.get("/push"), "app")
 	h.doApp()
-	h.expectPage(h.get("/app"), http.StatusOK, "https://"+testHost, "Tesla accepts these credentials", "stored (hidden)")
+	h.expectPage(h.get("/app"), http.StatusOK, "https://"+testHost, testRedirect, "Tesla accepts these credentials", "stored (hidden)")
 
 	// Step 2: the key does not exist until created; then it is served.
 	h.expectPage(h.get("/key"), http.StatusOK, "Create the key pair")
@@ -221,7 +223,7 @@ func TestStepFailures(t *testing.T) {
 			name:    "wrong client secret",
 			prepare: func(h *harness) { h.login(); h.get("/app") },
 			act: func(h *harness) response {
-				return h.post("/app", url.Values{"host": {testHost}, "redirect": {h.srv.URL + "/callback"},
+				return h.post("/app", url.Values{"host": {testHost},
 					"client_id": {h.fake.ClientID()}, "client_secret": {"wrong"}})
 			},
 			status: http.StatusBadGateway,
@@ -308,7 +310,7 @@ func TestStepFailures(t *testing.T) {
 
 // appForm is step 1's form as a user fills it in.
 func appForm(h *harness) url.Values {
-	return url.Values{"host": {testHost}, "redirect": {h.srv.URL + "/callback"},
+	return url.Values{"host": {testHost},
 		"client_id": {h.fake.ClientID()}, "client_secret": {h.fake.ClientSecret()}}
 }
 
@@ -359,7 +361,8 @@ func TestOwnerInOtherRegion(t *testing.T) {
 	h.doApp()
 	h.doKey()
 	h.doRegister("na")
-	h.expectRedirect(h.ownerLogin(), "register")
+	h.expectPage(h.ownerLogin(), http.StatusOK, "Logged in as")
+	h.expectLoggedIn("register")
 	r := h.get("/register")
 	h.expectPage(r, http.StatusOK, "lives in Europe, Middle East and Africa, where the application is not registered yet")
 	h.doRegister("na", "eu")
@@ -367,48 +370,172 @@ func TestOwnerInOtherRegion(t *testing.T) {
 	h.doVehicles()
 }
 
-// TestCallbackChecks: a callback whose state is not the session's login
-// is ignored: it shows none of its text and leaves the login under way,
-// which the real callback then completes once, not twice.
+// TestCallbackChecks: the callback on the public hostname looks only at
+// an answer whose state is a login under way. Anything else gets a plain
+// error page, shows none of its text and leaves the login under way, which
+// the real callback then completes once, not twice. The setup page's old
+// callback address ends no login either.
 func TestCallbackChecks(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.login()
 	h.doApp()
 	h.doKey()
 	h.doRegister()
-	r := h.post("/owner", nil)
-	cb, err := h.fake.Login(t.Context(), r.location)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cb := h.startOwnerLogin()
 	q := cb.Query()
+	const stray = "belongs to no login this fleet2mqtt started"
 	forged := url.Values{"code": {q.Get("code")}, "state": {"forged"}, "issuer": {q.Get("issuer")}}
-	h.expectPage(h.get("/callback?"+forged.Encode()), http.StatusBadRequest, "does not belong to this browser session")
+	h.expectPage(h.publicGet(CallbackPath+"?"+forged.Encode()), http.StatusBadRequest, stray)
 	const planted = "Call 0800 FAKE now"
 	for _, bad := range []url.Values{
 		{"error": {"login_required"}, "error_description": {planted}, "state": {"forged"}},
 		{"error": {"access_denied"}, "error_description": {planted}},
 	} {
-		r := h.get("/callback?" + bad.Encode())
-		h.expectPage(r, http.StatusBadRequest, "does not belong to this browser session")
+		r := h.publicGet(CallbackPath + "?" + bad.Encode())
+		h.expectPage(r, http.StatusBadRequest, stray)
 		if strings.Contains(r.body, planted) {
 			t.Errorf("a foreign callback's text is on the page: %s", excerpt(r.body))
 		}
+		// The setup page's old address: nothing looked at, nothing shown.
+		r = h.get("/callback?" + bad.Encode())
+		h.expectPage(r, http.StatusBadRequest, "no longer comes back to the setup page", testRedirect)
+		if strings.Contains(r.body, planted) {
+			t.Errorf("a callback's text is on the setup page: %s", excerpt(r.body))
+		}
+	}
+	h.expectPage(h.get("/callback?"+cb.RawQuery), http.StatusBadRequest, "no longer comes back to the setup page")
+	// The public page cannot be framed and loads nothing.
+	r := h.publicGet(CallbackPath + "?" + forged.Encode())
+	if r.header.Get("X-Frame-Options") != "DENY" || !strings.Contains(r.header.Get("Content-Security-Policy"), "default-src 'none'") ||
+		r.header.Get("Referrer-Policy") != "no-referrer" || r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("callback page headers: %v", r.header)
+	}
+	// Nothing has completed a login yet.
+	if p := h.getJSON("/owner-status?since=0"); strings.Contains(p.body, `"done":true`) {
+		t.Fatalf("a stray callback completed the login: %s", p.body)
 	}
 	// The login under way survived them: the real callback completes it.
-	h.expectRedirect(h.get("/callback?"+cb.RawQuery), "vehicles")
+	h.expectPage(h.publicGet(CallbackPath+"?"+cb.RawQuery), http.StatusOK, "Logged in as "+fleetapitest.OwnerName+" ("+fleetapitest.OwnerEmail+")", "you can close this tab")
+	h.expectLoggedIn("vehicles")
 	// It was single use.
-	h.expectPage(h.get("/callback?"+cb.RawQuery), http.StatusBadRequest, "does not belong to this browser session")
-	// A matching callback that reports an error is explained.
+	h.expectPage(h.publicGet(CallbackPath+"?"+cb.RawQuery), http.StatusBadRequest, stray)
+	// A matching callback that reports an error is explained, on its tab
+	// and on the setup page.
 	r = h.post("/owner", nil)
 	loc, err := url.Parse(r.location)
 	if err != nil {
 		t.Fatal(err)
 	}
+	since := h.w.flow.loginSeq()
 	denied := url.Values{"error": {"access_denied"}, "error_description": {"The owner said no"}, "state": {loc.Query().Get("state")}}
-	h.expectPage(h.get("/callback?"+denied.Encode()), http.StatusBadRequest, "Access was not granted on Tesla")
+	h.expectPage(h.publicGet(CallbackPath+"?"+denied.Encode()), http.StatusBadRequest, "Access was not granted on Tesla")
+	if p := h.getJSON("/owner-status?since=" + since); !strings.Contains(p.body, "Access was not granted on Tesla") || strings.Contains(p.body, `"done":true`) {
+		t.Errorf("owner-status after a refused login: %s", p.body)
+	}
 	// A fresh login works.
 	h.doOwner()
+}
+
+// TestPendingLogins: a login waits loginLifetime for its callback, and at
+// most maxPendingLogins wait at once (the owner's newest).
+func TestPendingLogins(t *testing.T) {
+	clk := newClock(0)
+	h := newHarness(t, harnessOptions{now: clk.Now})
+	h.login()
+	h.doApp()
+	h.doKey()
+	h.doRegister()
+	const stray = "belongs to no login this fleet2mqtt started"
+
+	late := h.startOwnerLogin()
+	clk.Add(loginLifetime)
+	h.expectPage(h.publicGet(CallbackPath+"?"+late.RawQuery), http.StatusBadRequest, stray)
+
+	var started []*url.URL
+	for range maxPendingLogins + 1 {
+		started = append(started, h.startOwnerLogin())
+	}
+	h.expectPage(h.publicGet(CallbackPath+"?"+started[0].RawQuery), http.StatusBadRequest, stray)
+	h.expectPage(h.publicGet(CallbackPath+"?"+started[maxPendingLogins].RawQuery), http.StatusOK, "Logged in as")
+	h.expectPage(h.publicGet(CallbackPath+"?"+started[1].RawQuery), http.StatusOK, "Logged in as")
+}
+
+// TestCallbackRateLimit: strangers are limited per address, and all of
+// them together by a ceiling that the owner's own callback passes.
+func TestCallbackRateLimit(t *testing.T) {
+	clk := newClock(0)
+	l := newCallbackLimiter(clk.Now)
+	a := netip.MustParseAddr("192.0.2.1")
+	for i := range callbackAddrBurst {
+		if wait := l.take(a, false); wait != 0 {
+			t.Fatalf("request %d of one address waits %v", i+1, wait)
+		}
+	}
+	if wait := l.take(a, false); wait <= 0 {
+		t.Fatal("an address past its burst is not limited")
+	}
+	if wait := l.take(a, true); wait <= 0 {
+		t.Fatal("a callback under way passes its own address's limit")
+	}
+	clk.Add(time.Duration(1/callbackAddrPerSec) * time.Second)
+	if wait := l.take(a, false); wait != 0 {
+		t.Fatalf("the bucket did not refill: wait %v", wait)
+	}
+	// IPv6 counts by /64.
+	v6a, v6b := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:ffff::9")
+	for range callbackAddrBurst {
+		l.take(v6a, false)
+	}
+	if wait := l.take(v6b, false); wait <= 0 {
+		t.Error("another address of the same /64 is not limited with it")
+	}
+
+	// The global ceiling: many addresses, one request each.
+	g := newCallbackLimiter(clk.Now)
+	for i := range callbackGlobalBurst {
+		if wait := g.take(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), false); wait != 0 {
+			t.Fatalf("request %d under the ceiling waits %v", i+1, wait)
+		}
+	}
+	stranger := netip.MustParseAddr("203.0.113.7")
+	if wait := g.take(stranger, false); wait <= 0 {
+		t.Fatal("past the ceiling, a stranger is not limited")
+	}
+	if wait := g.take(stranger, true); wait != 0 {
+		t.Fatalf("past the ceiling, the owner's callback waits %v", wait)
+	}
+	// Memory stays bounded whatever the number of addresses.
+	for i := range callbackMaxAddrs + 100 {
+		g.take(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), false)
+	}
+	if n := len(g.addrs); n > callbackMaxAddrs {
+		t.Errorf("%d addresses kept, bound %d", n, callbackMaxAddrs)
+	}
+
+	// Through the handler: a flood of stray callbacks from one address
+	// gets 429 with Retry-After.
+	h := newHarness(t, harnessOptions{})
+	var last response
+	for range callbackAddrBurst + 1 {
+		last = h.publicGet(CallbackPath + "?state=x&code=y")
+	}
+	if last.status != http.StatusTooManyRequests || last.header.Get("Retry-After") == "" {
+		t.Errorf("flood: %d, Retry-After %q", last.status, last.header.Get("Retry-After"))
+	}
+}
+
+// TestPublicHandler: the vehicle listener's part of the setup page serves
+// the public key and the callback, nothing else.
+func TestPublicHandler(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	for _, path := range []string{"/", "/app", "/callback", "/oauth/", "/static/app.js", "/login"} {
+		if r := h.publicGet(path); r.status != http.StatusNotFound {
+			t.Errorf("%s on the public hostname: %d", path, r.status)
+		}
+	}
+	if r := h.publicGet(fleetapi.PublicKeyPath); r.status != http.StatusNotFound {
+		t.Errorf("public key before the key exists: %d", r.status)
+	}
 }
 
 // TestKeyCheckFailures: the key check explains what it met.
@@ -632,5 +759,46 @@ func TestPublicKeyHandler(t *testing.T) {
 	info, err := os.Stat(filepath.Join(h.dir, "setup", keyFile))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("private key file: %v %v", info, err)
+	}
+}
+
+// TestOldRedirectURI: an install whose saved redirect URI is the setup
+// page's own (earlier versions) is told the old and the new address to
+// change at Tesla, until a login comes back through the new one.
+func TestOldRedirectURI(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.doApp()
+	h.doKey()
+	h.doRegister()
+	const old = "https://homeassistant.local:8123/api/hassio_ingress/abc/callback"
+	if err := h.w.flow.store.update(func(st *state) error { st.RedirectURL = old; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h.expectPage(h.get("/app"), http.StatusOK, `id="old-redirect"`, old, testRedirect)
+	h.expectPage(h.get("/owner"), http.StatusOK, `id="old-redirect"`, old, testRedirect)
+	h.doOwner()
+	if r := h.get("/app"); strings.Contains(r.body, "old-redirect") {
+		t.Errorf("the old redirect URI is still shown after a login through the new one: %s", excerpt(r.body))
+	}
+}
+
+// TestLoginNeedsPublicHostname: without a public hostname the owner step
+// says what is missing and offers no login that cannot come back.
+func TestLoginNeedsPublicHostname(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	var missing string
+	h.w.flow.store.read(func(st *state) { missing = h.w.flow.callbackMissing(st) })
+	if !strings.Contains(missing, "no public hostname yet") {
+		t.Errorf("missing: %q", missing)
+	}
+	if _, err := h.w.flow.startLogin(); err == nil || statusOf(err) != http.StatusConflict {
+		t.Errorf("a login started without a hostname: %v", err)
+	}
+	h.login()
+	h.doApp()
+	h.w.flow.store.read(func(st *state) { missing = h.w.flow.callbackMissing(st) })
+	if !strings.Contains(missing, "Run the key check in step 2") {
+		t.Errorf("missing before the key check: %q", missing)
 	}
 }

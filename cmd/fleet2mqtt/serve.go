@@ -236,7 +236,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	fallback := http.NewServeMux()
-	fallback.Handle(fleetapi.PublicKeyPath, a.wizard.PublicKeyHandler())
+	public := a.wizard.PublicHandler() // the public key and the owner login's callback
+	fallback.Handle(fleetapi.PublicKeyPath, public)
+	fallback.Handle(setup.CallbackPath, public)
 	a.vehicle, err = ingest.New(cfg.Vehicle.Config, tc, a.recordPath(),
 		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
 	if err != nil {

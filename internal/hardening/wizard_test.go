@@ -93,12 +93,12 @@ func newWizardRig(t *testing.T, ts *tesla, dir, password string) *wizardRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := w.PublicKeyHandler()
+	h := w.PublicHandler()
 	ts.key.Store(&h)
 	rig := &wizardRig{t: t, ts: ts, w: w, dir: dir, password: password, out: out}
 	rig.page = httptest.NewServer(w.Handler())
 	t.Cleanup(rig.page.Close)
-	ts.fake.SetRedirectURIs(rig.page.URL + "/callback")
+	ts.fake.SetRedirectURIs("https://" + wizardHost + setup.CallbackPath)
 	rig.b = newBrowser(t, rig.page.URL, "")
 	return rig
 }
@@ -120,7 +120,7 @@ func (rig *wizardRig) walk() {
 		rig.t.Fatalf("login: %d", code)
 	}
 	b.do("GET", "/app", nil, nil)
-	code, loc, _ := b.do("POST", "/app", url.Values{"csrf": {b.csrf}, "host": {wizardHost}, "redirect": {rig.page.URL + "/callback"},
+	code, loc, _ := b.do("POST", "/app", url.Values{"csrf": {b.csrf}, "host": {wizardHost},
 		"client_id": {rig.ts.fake.ClientID()}, "client_secret": {rig.ts.fake.ClientSecret()}}, nil)
 	rig.expect("application", code, loc, http.StatusSeeOther, "key")
 	code, loc, _ = b.do("POST", "/key", url.Values{"csrf": {b.csrf}, "action": {"create"}}, nil)
@@ -139,8 +139,15 @@ func (rig *wizardRig) walk() {
 	if err != nil {
 		rig.t.Fatal(err)
 	}
-	code, loc, _ = b.do("GET", strings.TrimPrefix(cb.String(), rig.page.URL), nil, nil)
-	rig.expect("callback", code, loc, http.StatusSeeOther, "vehicles")
+	// Tesla sends the browser to the public hostname: the vehicle listener.
+	resp, err := rig.ts.vehicle.Client().Get(rig.ts.vehicle.URL + cb.Path + "?" + cb.RawQuery)
+	if err != nil {
+		rig.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		rig.t.Fatalf("callback: %d", resp.StatusCode)
+	}
 	b.do("GET", "/vehicles", nil, nil)
 	code, loc, _ = b.do("POST", "/vehicles", url.Values{"csrf": {b.csrf}, "vin": {wizardVIN}}, nil)
 	rig.expect("vehicles", code, loc, http.StatusSeeOther, "pairing")

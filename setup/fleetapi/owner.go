@@ -120,6 +120,20 @@ func (o *Owner) DiscoverRegion(ctx context.Context) (Region, error) {
 	return r, nil
 }
 
+// Profile is who the owner is, as Tesla's account summary says.
+type Profile struct {
+	Email    string `json:"email"`
+	FullName string `json:"full_name"`
+}
+
+// Me asks Tesla for a summary of the owner's account (GET /api/1/users/me,
+// scope user_data): their email and name.
+func (o *Owner) Me(ctx context.Context) (Profile, error) {
+	var p Profile
+	err := o.call(ctx, call{method: http.MethodGet, path: "/api/1/users/me", out: &p})
+	return p, err
+}
+
 // vehiclesPerPage is the page size asked of GET /api/1/vehicles (Tesla's
 // default and maximum).
 const vehiclesPerPage = 100

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"html/template"
 	"mime"
 	"net/http"
 	"net/url"
@@ -22,41 +23,88 @@ var knownScopes = []string{
 
 func (s *Server) authMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /oauth2/v3/authorize", s.handleAuthorize)
+	mux.HandleFunc("GET /oauth2/v3/authorize", s.handleLoginPage)
+	mux.HandleFunc("POST /oauth2/v3/authorize", s.handleAuthorize)
 	mux.HandleFunc("POST /oauth2/v3/token", s.handleToken)
 	return mux
 }
 
-// handleAuthorize is Tesla's login page, reduced to its outcome: the owner
-// logs in and consents at once, and the browser is sent back to the
-// redirect URI with a code (or with error=access_denied after DenyLogin).
-func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	allowed := []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
-		"prompt_missing_scopes", "show_keypair_step", "locale", "prompt"}
+// authorizeParams are the parameters Tesla's login page accepts.
+var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+	"prompt_missing_scopes", "show_keypair_step", "locale", "prompt"}
+
+// checkClientAndRedirect answers with an error page, as Tesla shows, when
+// the request has unknown or repeated parameters, or an unknown client or
+// redirect URI: there is nowhere safe to send the browser then. It returns
+// the redirect URI and whether the owner was asked to decline.
+func (s *Server) checkClientAndRedirect(w http.ResponseWriter, q url.Values) (redirect string, deny, ok bool) {
 	for k, vs := range q {
-		if !slices.Contains(allowed, k) {
+		if !slices.Contains(authorizeParams, k) {
 			http.Error(w, "unknown parameter "+k, http.StatusBadRequest)
-			return
+			return "", false, false
 		}
 		if len(vs) != 1 {
 			http.Error(w, "repeated parameter "+k, http.StatusBadRequest)
-			return
+			return "", false, false
 		}
 	}
-	// Without a known client and redirect URI there is nowhere safe to
-	// send the browser: an error page, as Tesla shows.
 	if q.Get("client_id") != s.opts.ClientID {
 		http.Error(w, "unknown client_id", http.StatusBadRequest)
-		return
+		return "", false, false
 	}
-	redirect := q.Get("redirect_uri")
+	redirect = q.Get("redirect_uri")
 	s.mu.Lock()
 	known := slices.Contains(s.redirects, redirect)
-	deny := s.denyLogin
+	deny = s.denyLogin
 	s.mu.Unlock()
 	if !known {
 		http.Error(w, "We don't recognize this redirect_uri", http.StatusBadRequest)
+		return "", false, false
+	}
+	return redirect, deny, true
+}
+
+// loginPage is the fake's login and consent page: one button that posts
+// the login's parameters back.
+var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Tesla account (fake)</title></head>
+<body><main>
+<h1>Sign in to your Tesla account</h1>
+<p>This application asks to see your vehicles' information and location.</p>
+<form method="post" action="authorize">
+{{range $k, $v := .}}<input type="hidden" name="{{$k}}" value="{{index $v 0}}">
+{{end}}<button type="submit" id="allow">Sign in and allow</button>
+</form>
+</main></body></html>
+`))
+
+// handleLoginPage is Tesla's login page as a browser sees it. Like Tesla's,
+// it refuses to be shown inside a frame (X-Frame-Options: DENY and the
+// frame-ancestors directive).
+func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+	q := r.URL.Query()
+	if _, _, ok := s.checkClientAndRedirect(w, q); !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	loginPage.Execute(w, q)
+}
+
+// handleAuthorize is the login page's form, reduced to its outcome: the
+// owner logs in and consents at once, and the browser is sent back to the
+// redirect URI with a code (or with error=access_denied after DenyLogin).
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Frame-Options", "DENY")
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	q := r.PostForm
+	redirect, deny, ok := s.checkClientAndRedirect(w, q)
+	if !ok {
 		return
 	}
 	back := func(params url.Values) {
@@ -108,16 +156,36 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	back(url.Values{"code": {code}, "state": {state}, "issuer": {s.Issuer()}})
 }
 
-// Login plays the owner's browser on the login page: it requests authURL
-// (from fleetapi.Client.AuthCodeURL) and returns the callback URL the page
-// redirects to, with its code and state, without following it.
+// Login plays the owner's browser on the login page: it opens authURL
+// (from fleetapi.Client.AuthCodeURL), submits the page's form, and returns
+// the callback URL the page redirects to, with its code and state, without
+// following it.
 func (s *Server) Login(ctx context.Context, authURL string) (*url.URL, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	u, err := url.Parse(authURL)
 	if err != nil {
 		return nil, err
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("login page answered %s", resp.Status)
+	}
+	form := u.Query()
+	u.RawQuery = ""
+	req, err = http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = client.Do(req)
 	if err != nil {
 		return nil, err
 	}

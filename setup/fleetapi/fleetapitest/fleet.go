@@ -43,6 +43,15 @@ func (s *Server) fleetMux(region fleetapi.Region) http.Handler {
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, userRegionAnswer(string(home), s.regions[home].URL))
 	})
+	mux.HandleFunc("GET /api/1/users/me", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := s.bearer(w, r, region, ownerToken); !ok || !noQuery(w, r) {
+			return
+		}
+		writeJSON(w, http.StatusOK, envelope(map[string]any{
+			"email": OwnerEmail, "full_name": OwnerName,
+			"profile_image_url": "", "vault_uuid": "b5c443af-a286-49eb-a4ad-35a97963155d",
+		}))
+	})
 	mux.HandleFunc("GET /api/1/vehicles", owner(s.handleVehicles))
 	mux.HandleFunc("POST /api/1/vehicles/fleet_status", owner(s.handleFleetStatus))
 	mux.HandleFunc("POST /api/1/vehicles/fleet_telemetry_config_jws", owner(s.handlePushJWS))

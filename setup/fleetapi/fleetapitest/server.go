@@ -54,6 +54,10 @@ type Options struct {
 const (
 	DefaultClientID     = "fake-client-id"
 	DefaultClientSecret = "fake-client-secret"
+	// OwnerEmail and OwnerName are the fake owner's account summary
+	// (GET /api/1/users/me).
+	OwnerEmail = "owner@example.com"
+	OwnerName  = "Alex Owner"
 	// TokenLifetime is the expires_in of every access token, as Tesla's.
 	TokenLifetime = 8 * time.Hour
 	// codeLifetime bounds how long an authorization code is accepted.

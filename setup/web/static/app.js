@@ -6,32 +6,18 @@
   const pollMS = parseInt(document.body.dataset.pollMs, 10) || 3000;
   const maxPolls = Math.ceil(30 * 60 * 1000 / pollMS); // stop after 30 minutes
 
-  // Step 1: the values to enter at Tesla follow the inputs.
+  // Step 1: the values to enter at Tesla follow the hostname as typed.
   const host = document.getElementById('host');
   const origin = document.getElementById('origin');
-  const extra = document.getElementById('extra-origin');
-  const redirect = document.getElementById('redirect');
   const redirectOut = document.getElementById('redirect-uri');
-  if (redirect && redirect.hasAttribute('data-suggest')) {
-    // The address bar knows the path prefix a reverse proxy may add.
-    redirect.value = new URL('callback', location.href).href;
-  }
-  const refreshApp = () => {
-    const o = host ? 'https://' + (host.value.trim().toLowerCase() || '<your hostname>') : (origin ? origin.textContent : '');
-    if (origin && host && !host.disabled) origin.textContent = o;
-    if (redirect && redirectOut) {
-      redirectOut.textContent = redirect.value;
-      if (extra) {
-        let ro = '';
-        try { ro = new URL(redirect.value).origin; } catch (e) { /* not a URL yet */ }
-        extra.textContent = ro;
-        extra.hidden = !ro || ro === o;
-      }
-    }
-  };
-  if (redirect || host) {
+  if (host && !host.disabled) {
+    const refreshApp = () => {
+      const o = 'https://' + (host.value.trim().toLowerCase() || '<your hostname>');
+      if (origin) origin.textContent = o;
+      if (redirectOut && redirectOut.hasAttribute('data-follow-host')) redirectOut.textContent = o + '/oauth/callback';
+    };
     refreshApp();
-    [host, redirect].forEach((el) => el && el.addEventListener('input', refreshApp));
+    host.addEventListener('input', refreshApp);
   }
 
   // Pages that wait for something poll a status address.
@@ -55,6 +41,7 @@
           });
           if (problem) { problem.textContent = a.problem || ''; problem.hidden = !a.problem; }
           toggleDone(a.done);
+          if (a.done && a.next) { location.href = new URL(a.next, location.href).href; return; }
           if (!a.done) setTimeout(tick, pollMS);
         })
         .catch((e) => {
