@@ -28,8 +28,8 @@ type appData struct {
 
 // fill derives the origins from the host and redirect URI.
 func (d *appData) fill() {
-	if d.Host != "" {
-		d.Origin = "https://" + d.Host
+	if h := bareHost(d.Host); h != "" {
+		d.Origin = "https://" + h
 	}
 	if i := strings.Index(d.Redirect, "://"); i > 0 {
 		if j := strings.IndexByte(d.Redirect[i+3:], '/'); j >= 0 {
@@ -72,14 +72,18 @@ type appAnswers struct {
 // the answers, when that fails.
 func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*appData, error) {
 	d := f.appView(suggested)
-	host := strings.ToLower(strings.TrimSpace(a.host))
+	host, hostErr := normalizeHost(a.host, f.cfg.Port)
+	if hostErr != nil {
+		host = strings.TrimSpace(a.host) // shown again as typed
+	}
 	if d.HostFromConfig != "" {
-		host = d.HostFromConfig
+		host, hostErr = d.HostFromConfig, nil
 	}
 	redirectURL := strings.TrimSpace(a.redirect)
 	if d.RedirectFromConfig {
 		redirectURL = d.Redirect
 	}
+	redirectErr := checkRedirectURL(redirectURL)
 	id := strings.TrimSpace(a.clientID)
 	secret := strings.TrimSpace(a.clientSecret)
 	if d.ClientIDFromConfig {
@@ -89,19 +93,12 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 	d.Host, d.Redirect, d.ClientID, d.RedirectSuggested = host, redirectURL, id, false
 	d.fill()
 
-	if err := fleetapi.ValidateDomain(host); err != nil {
-		return d, refuse("The public hostname is not usable: %s. Enter the DNS name your cars will connect to, such as telemetry.example.com.", strings.TrimPrefix(err.Error(), "domain: "))
-	}
-	if err := checkRedirectURL(redirectURL); err != nil {
-		return d, refuse("The redirect URI is not usable: %v.", err)
-	}
-	if id == "" {
-		return d, refuse("Enter the client ID of your application (developer.tesla.com → your application → Credentials & APIs).")
-	}
-
+	// Keep every usable answer, the secret above all, even when another
+	// one is refused: a homeowner who fixes the hostname must not have to
+	// fetch the secret from developer.tesla.com again.
 	var secretNow string
 	err := f.store.update(func(st *state) error {
-		if !d.ClientIDFromConfig {
+		if !d.ClientIDFromConfig && id != "" {
 			if id != st.ClientID {
 				st.CredentialsChecked = ""
 			}
@@ -110,10 +107,10 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 				st.ClientSecret = secret
 			}
 		}
-		if d.HostFromConfig == "" {
+		if d.HostFromConfig == "" && hostErr == nil {
 			st.PublicHostname = host
 		}
-		if !d.RedirectFromConfig {
+		if !d.RedirectFromConfig && redirectErr == nil {
 			st.RedirectURL = redirectURL
 		}
 		_, secretNow = f.credentials(st)
@@ -122,10 +119,24 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 	if err != nil {
 		return d, err
 	}
-	if secretNow == "" {
+	d.SecretSet = secretNow != "" && id != ""
+
+	kept := ""
+	if d.SecretSet && !d.ClientIDFromConfig {
+		kept = " The client secret is kept: leave its field empty."
+	} else if secret != "" {
+		kept = " Enter the client secret again as well."
+	}
+	switch {
+	case hostErr != nil:
+		return d, refuse("The public hostname cannot be used: %v.%s", hostErr, kept)
+	case redirectErr != nil:
+		return d, refuse("The redirect URI is not usable: %v.%s", redirectErr, kept)
+	case id == "":
+		return d, refuse("Enter the client ID of your application (developer.tesla.com → your application → Credentials & APIs).%s", kept)
+	case secretNow == "":
 		return d, refuse("Enter the client secret of your application as well.")
 	}
-	d.SecretSet = true
 
 	// Tesla must accept the credentials: ask for a partner token.
 	ctx, cancel := context.WithTimeout(ctx, teslaTimeout)
@@ -137,7 +148,7 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 		_, err = client.PartnerToken(ctx, region)
 	}
 	if err != nil {
-		f.log.Info("setup: tesla refused the application's credentials", "err", err)
+		f.log.Info("setup: "+teslaFailure(err, "check the application's credentials", "tesla refused the application's credentials"), "err", err)
 		return d, err
 	}
 	err = f.store.update(func(st *state) error {

@@ -16,8 +16,11 @@
     // The address bar knows the path prefix a reverse proxy may add.
     redirect.value = new URL('callback', location.href).href;
   }
+  // The name alone, as the server keeps it: no scheme, path, port or
+  // trailing dot (the server refuses what it cannot use, with a reason).
+  const bareHost = (v) => v.trim().toLowerCase().replace(/^[a-z]+:\/\//, '').replace(/[/?#].*$/, '').replace(/:\d*$/, '').replace(/\.$/, '');
   const refreshApp = () => {
-    const o = host ? 'https://' + (host.value.trim().toLowerCase() || '<your hostname>') : (origin ? origin.textContent : '');
+    const o = host ? 'https://' + (bareHost(host.value) || '<your hostname>') : (origin ? origin.textContent : '');
     if (origin && host && !host.disabled) origin.textContent = o;
     if (redirect && redirectOut) {
       redirectOut.textContent = redirect.value;

@@ -1,0 +1,129 @@
+package setup
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+)
+
+func TestNormalizeHost(t *testing.T) {
+	ok := []struct{ in, want string }{
+		{"telemetry.example.com", "telemetry.example.com"},
+		{"  Telemetry.Example.COM ", "telemetry.example.com"},
+		{"https://telemetry.example.com/", "telemetry.example.com"},
+		{"HTTPS://Telemetry.Example.com:443/", "telemetry.example.com"},
+		{"http://telemetry.example.com", "telemetry.example.com"},
+		{"telemetry.example.com/", "telemetry.example.com"},
+		{"telemetry.example.com.", "telemetry.example.com"},
+		{"telemetry.example.com:443", "telemetry.example.com"},
+	}
+	for _, c := range ok {
+		got, err := normalizeHost(c.in, 443)
+		if err != nil || got != c.want {
+			t.Errorf("normalizeHost(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	bad := []struct{ in, want string }{
+		{"https://host.example.com:8443/", "port 8443 cannot be used: cars and Tesla always connect on port 443, so enter the name alone (host.example.com)"},
+		{"host.example.com:8443", "port 8443 cannot be used"},
+		{"https://host.example.com/callback", "is more than a name: enter the name alone, such as host.example.com"},
+		{"ftp://host.example.com", "is not a web address"},
+		{"localhost", "not a public DNS name"},
+		{"", "enter the DNS name"},
+		{"192.0.2.1", "IP address"},
+	}
+	for _, c := range bad {
+		_, err := normalizeHost(c.in, 443)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("normalizeHost(%q) error %v; want one containing %q", c.in, err, c.want)
+		}
+	}
+	// The port the cars are told to dial is accepted too.
+	if got, err := normalizeHost("host.example.com:8443", 8443); err != nil || got != "host.example.com" {
+		t.Errorf("with setup.port 8443: %q, %v", got, err)
+	}
+	if _, err := normalizeHost("host.example.com:9000", 8443); err == nil || !strings.Contains(err.Error(), "the cars dial port 8443 (setup.port)") {
+		t.Errorf("with setup.port 8443, port 9000: %v", err)
+	}
+}
+
+// TestAppStepNormalizesPastedHost: what people paste is kept as the bare
+// name, and the boxes to copy never show a doubled scheme.
+func TestAppStepNormalizesPastedHost(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.get("/app")
+	h.expectRedirect(h.post("/app", url.Values{
+		"host": {"HTTPS://Telemetry.Example.com:443/"}, "redirect": {h.srv.URL + "/callback"},
+		"client_id": {h.fake.ClientID()}, "client_secret": {h.fake.ClientSecret()},
+	}), "key")
+	r := h.get("/app")
+	h.expectPage(r, http.StatusOK, `value="telemetry.example.com"`, `<code id="origin" class="copy">https://telemetry.example.com</code>`)
+}
+
+// TestAppStepRefusedFormKeepsSecret: a refused hostname says why in one
+// sentence, keeps the secret typed with it, and shows no doubled scheme.
+func TestAppStepRefusedFormKeepsSecret(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.get("/app")
+	r := h.post("/app", url.Values{
+		"host": {"https://telemetry.example.com:8443/"}, "redirect": {h.srv.URL + "/callback"},
+		"client_id": {h.fake.ClientID()}, "client_secret": {h.fake.ClientSecret()},
+	})
+	h.expectPage(r, http.StatusUnprocessableEntity,
+		"port 8443 cannot be used: cars and Tesla always connect on port 443",
+		"The client secret is kept: leave its field empty.",
+		"stored (hidden): leave empty to keep it",
+		`<code id="origin" class="copy">https://telemetry.example.com</code>`)
+	if strings.Contains(r.body, "https://https://") {
+		t.Error("the page shows a doubled scheme")
+	}
+	// The corrected hostname alone, the secret left empty, completes the
+	// step.
+	h.expectRedirect(h.post("/app", url.Values{
+		"host": {"telemetry.example.com"}, "redirect": {h.srv.URL + "/callback"},
+		"client_id": {h.fake.ClientID()}, "client_secret": {""},
+	}), "key")
+}
+
+// TestCredentialCheckLogsWhatHappened: Tesla out of reach is logged as
+// such, not as Tesla refusing the credentials; a wrong secret is.
+func TestCredentialCheckLogsWhatHappened(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.get("/app")
+	r := h.post("/app", url.Values{"host": {testHost}, "redirect": {h.srv.URL + "/callback"},
+		"client_id": {h.fake.ClientID()}, "client_secret": {"wrong"}})
+	h.expectPage(r, http.StatusBadGateway)
+	if !strings.Contains(h.logs.String(), "tesla refused the application's credentials") {
+		t.Errorf("a wrong secret is not logged as refused:\n%s", h.logs)
+	}
+
+	// A Tesla nobody answers: a loopback port with no listener.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	logs := &syncBuffer{}
+	w, err := New(Config{Password: testPassword, PublicHostname: testHost, ClientID: "id", ClientSecret: "secret", RedirectURL: "https://" + testHost + "/callback"},
+		t.TempDir(), Deps{TeslaEndpoints: fleetapi.Endpoints{AuthorizeURL: dead + "/authorize", TokenURL: dead + "/token",
+			APIBase: map[fleetapi.Region]string{fleetapi.RegionNA: dead, fleetapi.RegionEU: dead, fleetapi.RegionCN: dead}}, PasswordOut: &syncBuffer{}},
+		slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.flow.saveApp(t.Context(), "", appAnswers{}); err == nil {
+		t.Fatal("the check passed against a Tesla that does not answer")
+	}
+	if s := logs.String(); strings.Contains(s, "tesla refused") || !strings.Contains(s, "could not reach tesla (DNS or connection failure) to check the application's credentials") {
+		t.Errorf("a connection failure is logged as:\n%s", s)
+	}
+}
