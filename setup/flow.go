@@ -3,10 +3,10 @@ package setup
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
