@@ -84,7 +84,7 @@ func (p publicKey) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // pageNames are the templates under web/, each rendered inside
 // web/layout.html.
-var pageNames = []string{"login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify"}
+var pageNames = []string{"notfound", "login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := make(map[string]*template.Template, len(pageNames))
@@ -120,7 +120,10 @@ type page struct {
 	Authed bool
 	// Password is false behind trusted ingress (no logout button).
 	Password bool
-	Data     any
+	// Root leads from the page's address to the setup's top level
+	// ("../../" on a deep path that does not exist); "" on every page.
+	Root string
+	Data any
 }
 
 // problem is an error as the page shows it.
