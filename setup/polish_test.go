@@ -5,6 +5,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"sync"
+	"time"
 	"strings"
 	"testing"
 
@@ -125,5 +128,54 @@ func TestCredentialCheckLogsWhatHappened(t *testing.T) {
 	}
 	if s := logs.String(); strings.Contains(s, "tesla refused") || !strings.Contains(s, "could not reach tesla (DNS or connection failure) to check the application's credentials") {
 		t.Errorf("a connection failure is logged as:\n%s", s)
+	}
+}
+
+// TestVerifyHomeAssistant: the last page says whether Home Assistant is
+// connected to the broker, what to do when it is not, and that it cannot
+// tell when nobody told it; times carry the date and the time zone.
+func TestVerifyHomeAssistant(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	var (
+		mu   sync.Mutex
+		at   time.Time
+		seen bool
+	)
+	h.w.flow.deps.HomeAssistantSeen = func() (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return at, seen
+	}
+	h.throughPairing()
+	h.doFields(nil)
+	h.doPush()
+	h.expectPage(h.get("/verify"), http.StatusOK, "Home Assistant has not connected to this MQTT broker yet", "add the MQTT integration")
+	mu.Lock()
+	at, seen = time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC), true
+	mu.Unlock()
+	r := h.getJSON("/verify-status")
+	if !strings.Contains(r.body, `"id":"home-assistant","text":"Home Assistant is connected to this MQTT broker: it said it was online at `) ||
+		!strings.Contains(r.body, " on 1 Mar 2026") {
+		t.Errorf("the page script is not told Home Assistant is connected: %s", r.body)
+	}
+	h.w.RecordSeen(testVIN, time.Date(2026, 3, 1, 12, 31, 5, 0, time.UTC))
+	r = h.getJSON("/verify-status")
+	zone := regexp.MustCompile(`First record arrived at \d\d:\d\d:\d\d (UTC[+-]\d\d:\d\d|[A-Z]{2,5}) on 1 Mar 2026`)
+	if !zone.MatchString(r.body) {
+		t.Errorf("the first record's time lacks date or zone: %s", r.body)
+	}
+
+	h.w.flow.deps.HomeAssistantSeen = nil
+	h.expectPage(h.get("/verify"), http.StatusOK, "fleet2mqtt cannot tell from here whether Home Assistant is connected")
+}
+
+func TestTeslaStamp(t *testing.T) {
+	for _, in := range []string{"2026-03-01T12:00:00Z", "1772366400", "1772366400000"} {
+		if got := teslaStamp(in); !strings.Contains(got, "1 Mar 2026") {
+			t.Errorf("teslaStamp(%q) = %q", in, got)
+		}
+	}
+	if got := teslaStamp("yesterday"); got != "yesterday" {
+		t.Errorf("an unreadable time became %q", got)
 	}
 }

@@ -50,6 +50,14 @@ type Deps struct {
 	// OnVehicleName, when set, is told each car's display name from the
 	// owner's vehicle list. It must not block.
 	OnVehicleName func(vin, name string)
+	// HomeAssistantSeen, when set, reports whether Home Assistant is
+	// connected to the MQTT broker fleet2mqtt publishes to: ok with the
+	// time of Home Assistant's latest "online" on its status topic
+	// (homeassistant/status, its birth message), false when none came
+	// since fleet2mqtt started or the latest said "offline". The last
+	// page of the setup says so and, when not, what to do. nil: unknown,
+	// and the page says it cannot tell. It must not block.
+	HomeAssistantSeen func() (at time.Time, ok bool)
 }
 
 // Timing is the wizard's clock and how often it polls. Production leaves
