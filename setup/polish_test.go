@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"sync"
-	"time"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
