@@ -179,3 +179,59 @@ func TestTeslaStamp(t *testing.T) {
 		t.Errorf("an unreadable time became %q", got)
 	}
 }
+
+// TestFieldPickerReadable: every signal shows Home Assistant's entity name
+// and the catalog's description, the chosen preset is marked, and the
+// resend interval goes into the pushed config.
+func TestFieldPickerReadable(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.throughPairing()
+	r := h.get("/fields")
+	h.expectPage(r, http.StatusOK,
+		"<b>BMS full charge complete</b>", "Battery management reports the pack as fully charged.",
+		`<code class="field-name">BmsFullchargecomplete</code>`,
+		`class="secondary preset active" aria-pressed="true" data-preset="essentials"`,
+		`id="signal-search"`, `class="sticky-bar"`)
+	if strings.Contains(r.body, "<b>BmsFullchargecomplete</b>") {
+		t.Error("a signal is shown by its protocol name")
+	}
+	// Too short a resend is refused with the reason; a good one is kept
+	// and pushed.
+	form := url.Values{"interval": {"60"}, "resend": {"30"}, "field": {"Soc", "Gear"}}
+	h.expectPage(h.post("/fields", form), http.StatusUnprocessableEntity, "more often than the interval (60 s)")
+	form.Set("resend", "3600")
+	h.expectRedirect(h.post("/fields", form), "push")
+	r = h.get("/fields")
+	h.expectPage(r, http.StatusOK, `id="resend" name="resend" type="number" min="1" max="86400" value="3600"`)
+	if strings.Contains(r.body, `preset active`) {
+		t.Error("a preset is marked for a selection that is none of them")
+	}
+	h.doPush()
+	if raw := string(h.fake.PushedConfig(testVIN)); strings.Count(raw, `"resend_interval_seconds":3600`) != 2 {
+		t.Errorf("pushed config lacks the resend interval: %s", raw)
+	}
+}
+
+// TestDeepLinksAndNotFound: the login callback opened before its step is
+// sent to the first open step; an unknown path gets a page with a way
+// back, from any depth.
+func TestDeepLinksAndNotFound(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.login()
+	h.expectRedirect(h.get("/callback?code=x&state=y"), "app")
+	h.expectPage(h.get("/app"), http.StatusOK, "Finish “Your Tesla developer application” first")
+	r := h.getJSON("/verify-status")
+	if r.status != http.StatusConflict || !strings.Contains(r.body, `"problem":"Finish`) {
+		t.Errorf("a script asking a locked step: %d %s", r.status, r.body)
+	}
+	for path, back := range map[string]string{"/nothing": `href="./"`, "/a/b/c": `href="../../"`} {
+		r := h.get(path)
+		h.expectPage(r, http.StatusNotFound, "This page does not exist", "Back to the setup", back)
+		if !strings.Contains(r.body, strings.TrimSuffix(strings.TrimPrefix(back, `href="`), `"`)+"static/style.css") {
+			t.Errorf("%s: the stylesheet is not reached from there", path)
+		}
+	}
+	if r := h.post("/verify", nil); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("POST /verify: %d, want 405", r.status)
+	}
+}

@@ -158,8 +158,7 @@ func (f *flow) progress(current int) []progressItem {
 // themselves, such as the login callback a browser may be sent to at any
 // time: access gates them (gate) before they run.
 var routeSteps = map[string]int{
-	"GET /callback":  stepOwner,
-	"POST /estimate": stepFields,
+	"GET /callback": stepOwner,
 }
 
 // gate sends the browser back to the first unfinished step when step i
