@@ -291,15 +291,15 @@ func thousands(n int64) string {
 
 // fieldsData is the field picker page.
 type fieldsData struct {
-	Interval  int
-	Resend    string // as shown in the input; "" for never
+	Interval int
+	Resend   string // as shown in the input; "" for never
 	// EstimateNote says what the estimate's bound means.
 	EstimateNote string
-	Presets   []presetView
-	Groups    []fieldGroup
-	Estimate  estimate
-	Cars      int
-	DeltaNote string
+	Presets      []presetView
+	Groups       []fieldGroup
+	Estimate     estimate
+	Cars         int
+	DeltaNote    string
 }
 
 type presetView struct {
@@ -321,9 +321,9 @@ type fieldView struct {
 	// Name is the protocol name (the MQTT topic's last part), Label the
 	// entity name Home Assistant shows (discovery.EntityName).
 	Name, Label, Description, Unit string
-	Checked                 bool
-	Delta                   bool   // takes a minimum delta
-	DeltaValue              string // as shown in the input
+	Checked                        bool
+	Delta                          bool   // takes a minimum delta
+	DeltaValue                     string // as shown in the input
 }
 
 // fieldsView lays out the picker for sel.
