@@ -46,6 +46,13 @@ func chromiumPath(t *testing.T) string {
 // newBrowser starts a headless Chromium with a phone-sized viewport.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	return newBrowserSized(t, 390, 844, true)
+}
+
+// newBrowserSized starts a headless Chromium with a viewport of w×h CSS
+// pixels, a phone's (mobile, twice as dense) or a desktop's.
+func newBrowserSized(t *testing.T, w, h int, mobile bool) context.Context {
+	t.Helper()
 	path := chromiumPath(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -67,12 +74,16 @@ func newBrowser(t *testing.T) context.Context {
 		// Nothing but loopback: names resolve to nowhere.
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(390, 844),
+		chromedp.WindowSize(w, h),
 	)
 	t.Cleanup(cancelAlloc)
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(bctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
+	opts := []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile}
+	if !mobile {
+		opts = []chromedp.EmulateViewportOption{chromedp.EmulateScale(1)}
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(w), int64(h), opts...)); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return bctx

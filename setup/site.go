@@ -246,6 +246,9 @@ type pollAnswer struct {
 	Done  bool       `json:"done"`
 	// Problem is shown above the items (plain words).
 	Problem string `json:"problem,omitempty"`
+	// More keeps the page asking after Done, for an item still waiting
+	// (Home Assistant connecting after the first record).
+	More bool `json:"more,omitempty"`
 }
 
 // pollItem sets the text and state (ok, wait, bad) of one element.

@@ -58,7 +58,7 @@ func (f *flow) verifyView() *verifyData {
 func (f *flow) verifyStatus(ctx context.Context) pollAnswer {
 	f.checkCars(ctx, false, false)
 	d := f.verifyView()
-	ans := pollAnswer{Done: d.Done, Items: []pollItem{d.HomeAssistant}}
+	ans := pollAnswer{Done: d.Done, More: d.HomeAssistant.State == "wait", Items: []pollItem{d.HomeAssistant}}
 	for _, c := range d.Cars {
 		ans.Items = append(ans.Items, c.Config, c.Errors, c.Record)
 	}

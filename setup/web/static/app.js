@@ -58,7 +58,7 @@
           });
           if (problem) { problem.textContent = a.problem || ''; problem.hidden = !a.problem; }
           toggleDone(a.done);
-          if (!a.done) setTimeout(tick, pollMS);
+          if (!a.done || a.more) setTimeout(tick, pollMS);
         })
         .catch((e) => {
           if (problem) { problem.textContent = 'No answer from fleet2mqtt (' + e.message + '); trying again.'; problem.hidden = false; }
