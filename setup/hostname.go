@@ -19,21 +19,21 @@ import (
 func normalizeHost(raw string, port int) (string, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" {
-		return "", fmt.Errorf("enter the DNS name your cars will connect to, such as telemetry.example.com")
+		return "", fmt.Errorf("enter the public hostname: the DNS name your cars will connect to, such as telemetry.example.com")
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
-			return "", fmt.Errorf("%q is not a web address: enter the name alone, such as telemetry.example.com", s)
+			return "", fmt.Errorf("the public hostname %q is not a web address: enter the name alone, such as telemetry.example.com", s)
 		}
 		if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return "", fmt.Errorf("%q is more than a name: enter the name alone, such as %s", s, u.Hostname())
+			return "", fmt.Errorf("the public hostname %q is more than a name: enter the name alone, such as %s", s, u.Hostname())
 		}
 		s = u.Host
 	}
 	s = strings.TrimSuffix(s, "/")
 	if strings.ContainsAny(s, "/@?# ") {
-		return "", fmt.Errorf("%q is more than a name: enter the name alone, such as telemetry.example.com", s)
+		return "", fmt.Errorf("the public hostname %q is more than a name: enter the name alone, such as telemetry.example.com", s)
 	}
 	if h, p, err := net.SplitHostPort(s); err == nil {
 		n, err := strconv.Atoi(p)
@@ -42,13 +42,13 @@ func normalizeHost(raw string, port int) (string, error) {
 			if port != 443 {
 				dial = fmt.Sprintf("Tesla fetches the key on port 443 and the cars dial port %d (setup.port)", port)
 			}
-			return "", fmt.Errorf("port %s cannot be used: %s, so enter the name alone (%s) and forward port 443 to fleet2mqtt", p, dial, strings.ToLower(h))
+			return "", fmt.Errorf("port %s cannot be used in the public hostname: %s, so enter the name alone (%s) and forward port 443 to fleet2mqtt", p, dial, strings.ToLower(h))
 		}
 		s = h
 	}
 	s = strings.ToLower(strings.TrimSuffix(s, "."))
 	if err := fleetapi.ValidateDomain(s); err != nil {
-		return "", fmt.Errorf("%s; enter the DNS name your cars will connect to, such as telemetry.example.com", strings.TrimPrefix(err.Error(), "domain: "))
+		return "", fmt.Errorf("the public hostname cannot be used: %s; enter the DNS name your cars will connect to, such as telemetry.example.com", strings.TrimPrefix(err.Error(), "domain: "))
 	}
 	return s, nil
 }

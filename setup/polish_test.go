@@ -32,12 +32,12 @@ func TestNormalizeHost(t *testing.T) {
 		}
 	}
 	bad := []struct{ in, want string }{
-		{"https://host.example.com:8443/", "port 8443 cannot be used: cars and Tesla always connect on port 443, so enter the name alone (host.example.com)"},
+		{"https://host.example.com:8443/", "port 8443 cannot be used in the public hostname: cars and Tesla always connect on port 443, so enter the name alone (host.example.com)"},
 		{"host.example.com:8443", "port 8443 cannot be used"},
 		{"https://host.example.com/callback", "is more than a name: enter the name alone, such as host.example.com"},
 		{"ftp://host.example.com", "is not a web address"},
 		{"localhost", "not a public DNS name"},
-		{"", "enter the DNS name"},
+		{"", "enter the public hostname"},
 		{"192.0.2.1", "IP address"},
 	}
 	for _, c := range bad {
@@ -80,7 +80,7 @@ func TestAppStepRefusedFormKeepsSecret(t *testing.T) {
 		"client_id": {h.fake.ClientID()}, "client_secret": {h.fake.ClientSecret()},
 	})
 	h.expectPage(r, http.StatusUnprocessableEntity,
-		"port 8443 cannot be used: cars and Tesla always connect on port 443",
+		"Port 8443 cannot be used in the public hostname: cars and Tesla always connect on port 443",
 		"The client secret is kept: leave its field empty.",
 		"stored (hidden): leave empty to keep it",
 		`<code id="origin" class="copy">https://telemetry.example.com</code>`)

@@ -98,7 +98,7 @@ func (s *screens) walk(homeAssistantConnects func()) {
 	b.waitText("#origin", "https://telemetry.example.com")
 	h.fake.SetRedirectURIs(b.text("#redirect-uri"))
 	b.do("save", chromedp.Click(chromedp.CSS("main form.card button")), chromedp.WaitVisible(chromedp.CSS("#problem")))
-	b.waitText("#problem", "port 8443 cannot be used")
+	b.waitText("#problem", "Port 8443 cannot be used")
 	b.waitText("#problem", "The client secret is kept")
 	s.full("app-refused-port")
 	b.do("paste the address again",
@@ -137,7 +137,10 @@ func (s *screens) walk(homeAssistantConnects func()) {
 	s.full("fields")
 	b.do("charging preset", chromedp.Click(chromedp.CSS(`button[data-preset=charging]`)))
 	b.waitText(`button.preset.active`, "Charging")
-	b.do("search", chromedp.SendKeys(chromedp.CSS("#signal-search"), "tire pressure"), chromedp.ScrollIntoView(chromedp.CSS("#signal-search")))
+	charging, _ := presetByID("charging")
+	b.waitText("#estimate", fmt.Sprintf("%d signals at most every", len(charging.names)))
+	b.do("search", chromedp.SendKeys(chromedp.CSS("#signal-search"), "tire pressure"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('label[for=signal-search]').scrollIntoView({block: 'start'})`))
 	b.waitText("#signal-groups", "TPMS")
 	s.view("fields-search")
 	b.do("clear the search",

@@ -129,7 +129,8 @@ func (f *flow) saveApp(ctx context.Context, suggested string, a appAnswers) (*ap
 	}
 	switch {
 	case hostErr != nil:
-		return d, refuse("The public hostname cannot be used: %v.%s", hostErr, kept)
+		msg := hostErr.Error()
+		return d, refuse("%s%s.%s", strings.ToUpper(msg[:1]), msg[1:], kept)
 	case redirectErr != nil:
 		return d, refuse("The redirect URI is not usable: %v.%s", redirectErr, kept)
 	case id == "":

@@ -107,7 +107,11 @@ func (f *flow) carItems(host, vin string, c *car) (cfg, errs, rec pollItem) {
 		Text: "Waiting for the first record. The car connects to " + host + ":" + fmt.Sprint(f.cfg.Port) + " once it holds the config and is awake; opening the Tesla app wakes it."}
 	if first, last := f.seen.times(vin); !first.IsZero() {
 		rec.State = "ok"
-		rec.Text = "First record arrived " + stamp(first) + "; latest " + stamp(last) + "."
+		latest := stamp(last)
+		if first.Local().YearDay() == last.Local().YearDay() && first.Local().Year() == last.Local().Year() {
+			latest, _, _ = strings.Cut(latest, " on ") // the same day: the time says it
+		}
+		rec.Text = "First record arrived " + stamp(first) + "; latest " + latest + "."
 	}
 	return cfg, errs, rec
 }
