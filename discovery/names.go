@@ -56,6 +56,12 @@ var wordSpelling = map[string]string{
 	"tpms": "TPMS", "soc": "SoC", "kw": "kW", "qr": "QR", "ble": "BLE",
 }
 
+// EntityName is the name Home Assistant shows for the entity of a
+// protocol field name, such as "DC charging power" for DCChargingPower:
+// other parts of fleet2mqtt (the setup page's signal picker) use it so
+// that a signal reads the same everywhere.
+func EntityName(field string) string { return humanName(field) }
+
 // humanName returns the entity name for a protocol name: its words, the
 // first capitalised, the others in lower case, acronyms as they are
 // ("DCChargingPower" → "DC charging power").

@@ -2,10 +2,12 @@ package setup
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +46,7 @@ const (
 	ingressHeader = "X-Ingress-Path"
 
 	sessionIdle = 12 * time.Hour // a session unused this long ends
-	maxSessions = 256            // oldest sessions are dropped beyond this
+	maxSessions = 256            // oldest logged-in sessions are dropped beyond this
 )
 
 // session is one browser's session.
@@ -57,16 +59,58 @@ type session struct {
 	flash string
 }
 
-// sessionStore keeps sessions in memory: a restart asks for the password
-// again, which is fine for a page used a few times.
+// sessionStore keeps logged-in sessions in memory: a restart asks for the
+// password again, which is fine for a page used a few times.
+//
+// A visitor who has not logged in yet holds an anonymous session, which is
+// not stored at all: its id is in the cookie and its CSRF token is derived
+// from the id with a key of this process (anonymous). So no number of
+// strangers can push the owner's login form out of memory ("CSRF check
+// failed" on the right password), and strangers cost no memory.
 type sessionStore struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]*session
+	now     func() time.Time
+	anonKey []byte // keys the CSRF tokens of anonymous sessions
+	mu      sync.Mutex
+	m       map[string]*session
 }
 
 func newSessionStore(now func() time.Time) *sessionStore {
-	return &sessionStore{now: now, m: make(map[string]*session)}
+	key := make([]byte, 32)
+	rand.Read(key)
+	return &sessionStore{now: now, anonKey: key, m: make(map[string]*session)}
+}
+
+// anonymous returns the anonymous session of id, a cookie value; nil when
+// id cannot be one of ours. Nothing is stored: the CSRF token is
+// HMAC-SHA256(key, id), which only this process can compute, so a form
+// posted with it came from a page this process served to that cookie.
+func (s *sessionStore) anonymous(id string) *session {
+	if !validSessionID(id) {
+		return nil
+	}
+	mac := hmac.New(sha256.New, s.anonKey)
+	mac.Write([]byte("fleet2mqtt setup login form\x00"))
+	mac.Write([]byte(id))
+	return &session{id: id, csrf: base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), seen: s.now()}
+}
+
+// newAnonymous starts an anonymous session (nothing stored).
+func (s *sessionStore) newAnonymous() *session {
+	return s.anonymous(rand.Text() + rand.Text())
+}
+
+// validSessionID accepts what rand.Text()+rand.Text() makes: 52
+// characters of the base32 alphabet.
+func validSessionID(id string) bool {
+	if len(id) != 52 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // get returns the live session of id, or nil.
@@ -86,17 +130,22 @@ func (s *sessionStore) get(id string) *session {
 	return sess
 }
 
-// create starts a session.
+// create starts a session: a stored one when authed (logged in, or behind
+// trusted ingress), else an anonymous one (newAnonymous), which is not
+// stored.
 func (s *sessionStore) create(authed bool) *session {
-	sess := &session{id: rand.Text() + rand.Text(), csrf: rand.Text(), authed: authed, seen: s.now()}
+	if !authed {
+		return s.newAnonymous()
+	}
+	sess := &session{id: rand.Text() + rand.Text(), csrf: rand.Text(), authed: true, seen: s.now()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
-		// Drop the least recently used session, preferring anonymous
-		// ones, so that a flood of visitors cannot push out the owner.
+		// Drop the least recently used session. Only people who know the
+		// password (or came through Home Assistant) make sessions here.
 		var victim *session
 		for _, c := range s.m {
-			if victim == nil || (victim.authed && !c.authed) || (victim.authed == c.authed && c.seen.Before(victim.seen)) {
+			if victim == nil || c.seen.Before(victim.seen) {
 				victim = c
 			}
 		}
@@ -120,13 +169,20 @@ func (s *sessionStore) update(sess *session, fn func(*session)) {
 	fn(sess)
 }
 
-// limiter slows down password guessing: after a few failures from one
-// address (or many from all), each further attempt must wait, twice as
-// long after every failure, up to maxLockout. A success clears the address.
+// limiter slows down password guessing, per client: after a few failures
+// from one client each further attempt must wait, twice as long after
+// every failure, up to maxLockout. A client is an address, an IPv6 /64
+// network (one home's share), or behind Home Assistant's Supervisor the
+// forwarded client (see access). Over all clients there is a ceiling as
+// well: past freeGlobalFailures, every client that has failed waits as
+// long as the global lockout. A client that has not failed never waits, so
+// that strangers guessing from elsewhere cannot lock the owner out; a
+// success clears the client.
 type limiter struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]*attempts
+	now    func() time.Time
+	mu     sync.Mutex
+	m      map[string]*attempts // by client
+	global attempts
 }
 
 type attempts struct {
@@ -136,15 +192,32 @@ type attempts struct {
 }
 
 const (
-	freeFailures       = 5  // wrong passwords per address before waits start
-	freeGlobalFailures = 20 // over all addresses
+	freeFailures       = 5  // wrong passwords per client before waits start
+	freeGlobalFailures = 20 // over all clients
 	maxLockout         = 15 * time.Minute
 	forgetAfter        = time.Hour
-	globalKey          = "*"
+	// maxClients bounds the clients remembered; past it the one that
+	// failed longest ago is forgotten first.
+	maxClients = 4096
 )
 
 func newLimiter(now func() time.Time) *limiter {
 	return &limiter{now: now, m: make(map[string]*attempts)}
+}
+
+// clientKey is who a request's address counts as: the address, or for
+// IPv6 its /64 network, since one home gets a whole /64 to choose from.
+func clientKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // wait returns how long addr must wait before trying a password again.
@@ -152,19 +225,20 @@ func (l *limiter) wait(addr string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	var longest time.Duration
-	for _, key := range []string{addr, globalKey} {
-		a := l.m[key]
-		if a == nil {
-			continue
-		}
-		if now.Sub(a.last) > forgetAfter {
-			delete(l.m, key)
-			continue
-		}
-		longest = max(longest, a.until.Sub(now))
+	key := clientKey(addr)
+	a := l.m[key]
+	if a == nil {
+		return 0
 	}
-	return longest
+	if now.Sub(a.last) > forgetAfter {
+		delete(l.m, key)
+		return 0
+	}
+	w := a.until.Sub(now)
+	if now.Sub(l.global.last) <= forgetAfter {
+		w = max(w, l.global.until.Sub(now))
+	}
+	return max(w, 0)
 }
 
 // fail records a wrong password from addr.
@@ -172,17 +246,47 @@ func (l *limiter) fail(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	for key, free := range map[string]int{addr: freeFailures, globalKey: freeGlobalFailures} {
-		a := l.m[key]
-		if a == nil {
-			a = &attempts{}
-			l.m[key] = a
+	key := clientKey(addr)
+	a := l.m[key]
+	if a == nil {
+		l.makeRoom(now)
+		a = &attempts{}
+		l.m[key] = a
+	}
+	if now.Sub(l.global.last) > forgetAfter {
+		l.global = attempts{}
+	}
+	a.count(now, freeFailures)
+	l.global.count(now, freeGlobalFailures)
+}
+
+// count notes one failure; past free of them, the next attempt waits.
+func (a *attempts) count(now time.Time, free int) {
+	a.failures++
+	a.last = now
+	if over := a.failures - free + 1; over > 0 {
+		a.until = now.Add(min(time.Second<<min(over-1, 20), maxLockout))
+	}
+}
+
+// makeRoom forgets clients whose failures are old, and when maxClients
+// are still remembered, the one whose last failure is the oldest.
+func (l *limiter) makeRoom(now time.Time) {
+	if len(l.m) < maxClients {
+		return
+	}
+	var oldest string
+	for k, a := range l.m {
+		if now.Sub(a.last) > forgetAfter {
+			delete(l.m, k)
+			continue
 		}
-		a.failures++
-		a.last = now
-		if over := a.failures - free + 1; over > 0 {
-			a.until = now.Add(min(time.Second<<min(over-1, 20), maxLockout))
+		if oldest == "" || a.last.Before(l.m[oldest].last) {
+			oldest = k
 		}
+	}
+	if len(l.m) >= maxClients {
+		delete(l.m, oldest)
 	}
 }
 
@@ -190,7 +294,7 @@ func (l *limiter) fail(addr string) {
 func (l *limiter) succeed(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.m, addr)
+	delete(l.m, clientKey(addr))
 }
 
 // passwordFileData is the generated password's hash, kept in
@@ -327,13 +431,24 @@ func (s *site) access(next *http.ServeMux) http.Handler {
 			// Outside Home Assistant the page must not be framed.
 			rw.Header().Set("X-Frame-Options", "DENY")
 		}
-		if _, pattern := next.Handler(r); pattern == "" || strings.HasPrefix(path.Clean(r.URL.Path), "/static/") {
-			next.ServeHTTP(rw, r)
+		_, pattern := next.Handler(r)
+		if pattern == "" && !strings.HasPrefix(path.Clean(r.URL.Path), "/static/") && !otherMethod(next, r) {
+			s.notFound(rw, r)
 			return
+		}
+		if pattern == "" || strings.HasPrefix(path.Clean(r.URL.Path), "/static/") {
+			next.ServeHTTP(rw, r) // 405, and the assets
+			return
+		}
+		if !ingress {
+			r = s.forwardedClient(r)
 		}
 		info := &reqInfo{ingress: ingress, prefix: prefix}
 		if c, err := r.Cookie(sessionCookie); err == nil {
 			info.sess = s.sessions.get(c.Value)
+			if info.sess == nil && !ingress {
+				info.sess = s.sessions.anonymous(c.Value)
+			}
 		}
 		if info.sess == nil || (ingress && !info.sess.authed) {
 			// Ingress users are authenticated by Home Assistant; everyone
@@ -355,8 +470,61 @@ func (s *site) access(next *http.ServeMux) http.Handler {
 			http.Error(rw, "Forbidden: the form is out of date or was not sent by this page (CSRF check failed). Reload the page and try again.", http.StatusForbidden)
 			return
 		}
+		if i, ok := routeSteps[pattern]; ok && s.gate(rw, r, i) {
+			return
+		}
 		next.ServeHTTP(rw, r)
 	})
+}
+
+// forwardedClient returns r with the address of the client Home
+// Assistant's Supervisor forwards for (the last X-Forwarded-For hop, which
+// the Supervisor appends) as its RemoteAddr, when r comes from the trusted
+// Supervisor without the ingress header. Everyone behind the Supervisor
+// shares its address; the password limits count each of them on its own.
+// From any other address X-Forwarded-For is not believed.
+func (s *site) forwardedClient(r *http.Request) *http.Request {
+	if !s.trustIngress || remoteAddr(r) != s.ingress {
+		return r
+	}
+	vals := r.Header.Values("X-Forwarded-For")
+	if len(vals) == 0 {
+		return r
+	}
+	hops := strings.Split(vals[len(vals)-1], ",")
+	client, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-1]))
+	if err != nil {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.RemoteAddr = netip.AddrPortFrom(client.Unmap(), 0).String()
+	return r2
+}
+
+// otherMethod reports whether r's path is a page with other methods, which
+// the mux answers with 405 Method Not Allowed.
+func otherMethod(mux *http.ServeMux, r *http.Request) bool {
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// notFound answers a path the page does not have with a page that says
+// so and leads back to the setup, from however deep the path is.
+func (s *site) notFound(rw http.ResponseWriter, r *http.Request) {
+	root := strings.Repeat("../", max(strings.Count(path.Clean("/"+r.URL.Path), "/")-1, 0))
+	if root == "" {
+		root = "./"
+	}
+	s.render(rw, r, http.StatusNotFound, "notfound", &page{Title: "This page does not exist", Step: -1, Root: root})
 }
 
 // infoOf returns what access learned about the request.

@@ -50,10 +50,31 @@ func newBrowser(t *testing.T) context.Context {
 	return newBrowserWith(t, "")
 }
 
-// newBrowserWith starts it with host resolver rules of the test's own
-// (such as mapping the public hostname to a loopback listener) before
-// the rule that sends every other name nowhere, and extra flags.
+// newBrowserWith starts it, phone-sized, with host resolver rules of the
+// test's own (such as mapping the public hostname to a loopback listener)
+// before the rule that sends every other name nowhere, and extra flags.
 func newBrowserWith(t *testing.T, rules string, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	return startBrowser(t, phone, rules, extra...)
+}
+
+// newBrowserSized starts a headless Chromium with a viewport of w×h CSS
+// pixels, a phone's (mobile, twice as dense) or a desktop's.
+func newBrowserSized(t *testing.T, w, h int, mobile bool) context.Context {
+	t.Helper()
+	return startBrowser(t, viewport{w, h, mobile}, "")
+}
+
+// viewport is the size of the browser's page in CSS pixels; a mobile one
+// is twice as dense and emulates a phone.
+type viewport struct {
+	w, h   int
+	mobile bool
+}
+
+var phone = viewport{390, 844, true}
+
+func startBrowser(t *testing.T, vp viewport, rules string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if rules != "" {
 		rules += ", "
@@ -79,13 +100,17 @@ func newBrowserWith(t *testing.T, rules string, extra ...chromedp.ExecAllocatorO
 		// Nothing but loopback: names resolve to nowhere.
 		chromedp.Flag("host-resolver-rules", rules+"MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(390, 844),
+		chromedp.WindowSize(vp.w, vp.h),
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(opts, extra...)...)
 	t.Cleanup(cancelAlloc)
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(bctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
+	emulate := []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile}
+	if !vp.mobile {
+		emulate = []chromedp.EmulateViewportOption{chromedp.EmulateScale(1)}
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(int64(vp.w), int64(vp.h), emulate...)); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return bctx

@@ -52,9 +52,13 @@
 // Assistant authenticated the user. X-Ingress-Path from any other address
 // is refused. Everyone else logs in with the password (Config.Password, or
 // one generated at the first start and printed once); wrong passwords are
-// rate limited per address. Sessions live in memory behind an HttpOnly,
-// SameSite=Lax cookie; every form and script request carries the
-// session's CSRF token. Every URL the page sends is relative, so it works
+// rate limited per client (an address, an IPv6 /64, or the client the
+// Supervisor forwards for), under a global ceiling that never holds up a
+// client that has not failed. Logged-in sessions live in memory behind an
+// HttpOnly, SameSite=Lax cookie; a visitor who has not logged in costs no
+// memory (the login form's CSRF token is signed, not stored), so no
+// number of strangers can push the owner's login form out. Every form and
+// script request carries the session's CSRF token. Every URL the page sends is relative, so it works
 // under any path prefix.
 //
 // # State

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -119,6 +120,10 @@ func takesDelta(info telemetry.FieldInfo) bool {
 // selection is a field picker form, read or about to be shown.
 type selection struct {
 	Interval int
+	// Resend is resend_interval_seconds for every chosen signal: the car
+	// sends a signal again this often even when it did not change (0:
+	// only changes).
+	Resend int
 	// Fields maps chosen signals to their minimum delta (nil for none).
 	Fields map[string]*float64
 }
@@ -127,7 +132,7 @@ type selection struct {
 func (s selection) config() map[string]fleetapi.FieldConfig {
 	out := make(map[string]fleetapi.FieldConfig, len(s.Fields))
 	for name, d := range s.Fields {
-		out[name] = fleetapi.FieldConfig{IntervalSeconds: s.Interval, MinimumDelta: d}
+		out[name] = fleetapi.FieldConfig{IntervalSeconds: s.Interval, MinimumDelta: d, ResendIntervalSeconds: s.Resend}
 	}
 	return out
 }
@@ -140,8 +145,22 @@ func selectionOf(interval int, fields map[string]fleetapi.FieldConfig) selection
 	}
 	for name, fc := range fields {
 		s.Fields[name] = fc.MinimumDelta
+		s.Resend = max(s.Resend, fc.ResendIntervalSeconds)
 	}
 	return s
+}
+
+// is reports whether the selection's signals are exactly p's.
+func (s selection) is(p preset) bool {
+	if len(s.Fields) != len(p.names) {
+		return false
+	}
+	for _, n := range p.names {
+		if _, ok := s.Fields[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // presetSelection is a preset with the default deltas.
@@ -179,6 +198,17 @@ func parseSelection(form map[string][]string) (selection, []string) {
 		problems = append(problems, fmt.Sprintf("The interval must be from 1 to 86400 seconds, not %d.", iv))
 	}
 	s.Interval = max(iv, 1)
+	if raw := get("resend"); raw != "" && raw != "0" {
+		rs, err := strconv.Atoi(raw)
+		switch {
+		case err != nil || rs < 1 || rs > 86400:
+			problems = append(problems, fmt.Sprintf("Resend unchanged values every … seconds must be empty (never) or a whole number from 1 to 86400, not %q.", raw))
+		case rs < s.Interval:
+			problems = append(problems, fmt.Sprintf("Resending unchanged values every %d s is more often than the interval (%d s); a car sends a signal at most once per interval. Leave it empty or use at least %d.", rs, s.Interval, s.Interval))
+		default:
+			s.Resend = rs
+		}
+	}
 	for _, name := range form["field"] {
 		f, ok := telemetry.FieldByName(name)
 		if !ok || f == telemetry.FieldUnknown {
@@ -206,6 +236,10 @@ func parseSelection(form map[string][]string) (selection, []string) {
 	return s, problems
 }
 
+// estimateNote says what the estimate's bound means; the page shows it
+// once, under the picker.
+const estimateNote = "The estimate is a bound: it assumes every signal changes all the time. Real cars send far less, since a signal goes out only when it changes (by its minimum change, where set) and a parked car sends almost nothing."
+
 // estimate is the monthly cost of a selection, for the page.
 type estimate struct {
 	Text string `json:"text"`
@@ -226,7 +260,7 @@ func estimateOf(sel selection, cars int) estimate {
 		fmt.Fprintf(&b, " (%d cars: %s)", cars, thousands(total))
 	}
 	fmt.Fprintf(&b, ", worth $%.2f against Tesla's $%.2f monthly credit.", totalDollars, fleetapi.MonthlyCreditDollars)
-	b.WriteString(" That bound assumes every signal changes all the time; real cars send far less, since a signal goes out only when it changes (by its minimum change, where set) and a parked car sends almost nothing.")
+	// The page says once, next to it, that this is a bound (estimateNote).
 	return estimate{Text: b.String(), Over: totalDollars > fleetapi.MonthlyCreditDollars}
 }
 
@@ -257,16 +291,21 @@ func thousands(n int64) string {
 
 // fieldsData is the field picker page.
 type fieldsData struct {
-	Interval  int
-	Presets   []presetView
-	Groups    []fieldGroup
-	Estimate  estimate
-	Cars      int
-	DeltaNote string
+	Interval int
+	Resend   string // as shown in the input; "" for never
+	// EstimateNote says what the estimate's bound means.
+	EstimateNote string
+	Presets      []presetView
+	Groups       []fieldGroup
+	Estimate     estimate
+	Cars         int
+	DeltaNote    string
 }
 
 type presetView struct {
 	ID, Label, Description string
+	// Active: the selection is exactly this preset's signals.
+	Active bool
 	// Names is the preset's JSON list of signals and Deltas its default
 	// deltas, for the page script.
 	Names, Deltas string
@@ -279,15 +318,20 @@ type fieldGroup struct {
 }
 
 type fieldView struct {
-	Name, Description, Unit string
-	Checked                 bool
-	Delta                   bool   // takes a minimum delta
-	DeltaValue              string // as shown in the input
+	// Name is the protocol name (the MQTT topic's last part), Label the
+	// entity name Home Assistant shows (discovery.EntityName).
+	Name, Label, Description, Unit string
+	Checked                        bool
+	Delta                          bool   // takes a minimum delta
+	DeltaValue                     string // as shown in the input
 }
 
 // fieldsView lays out the picker for sel.
 func fieldsView(sel selection, cars int) *fieldsData {
-	d := &fieldsData{Interval: sel.Interval, Estimate: estimateOf(sel, cars), Cars: cars}
+	d := &fieldsData{Interval: sel.Interval, Estimate: estimateOf(sel, cars), Cars: cars, EstimateNote: estimateNote}
+	if sel.Resend > 0 {
+		d.Resend = strconv.Itoa(sel.Resend)
+	}
 	for _, p := range presets {
 		deltas := make(map[string]float64)
 		for _, n := range p.names {
@@ -296,7 +340,7 @@ func fieldsView(sel selection, cars int) *fieldsData {
 			}
 		}
 		d.Presets = append(d.Presets, presetView{ID: p.ID, Label: p.Label, Description: p.Description,
-			Names: jsonText(p.names), Deltas: jsonText(deltas)})
+			Active: sel.is(p), Names: jsonText(p.names), Deltas: jsonText(deltas)})
 	}
 	byCat := make(map[string][]telemetry.FieldInfo)
 	for _, info := range selectable() {
@@ -326,7 +370,7 @@ func (d *fieldsData) addGroup(label string, infos []telemetry.FieldInfo, sel sel
 	g := fieldGroup{Label: label}
 	for _, info := range infos {
 		delta, checked := sel.Fields[info.Name]
-		v := fieldView{Name: info.Name, Description: info.Description, Unit: info.Unit, Checked: checked, Delta: takesDelta(info)}
+		v := fieldView{Name: info.Name, Label: discovery.EntityName(info.Name), Description: info.Description, Unit: info.Unit, Checked: checked, Delta: takesDelta(info)}
 		if checked {
 			g.Selected++
 		}

@@ -1,9 +1,12 @@
 package setup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -245,6 +248,34 @@ func (f *flow) teslaFailed(err error) {
 		return nil
 	})
 	f.logSaveError(err)
+}
+
+// teslaFailure says for the log what kind of failure err is when the flow
+// tried to do what with Tesla: Tesla refusing is one thing, Tesla out of
+// reach (DNS, connection, timeout) quite another, and this computer's own
+// files a third. refusal is the line when Tesla refused; the others read
+// "could not reach tesla (DNS or connection failure) to <what>" and so
+// on.
+func teslaFailure(err error, what, refusal string) string {
+	var apiErr *fleetapi.APIError
+	var netErr net.Error
+	switch {
+	case fleetapi.IsLocal(err):
+		return "could not " + what + ": this computer failed"
+	case errors.As(err, &apiErr) && (errors.Is(err, fleetapi.ErrUnauthorized) || apiErr.Status == http.StatusBadRequest || apiErr.Status == http.StatusForbidden):
+		return refusal
+	case errors.As(err, &apiErr) && errors.Is(err, fleetapi.ErrServer):
+		return "tesla failed (server error) to " + what
+	case errors.As(err, &apiErr):
+		return "tesla answered with an error to " + what
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "tesla did not answer in time to " + what
+	case errors.As(err, &netErr):
+		return "could not reach tesla (DNS or connection failure) to " + what
+	case errors.Is(err, errNoCredentials):
+		return "could not " + what + ": the client id and secret are not set"
+	}
+	return "could not " + what
 }
 
 // logSaveError logs a failed save where no page shows it: the state in

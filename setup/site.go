@@ -84,7 +84,7 @@ func (p publicKey) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // pageNames are the templates under web/, each rendered inside
 // web/layout.html.
-var pageNames = []string{"login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify"}
+var pageNames = []string{"notfound", "login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := make(map[string]*template.Template, len(pageNames))
@@ -120,7 +120,10 @@ type page struct {
 	Authed bool
 	// Password is false behind trusted ingress (no logout button).
 	Password bool
-	Data     any
+	// Root leads from the page's address to the setup's top level
+	// ("../../" on a deep path that does not exist); "" on every page.
+	Root string
+	Data any
 }
 
 // problem is an error as the page shows it.
@@ -246,6 +249,9 @@ type pollAnswer struct {
 	// Next, when set, is the page (relative) the script goes to once
 	// done.
 	Next string `json:"next,omitempty"`
+	// More keeps the page asking after Done, for an item still waiting
+	// (Home Assistant connecting after the first record).
+	More bool `json:"more,omitempty"`
 }
 
 // pollItem sets the text and state (ok, wait, bad) of one element.

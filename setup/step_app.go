@@ -32,8 +32,8 @@ type appData struct {
 
 // fill derives the origins from the host and redirect URI.
 func (d *appData) fill() {
-	if d.Host != "" {
-		d.Origin = "https://" + d.Host
+	if h := bareHost(d.Host); h != "" {
+		d.Origin = "https://" + h
 	}
 	if i := strings.Index(d.Redirect, "://"); i > 0 {
 		if j := strings.IndexByte(d.Redirect[i+3:], '/'); j >= 0 {
@@ -73,9 +73,12 @@ type appAnswers struct {
 // the answers, when that fails.
 func (f *flow) saveApp(ctx context.Context, a appAnswers) (*appData, error) {
 	d := f.appView()
-	host := strings.ToLower(strings.TrimSpace(a.host))
+	host, hostErr := normalizeHost(a.host, f.cfg.Port)
+	if hostErr != nil {
+		host = strings.TrimSpace(a.host) // shown again as typed
+	}
 	if d.HostFromConfig != "" {
-		host = d.HostFromConfig
+		host, hostErr = d.HostFromConfig, nil
 	}
 	id := strings.TrimSpace(a.clientID)
 	secret := strings.TrimSpace(a.clientSecret)
@@ -85,20 +88,16 @@ func (f *flow) saveApp(ctx context.Context, a appAnswers) (*appData, error) {
 	// Show the answers again, whatever is wrong with them.
 	d.Host, d.ClientID = host, id
 	if !d.RedirectFromConfig {
-		d.Redirect = "https://" + host + CallbackPath
+		d.Redirect = "https://" + bareHost(host) + CallbackPath
 	}
 	d.fill()
 
-	if err := fleetapi.ValidateDomain(host); err != nil {
-		return d, refuse("The public hostname is not usable: %s. Enter the DNS name your cars will connect to, such as telemetry.example.com.", strings.TrimPrefix(err.Error(), "domain: "))
-	}
-	if id == "" {
-		return d, refuse("Enter the client ID of your application (developer.tesla.com → your application → Credentials & APIs).")
-	}
-
+	// Keep every usable answer, the secret above all, even when another
+	// one is refused: a homeowner who fixes the hostname must not have to
+	// fetch the secret from developer.tesla.com again.
 	var secretNow string
 	err := f.store.update(func(st *state) error {
-		if !d.ClientIDFromConfig {
+		if !d.ClientIDFromConfig && id != "" {
 			if id != st.ClientID {
 				st.CredentialsChecked = ""
 			}
@@ -107,7 +106,7 @@ func (f *flow) saveApp(ctx context.Context, a appAnswers) (*appData, error) {
 				st.ClientSecret = secret
 			}
 		}
-		if d.HostFromConfig == "" {
+		if d.HostFromConfig == "" && hostErr == nil {
 			st.PublicHostname = host
 		}
 		_, secretNow = f.credentials(st)
@@ -116,10 +115,23 @@ func (f *flow) saveApp(ctx context.Context, a appAnswers) (*appData, error) {
 	if err != nil {
 		return d, err
 	}
-	if secretNow == "" {
+	d.SecretSet = secretNow != "" && id != ""
+
+	kept := ""
+	if d.SecretSet && !d.ClientIDFromConfig {
+		kept = " The client secret is kept: leave its field empty."
+	} else if secret != "" {
+		kept = " Enter the client secret again as well."
+	}
+	switch {
+	case hostErr != nil:
+		msg := hostErr.Error()
+		return d, refuse("%s%s.%s", strings.ToUpper(msg[:1]), msg[1:], kept)
+	case id == "":
+		return d, refuse("Enter the client ID of your application (developer.tesla.com → your application → Credentials & APIs).%s", kept)
+	case secretNow == "":
 		return d, refuse("Enter the client secret of your application as well.")
 	}
-	d.SecretSet = true
 
 	// Tesla must accept the credentials: ask for a partner token.
 	ctx, cancel := context.WithTimeout(ctx, teslaTimeout)
@@ -131,7 +143,7 @@ func (f *flow) saveApp(ctx context.Context, a appAnswers) (*appData, error) {
 		_, err = client.PartnerToken(ctx, region)
 	}
 	if err != nil {
-		f.log.Info("setup: tesla refused the application's credentials", "err", err)
+		f.log.Info("setup: "+teslaFailure(err, "check the application's credentials", "tesla refused the application's credentials"), "err", err)
 		return d, err
 	}
 	err = f.store.update(func(st *state) error {

@@ -74,6 +74,7 @@ func (s fieldsStep) submit(rw http.ResponseWriter, r *http.Request) {
 	if p, ok := presetByID(r.PostFormValue("preset")); ok {
 		sel, _ := parseSelection(r.PostForm)
 		ps := presetSelection(p, sel.Interval)
+		ps.Resend = sel.Resend
 		s.render(rw, r, http.StatusOK, "fields", &page{Step: stepFields, Data: s.flow.fieldsView(&ps)})
 		return
 	}

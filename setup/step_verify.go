@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,9 @@ type verifyData struct {
 	Port int
 	Cars []verifyCar
 	Done bool
+	// HomeAssistant says whether Home Assistant is connected to the
+	// broker (state ok), not yet (wait), or that nobody can tell (none).
+	HomeAssistant pollItem
 }
 
 type verifyCar struct {
@@ -30,7 +34,7 @@ type verifyCar struct {
 }
 
 func (f *flow) verifyView() *verifyData {
-	d := &verifyData{Port: f.cfg.Port}
+	d := &verifyData{Port: f.cfg.Port, HomeAssistant: f.homeAssistantItem()}
 	f.store.read(func(st *state) {
 		d.Host, d.Done = f.host(st), f.done(st, stepVerify)
 		for _, v := range st.selected() {
@@ -54,7 +58,7 @@ func (f *flow) verifyView() *verifyData {
 func (f *flow) verifyStatus(ctx context.Context) pollAnswer {
 	f.checkCars(ctx, false, false)
 	d := f.verifyView()
-	ans := pollAnswer{Done: d.Done}
+	ans := pollAnswer{Done: d.Done, More: d.HomeAssistant.State == "wait", Items: []pollItem{d.HomeAssistant}}
 	for _, c := range d.Cars {
 		ans.Items = append(ans.Items, c.Config, c.Errors, c.Record)
 	}
@@ -94,7 +98,7 @@ func (f *flow) carItems(host, vin string, c *car) (cfg, errs, rec pollItem) {
 			if msg == "" {
 				msg = e.Name
 			}
-			fmt.Fprintf(&b, "%s (%s): %s\n", msg, e.CreatedAt, e.Explain())
+			fmt.Fprintf(&b, "%s (%s): %s\n", msg, teslaStamp(e.CreatedAt), e.Explain())
 		}
 		errs.State, errs.Text = "bad", strings.TrimSpace(b.String())
 	}
@@ -103,9 +107,56 @@ func (f *flow) carItems(host, vin string, c *car) (cfg, errs, rec pollItem) {
 		Text: "Waiting for the first record. The car connects to " + host + ":" + fmt.Sprint(f.cfg.Port) + " once it holds the config and is awake; opening the Tesla app wakes it."}
 	if first, last := f.seen.times(vin); !first.IsZero() {
 		rec.State = "ok"
-		rec.Text = "First record arrived at " + first.Local().Format("15:04:05") + "; latest at " + last.Local().Format("15:04:05") + "."
+		latest := stamp(last)
+		if first.Local().YearDay() == last.Local().YearDay() && first.Local().Year() == last.Local().Year() {
+			latest, _, _ = strings.Cut(latest, " on ") // the same day: the time says it
+		}
+		rec.Text = "First record arrived " + stamp(first) + "; latest " + latest + "."
 	}
 	return cfg, errs, rec
+}
+
+// homeAssistantItem says whether Home Assistant is connected to the
+// broker, from its birth message (Deps.HomeAssistantSeen), and what to do
+// when it is not.
+func (f *flow) homeAssistantItem() pollItem {
+	it := pollItem{ID: "home-assistant"}
+	if f.deps.HomeAssistantSeen == nil {
+		it.State, it.Text = "none", "fleet2mqtt cannot tell from here whether Home Assistant is connected to its MQTT broker. In Home Assistant, Settings → Devices & services should list the MQTT integration, connected to this broker, and a device for each car."
+		return it
+	}
+	if at, ok := f.deps.HomeAssistantSeen(); ok {
+		it.State, it.Text = "ok", "Home Assistant is connected to this MQTT broker: it said it was online "+stamp(at)+". Each car appears in Home Assistant as a device with its signals."
+		return it
+	}
+	it.State, it.Text = "wait", "Home Assistant has not connected to this MQTT broker yet (no “online” on homeassistant/status since fleet2mqtt started). In Home Assistant, add the MQTT integration (Settings → Devices & services → Add integration → MQTT) with this computer's address, the broker's port (1883 unless mqtt.listen says otherwise) and a user of the broker; keep its discovery and birth message on, as they are by default. This page notices by itself once it connects."
+	return it
+}
+
+// stamp is a moment as the page shows it: date, time and time zone, in
+// the zone of this computer.
+func stamp(t time.Time) string {
+	t = t.Local()
+	zone, _ := t.Zone()
+	if zone == "" || zone[0] == '+' || zone[0] == '-' {
+		zone = "UTC" + t.Format("-07:00")
+	}
+	return "at " + t.Format("15:04:05") + " " + zone + " on " + t.Format("2 Jan 2006")
+}
+
+// teslaStamp is a time Tesla sent (RFC 3339, or Unix seconds or
+// milliseconds) as stamp shows it, or as Tesla sent it when it is neither.
+func teslaStamp(s string) string {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return strings.TrimPrefix(stamp(t), "at ")
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		if n > 1e12 {
+			return strings.TrimPrefix(stamp(time.UnixMilli(n)), "at ")
+		}
+		return strings.TrimPrefix(stamp(time.Unix(n, 0)), "at ")
+	}
+	return s
 }
 
 // checkCars asks Tesla about the config and streaming errors of each car

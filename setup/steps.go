@@ -154,6 +154,13 @@ func (f *flow) progress(current int) []progressItem {
 	return items
 }
 
+// routeSteps are the routes whose handlers do not check their step
+// themselves, such as the login callback a browser may be sent to at any
+// time: access gates them (gate) before they run.
+var routeSteps = map[string]int{
+	"GET /callback": stepOwner,
+}
+
 // gate sends the browser back to the first unfinished step when step i
 // is not open yet, and reports whether it did.
 func (s *site) gate(rw http.ResponseWriter, r *http.Request, i int) bool {
@@ -161,7 +168,13 @@ func (s *site) gate(rw http.ResponseWriter, r *http.Request, i int) bool {
 	if i <= open {
 		return false
 	}
-	s.flash(r, "Finish “"+steps[open].title+"” first: each step is checked before the next one opens.")
+	msg := "Finish “" + steps[open].title + "” first: each step is checked before the next one opens."
+	if wantsJSON(r) {
+		// A page script: an answer it can read, not a page.
+		writeJSON(rw, http.StatusConflict, pollAnswer{Problem: msg})
+		return true
+	}
+	s.flash(r, msg)
 	redirect(rw, steps[open].path)
 	return true
 }

@@ -47,6 +47,14 @@ type Deps struct {
 	// Announcer, when set, is told what Home Assistant's announcer needs
 	// to know from the setup page.
 	Announcer Announcer
+	// HomeAssistantSeen, when set, reports whether Home Assistant is
+	// connected to the MQTT broker fleet2mqtt publishes to: ok with the
+	// time of Home Assistant's latest "online" on its status topic
+	// (homeassistant/status, its birth message), false when none came
+	// since fleet2mqtt started or the latest said "offline". The last
+	// page of the setup says so and, when not, what to do. nil: unknown,
+	// and the page says it cannot tell. It must not block.
+	HomeAssistantSeen func() (at time.Time, ok bool)
 }
 
 // Announcer is what the setup page tells Home Assistant discovery

@@ -247,6 +247,49 @@ func TestSetupPageAccess(t *testing.T) {
 		r.figure("%d paths on two listeners; %d answered 200 (with an embedded asset or a redirect target)", len(paths), served)
 	})
 
+	t.Run("login page flood", func(t *testing.T) {
+		r := trial(t, areaAccess,
+			"the owner opens the login form; then 300 cookie-less GET /login from another loopback address; then the owner posts the right password with the form's token",
+			"the owner is logged in: strangers' visits cannot push the owner's pending login (its CSRF token) out of memory")
+		owner := newBrowser(t, base, "")
+		owner.do("GET", "/login", nil, nil)
+		for range 300 {
+			table.attacks.Add(1)
+			newBrowser(t, base, "127.0.0.3").do("GET", "/login", nil, nil)
+		}
+		code, loc, _ := owner.do("POST", "/login", url.Values{"csrf": {owner.csrf}, "password": {password}}, nil)
+		if code != http.StatusSeeOther || strings.HasSuffix(loc, "login") {
+			r.errorf(t, "the owner's login after the flood: %d to %q, want 303 into the wizard", code, loc)
+		}
+		r.figure("300 visits; the owner's login %d", code)
+	})
+
+	t.Run("wrong passwords from other addresses", func(t *testing.T) {
+		r := trial(t, areaAccess,
+			"40 wrong passwords from 127.0.0.3 to 127.0.0.10 (5 each, past the global ceiling of 20); then the right password from 127.0.0.1, which has not failed",
+			"the strangers' addresses are slowed down (429); the owner's address, which never failed, logs in at once")
+		locked := 0
+		for i := range 40 {
+			table.attacks.Add(1)
+			b := newBrowser(t, base, fmt.Sprintf("127.0.0.%d", 3+i%8))
+			if b.login("wrong-"+rand.Text()) == http.StatusTooManyRequests {
+				locked++
+			}
+		}
+		owner := newBrowser(t, base, "")
+		if code := owner.login(password); code != http.StatusSeeOther {
+			r.errorf(t, "the owner's right password after 40 wrong ones from elsewhere: %d, want 303", code)
+		}
+		if code, _, _ := owner.do("GET", "/app", nil, nil); code != http.StatusOK {
+			r.errorf(t, "the owner is not logged in: GET /app %d", code)
+		}
+		stranger := newBrowser(t, base, "127.0.0.3")
+		if code := stranger.login("wrong-" + rand.Text()); code != http.StatusTooManyRequests {
+			r.errorf(t, "a stranger's address after 5 failures: %d, want 429", code)
+		}
+		r.figure("owner logged in; strangers' attempts refused with 429 from the global ceiling on (%d of 40)", locked)
+	})
+
 	// Last: it locks the login for a while.
 	t.Run("wrong password", func(t *testing.T) {
 		r := trial(t, areaAccess,

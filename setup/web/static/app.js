@@ -10,9 +10,12 @@
   const host = document.getElementById('host');
   const origin = document.getElementById('origin');
   const redirectOut = document.getElementById('redirect-uri');
+  // The name alone, as the server keeps it: no scheme, path, port or
+  // trailing dot (the server refuses what it cannot use, with a reason).
+  const bareHost = (v) => v.trim().toLowerCase().replace(/^[a-z]+:\/\//, '').replace(/[/?#].*$/, '').replace(/:\d*$/, '').replace(/\.$/, '');
   if (host && !host.disabled) {
     const refreshApp = () => {
-      const o = 'https://' + (host.value.trim().toLowerCase() || '<your hostname>');
+      const o = 'https://' + (bareHost(host.value) || '<your hostname>');
       if (origin) origin.textContent = o;
       if (redirectOut && redirectOut.hasAttribute('data-follow-host')) redirectOut.textContent = o + '/oauth/callback';
     };
@@ -42,7 +45,7 @@
           if (problem) { problem.textContent = a.problem || ''; problem.hidden = !a.problem; }
           toggleDone(a.done);
           if (a.done && a.next) { location.href = new URL(a.next, location.href).href; return; }
-          if (!a.done) setTimeout(tick, pollMS);
+          if (!a.done || a.more) setTimeout(tick, pollMS);
         })
         .catch((e) => {
           if (problem) { problem.textContent = 'No answer from fleet2mqtt (' + e.message + '); trying again.'; problem.hidden = false; }
@@ -77,8 +80,45 @@
         }).catch(() => { /* the estimate is a convenience */ });
       }, 250);
     };
-    form.addEventListener('input', update);
-    form.addEventListener('change', update);
+    // The preset whose signals are exactly the ticked ones is marked.
+    const presetButtons = Array.from(document.querySelectorAll('[data-preset]'));
+    const markPreset = () => {
+      const ticked = new Set(Array.from(form.querySelectorAll('input[name=field]:checked')).map((cb) => cb.value));
+      presetButtons.forEach((btn) => {
+        const names = JSON.parse(btn.getAttribute('data-names'));
+        const same = names.length === ticked.size && names.every((n) => ticked.has(n));
+        btn.classList.toggle('active', same);
+        btn.setAttribute('aria-pressed', same ? 'true' : 'false');
+      });
+    };
+    form.addEventListener('input', (ev) => { if (ev.target.id !== 'signal-search') { markPreset(); update(); } });
+    form.addEventListener('change', (ev) => { if (ev.target.id !== 'signal-search') { markPreset(); update(); } });
+
+    // The search box filters signals by name, protocol name and
+    // description; every word typed must match.
+    const search = document.getElementById('signal-search');
+    const noMatch = document.getElementById('no-match');
+    if (search) {
+      search.addEventListener('input', () => {
+        const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+        let shown = 0;
+        form.querySelectorAll('#signal-groups details').forEach((d) => {
+          let inGroup = 0;
+          d.querySelectorAll('li[data-search]').forEach((li) => {
+            const text = li.getAttribute('data-search').toLowerCase();
+            const match = words.every((w) => text.includes(w));
+            li.hidden = !match;
+            if (match) inGroup++;
+          });
+          d.hidden = inGroup === 0;
+          d.open = words.length ? inGroup > 0 : !!d.querySelector('input[name=field]:checked');
+          shown += inGroup;
+        });
+        if (noMatch) noMatch.hidden = shown > 0;
+      });
+      // Enter in the search box must not save the form.
+      search.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') ev.preventDefault(); });
+    }
     document.querySelectorAll('[data-preset]').forEach((btn) => {
       btn.addEventListener('click', (ev) => {
         ev.preventDefault();
@@ -90,6 +130,7 @@
           if (d && cb.checked) d.value = deltas[cb.value] !== undefined ? deltas[cb.value] : '';
         });
         form.querySelectorAll('details').forEach((d) => { d.open = !!d.querySelector('input[name=field]:checked'); });
+        markPreset();
         update();
       });
     });
