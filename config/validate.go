@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
@@ -49,7 +51,27 @@ func (c *Config) Validate() error {
 	if st := c.HomeAssistant.StatusTopicOrDefault(); st == c.MQTT.Prefix || strings.HasPrefix(st, c.MQTT.Prefix+"/") {
 		return fmt.Errorf("homeassistant.status_topic: %q is under mqtt.prefix %q, where only fleet2mqtt publishes: use Home Assistant's birth topic, such as \"homeassistant/status\"", st, c.MQTT.Prefix)
 	}
+	if err := c.validateCommands(); err != nil {
+		return err
+	}
 	return c.MQTT.validate()
+}
+
+// validateCommands checks the commands section and that the MQTT users
+// it names can log in to the embedded broker.
+func (c *Config) validateCommands() error {
+	if err := c.Commands.Validate(); err != nil {
+		return configerr.Prefix("commands", err)
+	}
+	if c.MQTT.Broker != BrokerEmbedded {
+		return nil
+	}
+	for i, name := range c.Commands.MQTTUsers {
+		if !slices.ContainsFunc(c.MQTT.Embedded.Users, func(u embedded.User) bool { return u.Name == name }) {
+			return fmt.Errorf("commands.mqtt_users[%d]: %q is no user of mqtt.embedded.users, so it cannot log in to send commands", i, name)
+		}
+	}
+	return nil
 }
 
 // DiscoveryEnabled reports whether cars are announced to Home Assistant:
