@@ -142,6 +142,8 @@ type app struct {
 	announcer *announce.Announcer
 	// cert is where the vehicle listener's certificate comes from.
 	cert certs.Source
+	// cmd is vehicle commands (command.go).
+	cmd *vehicleCommands
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -204,6 +206,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	}
 	published := instrumentedBroker{a.broker, a.metrics}
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
+		return nil, err
+	}
+	if err := a.buildCommands(); err != nil {
 		return nil, err
 	}
 	var announcer setup.Announcer // a nil interface when discovery is off
@@ -320,6 +325,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			Stop: a.bridge.Offline,
 		},
 		a.webListener(fail),
+		a.cmd.component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
 			if a.announcer == nil {
 				return nil

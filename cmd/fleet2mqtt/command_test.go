@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
+	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
+)
+
+const commandVIN = "5YJ3E1EA7KF000001"
+
+// commandSetup is a data directory as the setup page leaves it (the
+// application key, the owner's token) for a fake Tesla whose car holds
+// the key, and a configuration file pointing at that fake.
+func commandSetup(t *testing.T) (configFile string, fleet *fakefleet.Fleet) {
+	t.Helper()
+	dataDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dataDir, "setup"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := fleetapi.LoadOrCreateKey(setupKeyPath(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err = fakefleet.Start(context.Background(), fakefleet.Options{VINs: []string{commandVIN}, Key: key, Dir: filepath.Join(dataDir, "setup")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fleet.Close)
+	base, err := fleet.Server.Endpoints().BaseURL(fleetapi.RegionNA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	configFile = filepath.Join(t.TempDir(), "config.yaml")
+	yaml := "data_dir: " + dataDir + "\nsetup:\n  client_id: " + fleet.Server.ClientID() + "\ncommands:\n  fleet_api_url: " + base + "\n"
+	if err := os.WriteFile(configFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return configFile, fleet
+}
+
+func TestCommandLine(t *testing.T) {
+	cfg, fleet := commandSetup(t)
+	car := fleet.Server.Car(commandVIN)
+
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"command", "--config", cfg, commandVIN, "set_charge_limit", `{"percent":66}`}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr.String())
+	}
+	var res struct {
+		OK      bool   `json:"ok"`
+		Command string `json:"command"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || !res.OK || res.Command != "set_charge_limit" {
+		t.Fatalf("stdout %q: %v", stdout.String(), err)
+	}
+	if car.State().ChargeLimit != 66 {
+		t.Errorf("charge limit %d, want 66", car.State().ChargeLimit)
+	}
+
+	// The car refuses: exit 1, the reason on stderr.
+	st := car.State()
+	st.PluggedIn = false
+	car.SetState(st)
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"command", "--config", cfg, commandVIN, "charge_start"}, &stdout, &stderr); code != 1 || stderr.Len() == 0 {
+		t.Errorf("charge_start unplugged: exit %d, stderr %q; want 1 and a reason", code, stderr.String())
+	}
+
+	// Usage errors: exit 2, nothing sent.
+	before, _, _ := car.Counts()
+	for _, args := range [][]string{
+		{"command", "--config", cfg, commandVIN},
+		{"command", "--config", cfg, commandVIN, "set_charge_limit", `{"percent":500}`},
+		{"command", "--config", cfg, commandVIN, "no_such_command"},
+	} {
+		if code := run(args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+	if after, _, _ := car.Counts(); after != before {
+		t.Errorf("usage errors sent %d commands", after-before)
+	}
+}
+
+func TestCommandLineWithoutSetup(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte("data_dir: "+t.TempDir()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"command", "--config", cfg, commandVIN, "flash_lights"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "setup page") {
+		t.Errorf("exit %d, stderr %q; want 1 and a pointer to the setup page", code, stderr.String())
+	}
+}
