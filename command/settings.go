@@ -154,6 +154,7 @@ func (s Settings) Allows(name string) error {
 func DefaultSettings() Settings {
 	return Settings{
 		Categories:  Categories{Charging: true, Climate: true, Security: true, Alerts: true},
+		MQTTUsers:   []string{},
 		RateLimit:   DefaultRateLimit,
 		WakeTimeout: DefaultWakeTimeout,
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
@@ -79,6 +80,17 @@ func (c *Config) validateCommands() error {
 // native topics that discovery announces.
 func (c *Config) DiscoveryEnabled() bool {
 	return c.HomeAssistant.Enabled && !c.MQTT.Compat.Exclusive
+}
+
+// Discovery returns the homeassistant section with the controls the
+// commands section turns on: the entities that command the cars are
+// announced only when commands are enabled, per category.
+func (c *Config) Discovery() discovery.Config {
+	d := c.HomeAssistant
+	cmd := c.Commands
+	d.Controls = discovery.Controls{Enabled: cmd.Enabled, Charging: cmd.Categories.Charging, Climate: cmd.Categories.Climate,
+		Security: cmd.Categories.Security, Access: cmd.Categories.Access, Alerts: cmd.Categories.Alerts}
+	return d
 }
 
 // ACME returns the ACME section with its defaults filled in: the setup

@@ -217,7 +217,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
+		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
 			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))

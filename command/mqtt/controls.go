@@ -215,3 +215,27 @@ func isNumber(p string) bool {
 	_, err := strconv.ParseFloat(p, 64)
 	return err == nil && json.Valid([]byte(p))
 }
+
+// ParseControl turns a message on a per-control topic,
+// <prefix>/<VIN>/set/<control>, into the command it stands for.
+func ParseControl(prefix, topic string, payload []byte) (name string, args json.RawMessage, err error) {
+	rest, ok := strings.CutPrefix(topic, prefix+"/")
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 3 || parts[1] != "set" {
+		return "", nil, fmt.Errorf("%q is not a control topic %s/<VIN>/set/<control>", topic, prefix)
+	}
+	ctl, ok := controls[parts[2]]
+	if !ok {
+		return "", nil, fmt.Errorf("unknown control %q", parts[2])
+	}
+	name, a, err := ctl(strings.TrimSpace(string(payload)))
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", parts[2], err)
+	}
+	if a != nil {
+		if args, err = json.Marshal(a); err != nil {
+			return "", nil, err
+		}
+	}
+	return name, args, nil
+}

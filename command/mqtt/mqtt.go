@@ -195,25 +195,12 @@ func (h *Handler) parse(m Message) (*request, error) {
 		return r, errors.New("retained commands are not run (they would run again at every start): publish without the retain flag, and clear the retained message")
 	}
 	if r.kind == "set" {
-		ctl, ok := controls[r.name]
-		if !ok {
-			r.req.Name = r.name
-			return r, fmt.Errorf("unknown control %q", r.name)
-		}
-		name, args, err := ctl(strings.TrimSpace(string(m.Payload)))
-		r.req.Name = name
+		name, args, err := ParseControl(h.cfg.Prefix, m.Topic, m.Payload)
+		r.req.Name, r.req.Args = name, args
 		if err != nil {
 			r.req.Name = r.name
-			return r, fmt.Errorf("%s: %w", r.name, err)
 		}
-		if args != nil {
-			raw, err := json.Marshal(args)
-			if err != nil {
-				return r, err
-			}
-			r.req.Args = raw
-		}
-		return r, nil
+		return r, err
 	}
 	r.req.Name = r.name
 	args, onlyIfAwake, err := commandArgs(r.name, m.Payload)

@@ -19,7 +19,9 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	cmdmqtt "github.com/fleet2mqtt/fleet2mqtt/command/mqtt"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 const (
@@ -299,5 +301,73 @@ func TestEveryControlIsACommand(t *testing.T) {
 		if command.CategoryOf(name) != "" {
 			t.Errorf("control %q shadows a command name", name)
 		}
+	}
+}
+
+// TestHomeAssistantControlsCommand: every control Home Assistant is told
+// of publishes, on its command topics, payloads that become valid
+// commands.
+func TestHomeAssistantControlsCommand(t *testing.T) {
+	cfg := discovery.DefaultConfig()
+	cfg.Controls = discovery.Controls{Enabled: true, Charging: true, Climate: true, Security: true, Access: true, Alerts: true}
+	var seat []telemetry.Field
+	for _, name := range []string{"SeatHeaterLeft", "SeatHeaterRight", "SeatHeaterRearLeft", "SeatHeaterRearCenter", "SeatHeaterRearRight", "HvacSteeringWheelHeatLevel"} {
+		f, _ := telemetry.FieldByName(name)
+		seat = append(seat, f)
+	}
+	msgs := discovery.Messages(cfg, discovery.Bridge{Prefix: prefix, Availability: prefix + "/bridge/state"}, discovery.Vehicle{VIN: vin, Streaming: seat})
+	var payload struct {
+		Cmps map[string]map[string]any `json:"cmps"`
+	}
+	if err := json.Unmarshal(msgs[0].Payload, &payload); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for key, c := range payload.Cmps {
+		if !strings.HasPrefix(key, "control_") {
+			continue
+		}
+		str := func(k string) string { s, _ := c[k].(string); return s }
+		sends := map[string][]string{} // command topic → payloads Home Assistant sends
+		switch c["p"] {
+		case "switch":
+			sends[str("command_topic")] = []string{str("payload_on"), str("payload_off")}
+		case "number":
+			sends[str("command_topic")] = []string{fmt.Sprint(c["min"]), fmt.Sprint(c["max"])}
+		case "select":
+			for _, o := range c["options"].([]any) {
+				sends[str("command_topic")] = append(sends[str("command_topic")], o.(string))
+			}
+		case "lock":
+			sends[str("command_topic")] = []string{str("payload_lock"), str("payload_unlock")}
+		case "cover":
+			sends[str("command_topic")] = []string{str("payload_open"), str("payload_close")}
+		case "button":
+			sends[str("command_topic")] = []string{str("payload_press")}
+		case "climate":
+			for _, m := range c["modes"].([]any) {
+				sends[str("mode_command_topic")] = append(sends[str("mode_command_topic")], m.(string))
+			}
+			sends[str("temperature_command_topic")] = []string{fmt.Sprint(c["min_temp"]), fmt.Sprint(c["max_temp"]), "21.5"}
+		}
+		if len(sends) == 0 {
+			t.Errorf("%s: platform %v sends nothing", key, c["p"])
+		}
+		for topic, payloads := range sends {
+			for _, p := range payloads {
+				name, args, err := cmdmqtt.ParseControl(prefix, topic, []byte(p))
+				if err != nil {
+					t.Errorf("%s: %s %q: %v", key, topic, p, err)
+					continue
+				}
+				if _, err := command.Build(name, args); err != nil {
+					t.Errorf("%s: %s %q makes an invalid command %s %s: %v", key, topic, p, name, args, err)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 30 {
+		t.Errorf("only %d payloads checked", checked)
 	}
 }
