@@ -151,13 +151,17 @@ type app struct {
 	err  error // why the app stopped; read after done is closed
 }
 
-// start builds every part, then starts them in order (see components);
-// when it returns nil the listeners accept connections.
-func start(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, error) {
+// start builds every part, adjusts them (the demo), then starts them in
+// order (see components); when it returns nil the listeners accept
+// connections.
+func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...func(*app)) (*app, error) {
 	t0 := time.Now()
 	a, err := build(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range adjust { // the demo's parts (demo_commands.go)
+		f(a)
 	}
 	failed := make(chan error, 1)
 	fail := func(err error) {

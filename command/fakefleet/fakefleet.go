@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -39,7 +40,7 @@ type Options struct {
 	VINs []string
 	// Key is the application key; a new one when nil.
 	Key *ecdsa.PrivateKey
-	// Dir holds the owner's token file.
+	// Dir holds the owner's token file; it is made when missing.
 	Dir string
 	// Logf receives one line per request to the fake; nothing when nil.
 	Logf func(format string, args ...any)
@@ -58,6 +59,9 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	vehicles := make([]fleetapitest.Vehicle, len(o.VINs))
 	for i, vin := range o.VINs {
 		vehicles[i] = fleetapitest.Vehicle{VIN: vin, Paired: true}
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fake Fleet API: %w", err)
 	}
 	srv := fleetapitest.New(fleetapitest.Options{RedirectURIs: []string{callback}, Vehicles: vehicles, Logf: o.Logf})
 	f := &Fleet{Server: srv, Key: key, TokenFile: filepath.Join(o.Dir, "owner-token.json")}
@@ -101,3 +105,8 @@ func (f *Fleet) AccessToken() (string, error) {
 
 // Close stops the fake.
 func (f *Fleet) Close() { f.Server.Close() }
+
+// AddCar adds a car to the owner's account, online and paired.
+func (f *Fleet) AddCar(vin string) {
+	f.Server.AddVehicle(fleetapitest.Vehicle{VIN: vin, Paired: true})
+}
