@@ -3,11 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -20,7 +28,12 @@ const commandVIN = "5YJ3E1EA7KF000001"
 // the key, and a configuration file pointing at that fake.
 func commandSetup(t *testing.T) (configFile string, fleet *fakefleet.Fleet) {
 	t.Helper()
-	dataDir := t.TempDir()
+	configFile, fleet, _ = commandSetupIn(t, t.TempDir())
+	return configFile, fleet
+}
+
+func commandSetupIn(t *testing.T, dataDir string) (configFile string, fleet *fakefleet.Fleet, fleetAPI string) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dataDir, "setup"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +55,70 @@ func commandSetup(t *testing.T) (configFile string, fleet *fakefleet.Fleet) {
 	if err := os.WriteFile(configFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return configFile, fleet
+	return configFile, fleet, base
+}
+
+// TestServeCommands: serve with commands on runs the proxy API on its own
+// TLS listener (commands.proxy), with the setup page's data, and counts
+// the billed requests in /metrics.
+func TestServeCommands(t *testing.T) {
+	dataDir := t.TempDir()
+	_, fleet, base := commandSetupIn(t, dataDir)
+	pki := t.TempDir()
+	if err := certs.WriteDevDir(pki, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	a := startTestApp(t, func(c *config.Config) {
+		c.DataDir = dataDir
+		c.Setup.ClientID = fleet.Server.ClientID()
+		c.Commands.Enabled = true
+		c.Commands.FleetAPIURL = base
+		c.Commands.Proxy = vcmd.ProxySettings{Listen: "127.0.0.1:0",
+			CertFile: filepath.Join(pki, certs.ServerFile), KeyFile: filepath.Join(pki, certs.ServerKeyFile)}
+	})
+	ca, err := certs.LoadDir(pki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.ServerCA.Pool()}}}
+	tok, err := fleet.AccessToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "https://"+a.cmd.proxyAddr+"/api/1/vehicles/"+commandVIN+"/command/flash_lights", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(bytes.TrimSpace(body)) != `{"response":{"result":true,"reason":""}}` {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if fleet.Server.Car(commandVIN).State().Flashes != 1 {
+		t.Error("the car did not flash")
+	}
+	resp, err = http.Get("http://" + a.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{month="\d{4}-\d\d",vin="` + commandVIN + `"\} [1-9]`)
+	if !want.Match(metrics) {
+		t.Errorf("/metrics does not count the car's commands:\n%s", grepLines(metrics, "vehicle_"))
+	}
+}
+
+func grepLines(b []byte, sub string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestCommandLine(t *testing.T) {
