@@ -283,14 +283,10 @@ func (a *app) buildCommands() error {
 	return nil
 }
 
-// proxyHandler makes the proxy API's handler from the setup page's data
-// as it is now.
+// proxyHandler makes the proxy API's handler; it reads the setup page's
+// data for each request (the owner may log in after the start).
 func (c *vehicleCommands) proxyHandler() (http.Handler, error) {
-	base, err := c.creds.fleetAPIBase()
-	if err != nil {
-		return nil, err
-	}
-	return proxy.New(proxy.Config{Settings: c.cfg, Engine: c.engine, FleetAPI: base, Logger: c.log,
+	return proxy.New(proxy.Config{Settings: c.cfg, Engine: c.engine, FleetAPI: c.creds.fleetAPIBase, Logger: c.log,
 		Via: func(token string) vcmd.Transport {
 			client, region, _, err := c.creds.client()
 			if err != nil {

@@ -177,3 +177,42 @@ func TestCommandLineWithoutSetup(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 1 and a pointer to the setup page", code, stderr.String())
 	}
 }
+
+// TestServeCommandsBeforeSetup: commands on before the setup page is done
+// (no key, no login) start fine and say what is missing.
+func TestServeCommandsBeforeSetup(t *testing.T) {
+	pki := t.TempDir()
+	if err := certs.WriteDevDir(pki, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	a := startTestApp(t, func(c *config.Config) {
+		c.Commands.Enabled = true
+		c.Commands.Proxy = vcmd.ProxySettings{Listen: "127.0.0.1:0",
+			CertFile: filepath.Join(pki, certs.ServerFile), KeyFile: filepath.Join(pki, certs.ServerKeyFile)}
+	})
+	ca, err := certs.LoadDir(pki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.ServerCA.Pool()}}}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		says         string
+	}{
+		{"GET", "/api/1/vehicles", http.StatusServiceUnavailable, "client id"},
+		{"POST", "/api/1/vehicles/" + commandVIN + "/command/flash_lights", http.StatusBadGateway, "not ready"},
+	} {
+		req, _ := http.NewRequest(tc.method, "https://"+a.cmd.proxyAddr+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer some-token")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.says) {
+			t.Errorf("%s %s: %d %s; want %d naming %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.says)
+		}
+	}
+}

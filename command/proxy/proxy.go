@@ -42,8 +42,10 @@ type Config struct {
 	// Via returns the Fleet API transport that uses the caller's token,
 	// client.Owner(fleetapi.BearerToken(token), region).
 	Via func(token string) command.Transport
-	// FleetAPI is the Fleet API base URL other requests are forwarded to.
-	FleetAPI *url.URL
+	// FleetAPI returns the Fleet API base URL other requests are
+	// forwarded to, asked for each request: the owner's region may be
+	// known only once the setup page is done.
+	FleetAPI func() (*url.URL, error)
 	// Transport carries forwarded requests; http.DefaultTransport when
 	// nil.
 	Transport http.RoundTripper
@@ -61,9 +63,9 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	base := cfg.FleetAPI
 	forward := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
+			base := r.In.Context().Value(baseKey{}).(*url.URL)
 			r.SetURL(base)
 			r.Out.Host = base.Host
 			r.Out.Header.Del("X-Forwarded-For") // the car owner's address is not Tesla's business
@@ -77,7 +79,14 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/1/vehicles/{vin}/command/{name}", h.command)
-	mux.Handle("/api/1/", forward)
+	mux.HandleFunc("/api/1/", func(w http.ResponseWriter, r *http.Request) {
+		base, err := cfg.FleetAPI()
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "no Fleet API to forward to: "+err.Error())
+			return
+		}
+		forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), baseKey{}, base)))
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found: this is a vehicle command API under /api/1/")
 	})
@@ -85,6 +94,9 @@ func New(cfg Config) (http.Handler, error) {
 }
 
 type handler struct{ cfg Config }
+
+// baseKey carries the Fleet API base URL of one forwarded request.
+type baseKey struct{}
 
 // answer is Tesla's envelope.
 type answer struct {
