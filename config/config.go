@@ -21,6 +21,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
@@ -46,6 +47,9 @@ type Config struct {
 	// discovery). It is off with mqtt.compat.exclusive, which publishes
 	// none of the topics it announces.
 	HomeAssistant discovery.Config `yaml:"homeassistant"`
+	// Commands is whether and how fleet2mqtt sends the cars commands
+	// (MQTT, Home Assistant controls, the proxy API). Off by default.
+	Commands command.Settings `yaml:"commands"`
 }
 
 // VehicleConfig is the vehicle section: how the listener treats
@@ -109,6 +113,7 @@ func Default() Config {
 		HTTP:          HTTPConfig{Listen: "127.0.0.1:8080"},
 		Setup:         setup.DefaultConfig(),
 		HomeAssistant: discovery.DefaultConfig(),
+		Commands:      command.DefaultSettings(),
 	}
 }
 

@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
@@ -49,7 +52,27 @@ func (c *Config) Validate() error {
 	if st := c.HomeAssistant.StatusTopicOrDefault(); st == c.MQTT.Prefix || strings.HasPrefix(st, c.MQTT.Prefix+"/") {
 		return fmt.Errorf("homeassistant.status_topic: %q is under mqtt.prefix %q, where only fleet2mqtt publishes: use Home Assistant's birth topic, such as \"homeassistant/status\"", st, c.MQTT.Prefix)
 	}
+	if err := c.validateCommands(); err != nil {
+		return err
+	}
 	return c.MQTT.validate()
+}
+
+// validateCommands checks the commands section and that the MQTT users
+// it names can log in to the embedded broker.
+func (c *Config) validateCommands() error {
+	if err := c.Commands.Validate(); err != nil {
+		return configerr.Prefix("commands", err)
+	}
+	if c.MQTT.Broker != BrokerEmbedded {
+		return nil
+	}
+	for i, name := range c.Commands.MQTTUsers {
+		if !slices.ContainsFunc(c.MQTT.Embedded.Users, func(u embedded.User) bool { return u.Name == name }) {
+			return fmt.Errorf("commands.mqtt_users[%d]: %q is no user of mqtt.embedded.users, so it cannot log in to send commands", i, name)
+		}
+	}
+	return nil
 }
 
 // DiscoveryEnabled reports whether cars are announced to Home Assistant:
@@ -57,6 +80,17 @@ func (c *Config) Validate() error {
 // native topics that discovery announces.
 func (c *Config) DiscoveryEnabled() bool {
 	return c.HomeAssistant.Enabled && !c.MQTT.Compat.Exclusive
+}
+
+// Discovery returns the homeassistant section with the controls the
+// commands section turns on: the entities that command the cars are
+// announced only when commands are enabled, per category.
+func (c *Config) Discovery() discovery.Config {
+	d := c.HomeAssistant
+	cmd := c.Commands
+	d.Controls = discovery.Controls{Enabled: cmd.Enabled, Charging: cmd.Categories.Charging, Climate: cmd.Categories.Climate,
+		Security: cmd.Categories.Security, Access: cmd.Categories.Access, Alerts: cmd.Categories.Alerts}
+	return d
 }
 
 // ACME returns the ACME section with its defaults filled in: the setup

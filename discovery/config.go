@@ -51,6 +51,9 @@ type Config struct {
 	// enabled. By default they are announced disabled: they exist in Home
 	// Assistant and can be enabled there one by one. Default false.
 	EnableObscure bool `yaml:"enable_obscure"`
+	// Controls are the entities that command the car (controls.go). They
+	// follow the commands section, not this one: the caller sets them.
+	Controls Controls `yaml:"-"`
 }
 
 // DefaultConfig returns the configuration discovery runs with when the

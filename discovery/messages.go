@@ -121,6 +121,9 @@ func RemoveMessages(cfg Config, b Bridge, v Vehicle, announced map[string]string
 	}
 	current[streamingKey] = true
 	current[alertsKey] = true
+	for _, k := range controlKeys(cfg, v) {
+		current[k] = true
+	}
 	var stale []staleComponent
 	for key, platform := range announced {
 		if !current[key] && platform != "" {
@@ -345,6 +348,7 @@ func render(cfg Config, b Bridge, v Vehicle, stale []staleComponent) []byte {
 		}
 		buf = append(buf, '}')
 	}
+	buf = appendControls(buf, cfg, b, v, devID, devSlug)
 	for _, s := range stale {
 		buf = append(buf, ',')
 		buf = telemetry.AppendJSONString(buf, s.key)

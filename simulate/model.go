@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -154,6 +155,7 @@ var (
 	chargeStarting   = enumValue(telemetry.EnumDetailedChargeStateValue, "Starting")
 	chargeCharging   = enumValue(telemetry.EnumDetailedChargeStateValue, "Charging")
 	chargeComplete   = enumValue(telemetry.EnumDetailedChargeStateValue, "Complete")
+	chargeStopped    = enumValue(telemetry.EnumDetailedChargeStateValue, "Stopped")
 	latchEngaged     = enumValue(telemetry.EnumChargePortLatchValue, "Engaged")
 	latchDisengaged  = enumValue(telemetry.EnumChargePortLatchValue, "Disengaged")
 	cableSAE         = enumValue(telemetry.EnumCableType, "SAE")
@@ -280,6 +282,15 @@ type vehicle struct {
 	chargeIn time.Duration // time in the current charge state
 	chargeKW float64
 	energyIn float64 // kWh added this session
+	amps     float64 // AC current requested from the wall connector
+
+	// Told from outside (remote.go): a charge limit set by the owner
+	// (0: none), a charging session started remotely (interrupt, taken
+	// before the plan resumes), and overrides of the story.
+	userLimit   int
+	interrupt   *phase
+	remoteStart bool
+	remote      remoteOverrides
 
 	// Cabin and body.
 	inside, outside float64
@@ -307,6 +318,7 @@ func newVehicle(s Scenario, seed uint64) *vehicle {
 		odometer: round(8000+rng.Float64()*30000, 3),
 		soc:      40 + rng.Float64()*40,
 		limit:    80,
+		amps:     acAmps,
 		gear:     gearP,
 		charge:   chargeDisconnect,
 		outside:  12 + rng.Float64()*12,
@@ -333,7 +345,7 @@ func (v *vehicle) step(dt time.Duration, now time.Time) tick {
 	for dt > 0 && t.sleep == 0 {
 		sub := min(dt, time.Second)
 		dt -= sub
-		ph := v.plan[v.idx]
+		ph := v.current()
 		if v.fresh {
 			v.fresh = false
 			v.enter(ph, &t, now)
@@ -365,6 +377,12 @@ func (v *vehicle) step(dt time.Duration, now time.Time) tick {
 // advance moves to the next phase of the plan. A phase of sleep is taken
 // at once: the tick says how long to stay away.
 func (v *vehicle) advance(t *tick, now time.Time) {
+	if v.interrupt != nil {
+		// A remote charge ended: the plan's phase starts again.
+		v.interrupt = nil
+		v.in, v.fresh = 0, true
+		return
+	}
 	v.idx = (v.idx + 1) % len(v.plan)
 	v.in, v.fresh = 0, true
 	ph := v.plan[v.idx]
@@ -392,6 +410,16 @@ func (v *vehicle) advance(t *tick, now time.Time) {
 
 // enter starts a phase.
 func (v *vehicle) enter(ph phase, t *tick, now time.Time) {
+	v.remote = remoteOverrides{} // the story takes over again
+	if ph.kind == phaseCharge && v.remoteStart {
+		v.remoteStart = false
+		v.gear, v.speed, v.dc, v.home = gearP, 0, false, true
+		v.limit = cmp.Or(v.userLimit, 80)
+		v.charge = chargeStarting
+		v.chargeIn, v.energyIn, v.chargeKW = 0, 0, 0
+		t.notes = append(t.notes, fmt.Sprintf("charging at home on request at %.0f%%, limit %d%%", v.soc, v.limit))
+		return
+	}
 	switch ph.kind {
 	case phaseDrive:
 		v.gear = gearD
@@ -419,7 +447,10 @@ func (v *vehicle) enter(ph phase, t *tick, now time.Time) {
 		v.dc = v.rng.Float64() < 0.4
 		v.limit = 80
 		where := "at home (AC, 7.7 kW)"
-		if v.dc {
+		if v.userLimit != 0 {
+			v.limit = v.userLimit
+		}
+		if v.dc && v.userLimit == 0 {
 			v.limit = 90
 			where = "at a Supercharger (DC)"
 			v.home = false
@@ -564,7 +595,7 @@ func (v *vehicle) chargeStep(dt time.Duration, t *tick) bool {
 			v.charge, v.chargeIn, v.chargeKW = chargeComplete, 0, 0
 			t.notes = append(t.notes, fmt.Sprintf("charge complete at %.0f%%: %.1f kWh added", v.soc, v.energyIn))
 		}
-	case chargeComplete:
+	case chargeComplete, chargeStopped:
 		v.chargeKW = 0
 		if v.chargeIn >= completeTime {
 			v.charge, v.chargeIn = chargeDisconnect, 0
@@ -580,7 +611,7 @@ func (v *vehicle) chargeStep(dt time.Duration, t *tick) bool {
 // few percent, tapering with state of charge on DC.
 func (v *vehicle) chargePower() float64 {
 	if !v.dc {
-		p := acVolts * acAmps / 1000
+		p := acVolts * v.amps / 1000
 		if v.soc > float64(v.limit)-2 {
 			p *= 0.6
 		}
@@ -637,7 +668,7 @@ func (v *vehicle) routeUpdated(now time.Time) {
 // report returns the signals to send now: what changed, and what has not
 // been sent for a while, like a car configured with a one-second interval.
 func (v *vehicle) report(now time.Time) []telemetry.Datum {
-	ph := v.plan[v.idx]
+	ph := v.current()
 	r := &v.rep
 	r.add(fGear, v.gear)
 	r.add(fLocation, telemetry.LocationValue(round6(v.lat), round6(v.lon)))
@@ -693,6 +724,7 @@ func (v *vehicle) report(now time.Time) []telemetry.Datum {
 		r.add(fLocatedAtHome, telemetry.BoolValue(v.home))
 		v.reportTires(ph)
 	}
+	v.reportRemote()
 	return r.flush()
 }
 
@@ -760,7 +792,7 @@ func (v *vehicle) reportCharger(now time.Time) {
 		r.add(fACChargingEnergyIn, telemetry.FloatValue(round(v.energyIn, 3)))
 		r.add(fChargingCableType, cableSAE)
 		r.add(fChargerPhases, telemetry.IntValue(1))
-		r.add(fChargeCurrentRequest, telemetry.IntValue(int64(acAmps)))
+		r.add(fChargeCurrentRequest, telemetry.IntValue(int64(v.amps)))
 		r.add(fChargeCurrentMax, telemetry.IntValue(48))
 		next := now.Truncate(time.Hour).Add(8 * time.Hour)
 		r.add(fScheduledChargeStart, telemetry.IntValue(next.Unix()))

@@ -42,6 +42,9 @@ type PlayConfig struct {
 	Interval time.Duration
 	// Log receives what the car does; nil discards it.
 	Log *slog.Logger
+	// Remote returns what tells the car with this VIN from outside to
+	// change (vehicle commands); nil, or a nil Remote, for none.
+	Remote func(vin string) *Remote
 	// LogEvery is the real time between two info lines about the records
 	// a car sends (state changes are always logged); other records are
 	// logged at debug level. Zero means five seconds.
@@ -91,11 +94,15 @@ func Play(ctx context.Context, car *Car, cfg PlayConfig) error {
 		return err
 	}
 	p := &player{car: car, cfg: cfg, log: cfg.Log.With("vin", car.VIN(), "scenario", string(cfg.Scenario))}
+	if cfg.Remote != nil {
+		p.remote = cfg.Remote(car.VIN())
+	}
 	return p.play(ctx)
 }
 
 type player struct {
 	car     *Car
+	remote  *Remote // nil: nobody tells the car anything
 	cfg     PlayConfig
 	log     *slog.Logger
 	lastLog time.Time
@@ -134,7 +141,12 @@ func (p *player) play(ctx context.Context) error {
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
+		var told tick
+		if c, ok := p.remote.take(); ok {
+			model.applyRemote(c, &told)
+		}
 		t := model.step(step, time.Now())
+		t.notes = append(told.notes, t.notes...)
 		if err := p.send(ctx, t); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -150,8 +162,12 @@ func (p *player) play(ctx context.Context) error {
 			}
 			away := time.Duration(float64(t.sleep) / p.cfg.Speed)
 			p.log.Info("asleep: disconnected", "simulated", t.sleep, "real", away.Round(time.Millisecond))
-			if !sleep(ctx, away) {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-time.After(away):
+			case <-p.remote.woken():
+				p.log.Info("woken by a command")
 			}
 			p.log.Info("woke up: reconnecting")
 			connect()

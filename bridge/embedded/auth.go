@@ -24,7 +24,8 @@ type guard struct {
 	server    *mqtt.Server
 	users     map[string][]byte // name → password or bcrypt hash
 	anonymous Anonymous
-	protected atomic.Pointer[[]string] // "<prefix>/", one per protected prefix
+	protected atomic.Pointer[[]string]   // "<prefix>/", one per protected prefix
+	commands  atomic.Pointer[CommandACL] // the exception: command topics (commands.go)
 	log       *slog.Logger
 }
 
@@ -104,7 +105,7 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	if g.mayPublish(topic) {
+	if g.mayPublish(topic) || g.mayCommand(cl, topic) {
 		return true
 	}
 	g.log.Debug("refused MQTT publish", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)

@@ -59,7 +59,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, cfg.Vehicle.TLS.ClientCAFiles = "", "", nil
 
 	log := cfg.Log.Logger(stderr)
-	a, err := start(ctx, cfg, log)
+	cmds, err := startDemoCommands(ctx, &cfg)
+	if err != nil {
+		log.Error("cannot start the fake Fleet API for commands", "err", err)
+		return 1
+	}
+	defer cmds.close()
+	a, err := start(ctx, cfg, log, cmds.use)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -69,9 +75,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot create the simulated cars", "err", err)
 		return 1
 	}
+	cmds.add(fleet)
 	a.demoBanner(stdout, fleet, sc, *speed)
 
-	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator")})
+	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator"), Remote: cmds.remote})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("simulated cars stopped", "err", err)
 	}
@@ -110,6 +117,8 @@ func (a *app) demoBanner(w io.Writer, cars []*simulate.Car, sc simulate.Scenario
 	fmt.Fprintf(w, "  MQTT broker:  %s (anonymous from this machine)\n", a.mqttAddr)
 	fmt.Fprintf(w, "  Watch:        mosquitto_sub -h %s -p %s -t '%s/#' -v\n", hostOf(a.mqttAddr), portOf(a.mqttAddr), prefix)
 	fmt.Fprintf(w, "  One signal:   %s/%s/Soc   everything: %s/%s/state\n", prefix, cars[0].VIN(), prefix, cars[0].VIN())
+	fmt.Fprintf(w, "  Command:      mosquitto_pub -h %s -p %s -t '%s/%s/set/charging' -m ON   (a fake Tesla signs and obeys; see docs/commands.md)\n",
+		hostOf(a.mqttAddr), portOf(a.mqttAddr), prefix, cars[0].VIN())
 	if a.httpAddr != "" {
 		fmt.Fprintf(w, "  Metrics:      http://%s/metrics\n", a.httpAddr)
 	}

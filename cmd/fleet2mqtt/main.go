@@ -39,6 +39,7 @@ func commands() []command {
 		}},
 		{"healthcheck", "check a running fleet2mqtt's /healthz (for container health checks)", runHealthcheck},
 		{"check-cert", "check the vehicle listener's certificate as a car would", runCheckCert},
+		{"command", "send a car a command, signed with the application's key", runCommand},
 		{"sign-config", "sign a fleet-telemetry config with the application's key (or --verify a token)", runSignConfig},
 		{"discovery", "Home Assistant discovery: remove a car (discovery remove <VIN>...)", runDiscovery},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {

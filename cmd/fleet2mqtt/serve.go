@@ -142,6 +142,8 @@ type app struct {
 	announcer *announce.Announcer
 	// cert is where the vehicle listener's certificate comes from.
 	cert certs.Source
+	// cmd is vehicle commands (command.go).
+	cmd *vehicleCommands
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -149,13 +151,17 @@ type app struct {
 	err  error // why the app stopped; read after done is closed
 }
 
-// start builds every part, then starts them in order (see components);
-// when it returns nil the listeners accept connections.
-func start(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, error) {
+// start builds every part, adjusts them (the demo), then starts them in
+// order (see components); when it returns nil the listeners accept
+// connections.
+func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...func(*app)) (*app, error) {
 	t0 := time.Now()
 	a, err := build(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range adjust { // the demo's parts (demo_commands.go)
+		f(a)
 	}
 	failed := make(chan error, 1)
 	fail := func(err error) {
@@ -206,13 +212,16 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
 	}
+	if err := a.buildCommands(); err != nil {
+		return nil, err
+	}
 	var announcer setup.Announcer // a nil interface when discovery is off
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
+		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
 			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
@@ -322,6 +331,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			Stop: a.bridge.Offline,
 		},
 		a.webListener(fail),
+		a.cmd.component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
 			if a.announcer == nil {
 				return nil
