@@ -111,3 +111,13 @@ func removeVehicleCerts(dir string) error {
 	}
 	return nil
 }
+
+// DevCA returns the server CA of the development PKI in dir (the ca cars
+// get while fleet2mqtt serves that PKI), or nil when dir holds none.
+func DevCA(dir string) []byte {
+	b, err := LoadDir(dir)
+	if err != nil || b.ServerCA == nil {
+		return nil
+	}
+	return b.ServerCA.CertPEM
+}

@@ -164,3 +164,20 @@ func samePair(t *testing.T, what string, got, want tls.Certificate) {
 		t.Errorf("%s: key differs", what)
 	}
 }
+
+func TestDevCA(t *testing.T) {
+	dir := t.TempDir()
+	if ca := DevCA(dir); ca != nil {
+		t.Errorf("an empty directory: %q, want none", ca)
+	}
+	if err := WriteDevDir(dir, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca := DevCA(dir); ca == nil || !bytes.Equal(ca, b.ServerCA.CertPEM) {
+		t.Errorf("DevCA = %q, want the server CA %q", ca, b.ServerCA.CertPEM)
+	}
+}
