@@ -100,7 +100,7 @@ Flags:
 	if *verify != "" {
 		token := *verify
 		if token == "-" {
-			raw, err := readLimited(stdin)
+			raw, err := readInput(token)
 			if err != nil {
 				return fail(fmt.Errorf("read token: %w", err))
 			}
@@ -143,12 +143,7 @@ Flags:
 	if err != nil {
 		return fail(err)
 	}
-	var claims []byte
-	if telemetryFile == "-" {
-		claims, err = readLimited(stdin)
-	} else {
-		claims, err = readFileLimited(telemetryFile)
-	}
+	claims, err := readInput(telemetryFile)
 	if err != nil {
 		return fail(fmt.Errorf("read telemetry config: %w", err))
 	}
@@ -217,8 +212,18 @@ func verifyToken(token string, pub *ecdsa.PublicKey, keySource string, now time.
 	return 1
 }
 
-// readLimited reads r up to maxConfigSize.
-func readLimited(r io.Reader) ([]byte, error) {
+// readInput reads file name, or standard input for "-", up to
+// maxConfigSize.
+func readInput(name string) ([]byte, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
 	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
 	if err != nil {
 		return nil, err
@@ -227,13 +232,4 @@ func readLimited(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("more than %d bytes", maxConfigSize)
 	}
 	return data, nil
-}
-
-func readFileLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readLimited(f)
 }
