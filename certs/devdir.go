@@ -3,6 +3,7 @@ package certs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -110,4 +111,69 @@ func removeVehicleCerts(dir string) error {
 		}
 	}
 	return nil
+}
+
+// DevCA returns the server CA of the development PKI in dir (the ca cars
+// get while fleet2mqtt serves that PKI), or nil when dir holds none.
+func DevCA(dir string) []byte {
+	b, err := LoadDir(dir)
+	if err != nil || b.ServerCA == nil {
+		return nil
+	}
+	return b.ServerCA.CertPEM
+}
+
+// WriteDevGuide tells a person what each file of the development PKI
+// that WriteDevDir(dir, extraNames, vins, ...) wrote is for, and how to
+// use it with fleet2mqtt, its simulator and Tesla's reference server.
+func WriteDevGuide(w io.Writer, dir string, extraNames, vins []string) error {
+	names := DevServerNames(extraNames)
+	var b strings.Builder
+	p := func(name string) string { return filepath.Join(dir, name) }
+	fmt.Fprintf(&b, "Wrote a development PKI to %s\n\n", dir)
+	rows := [][2]string{
+		{CAFile, "server CA: what cars and the simulator trust (simulate --ca)"},
+		{CAKeyFile, "server CA key (private: signs server certificates)"},
+		{ServerFile, "server certificate for " + strings.Join(names, ", ")},
+		{ServerKeyFile, "server certificate key (private)"},
+		{VehicleCAFile, "vehicle CA \"" + VehicleAuthorityName + "\": what the vehicle listener trusts"},
+		{VehicleCAKeyFile, "vehicle CA key (private: the simulator issues car certificates with it)"},
+	}
+	for _, vin := range vins {
+		rows = append(rows,
+			[2]string{filepath.Join(VehiclesDir, vin+".pem"), "client certificate of car " + vin},
+			[2]string{filepath.Join(VehiclesDir, vin+"-key.pem"), "its key (private)"})
+	}
+	width := 0
+	for _, r := range rows {
+		width = max(width, len(r[0]))
+	}
+	for _, r := range rows {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, r[0], r[1])
+	}
+	fmt.Fprintf(&b, `
+Keys are readable by you only (mode 0600). Use the PKI in fleet2mqtt's config.yaml:
+
+  vehicle:
+    cert_file: %s
+    key_file: %s
+    client_ca_files:
+      - %s
+
+(keep Tesla's vehicle CA bundle in client_ca_files too if real cars connect as well)
+
+Then stream simulated cars to it:
+
+  fleet2mqtt simulate --server 127.0.0.1:8443 --ca %s --certs %s
+
+Cars beyond the VINs above get certificates from the vehicle CA on the fly.
+Tesla's reference server accepts these cars as well when it trusts %s
+for client certificates and serves %s.
+`, p(ServerFile), p(ServerKeyFile), p(VehicleCAFile),
+		p(CAFile), dir, p(VehicleCAFile), p(ServerFile))
+	if loopback := len(loopbackNames()); len(names) > loopback {
+		fmt.Fprintf(&b, "From another machine use --server %s:PORT (the port the vehicle listener is reached on).\n", names[loopback])
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

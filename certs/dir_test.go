@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -162,5 +163,53 @@ func samePair(t *testing.T, what string, got, want tls.Certificate) {
 	}
 	if k, ok := got.PrivateKey.(interface{ Equal(crypto.PrivateKey) bool }); !ok || !k.Equal(want.PrivateKey) {
 		t.Errorf("%s: key differs", what)
+	}
+}
+
+func TestDevCA(t *testing.T) {
+	dir := t.TempDir()
+	if ca := DevCA(dir); ca != nil {
+		t.Errorf("an empty directory: %q, want none", ca)
+	}
+	if err := WriteDevDir(dir, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca := DevCA(dir); ca == nil || !bytes.Equal(ca, b.ServerCA.CertPEM) {
+		t.Errorf("DevCA = %q, want the server CA %q", ca, b.ServerCA.CertPEM)
+	}
+}
+
+func TestWriteDevGuide(t *testing.T) {
+	dir := filepath.Join("/", "pki")
+	var b bytes.Buffer
+	if err := WriteDevGuide(&b, dir, []string{"[::1]", "car.example.net"}, []string{"5YJ3E1EAXKF000001"}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	// Rows are aligned on the longest file name, the car's key.
+	row := func(name string) string { return fmt.Sprintf("  %-34s  ", name) }
+	for _, want := range []string{
+		"Wrote a development PKI to " + dir + "\n\n",
+		row(CAFile) + "server CA: what cars and the simulator trust (simulate --ca)\n",
+		row(ServerFile) + "server certificate for localhost, 127.0.0.1, ::1, car.example.net\n",
+		"  vehicles/5YJ3E1EAXKF000001-key.pem  its key (private)\n",
+		"    cert_file: " + filepath.Join(dir, ServerFile) + "\n",
+		"  fleet2mqtt simulate --server 127.0.0.1:8443 --ca " + filepath.Join(dir, CAFile) + " --certs " + dir + "\n",
+		"From another machine use --server car.example.net:PORT",
+	} {
+		if !bytes.Contains(b.Bytes(), []byte(want)) {
+			t.Errorf("guide lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	if err := WriteDevGuide(&b, dir, []string{"localhost"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b.Bytes(), []byte("From another machine")) {
+		t.Errorf("a guide for loopback names only tells how to connect from another machine:\n%s", b.String())
 	}
 }

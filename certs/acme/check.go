@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -137,6 +138,31 @@ func (r *Report) Find(check string) (Finding, bool) {
 
 func (r *Report) add(check string, s Severity, format string, args ...any) {
 	r.Findings = append(r.Findings, Finding{Check: check, Severity: s, Message: fmt.Sprintf(format, args...)})
+}
+
+// WriteText writes the report for a person: every finding with its
+// severity, then whether a car would connect. caSource, when not empty,
+// says where the ca the chain was checked against came from.
+func (r *Report) WriteText(w io.Writer, caSource string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Checking %s as a car would (connecting to %s)", r.Host, r.Addr)
+	if caSource != "" {
+		fmt.Fprintf(&b, ", with the ca from %s", caSource)
+	}
+	b.WriteString(":\n\n")
+	for _, f := range r.Findings {
+		fmt.Fprintf(&b, "  [%s] %s\n", f.Severity, f.Message)
+	}
+	switch r.Worst() {
+	case Pass:
+		b.WriteString("\nA car would connect.\n")
+	case Warn:
+		b.WriteString("\nA car would connect, but see the warnings.\n")
+	default:
+		b.WriteString("\nA car would not connect: fix the problems above.\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // Check connects to opts.Host as a car would (TLS with the name as SNI,

@@ -292,3 +292,31 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestReportWriteText(t *testing.T) {
+	r := &Report{Host: testHost, Addr: "127.0.0.1:443", Findings: []Finding{
+		{Check: CheckName, Severity: Pass, Message: "the name is covered"},
+		{Check: CheckExpiry, Severity: Warn, Message: "expires soon"},
+	}}
+	var b strings.Builder
+	if err := r.WriteText(&b, "ca.pem"); err != nil {
+		t.Fatal(err)
+	}
+	want := "Checking " + testHost + " as a car would (connecting to 127.0.0.1:443), with the ca from ca.pem:\n\n" +
+		"  [ok] the name is covered\n  [warning] expires soon\n\nA car would connect, but see the warnings.\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	r.Findings = append(r.Findings, Finding{Check: CheckChain, Severity: Fail, Message: "incomplete"})
+	b.Reset()
+	_ = r.WriteText(&b, "")
+	if s := b.String(); strings.Contains(s, "with the ca") || !strings.HasSuffix(s, "  [problem] incomplete\n\nA car would not connect: fix the problems above.\n") {
+		t.Errorf("got\n%s", s)
+	}
+	r.Findings = r.Findings[:1]
+	b.Reset()
+	_ = r.WriteText(&b, "")
+	if s := b.String(); !strings.HasSuffix(s, "\nA car would connect.\n") {
+		t.Errorf("got\n%s", s)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -294,6 +295,21 @@ func (m *Manager) CA() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return bytes.Clone(m.ca)
+}
+
+// CachedCA returns the chain a Manager for cfg would give cars (see CA)
+// from the certificate in its cache, without obtaining or renewing
+// anything; nil when the cache directory does not exist yet. opts are
+// New's: WithRoots matters, the others are not used.
+func CachedCA(cfg Config, opts ...Option) ([]byte, error) {
+	if _, err := os.Stat(cfg.CacheDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	m, err := New(cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return m.CA(), nil
 }
 
 // Ready is closed once a certificate is held and CA known.

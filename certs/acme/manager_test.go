@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -219,6 +220,10 @@ func TestManagerPebble(t *testing.T) {
 		if got := m.CA(); !bytes.Equal(got, ca) {
 			t.Fatalf("after a restart CA = %q, want the cached chain's %q", got, ca)
 		}
+		cached, err := acme.CachedCA(acme.Config{Enabled: true, DirectoryURL: p.DirectoryURL, Hostnames: []string{host}, CacheDir: cacheDir}, acme.WithRoots(roots))
+		if err != nil || !bytes.Equal(cached, ca) {
+			t.Errorf("CachedCA = %q, %v; want the cached chain's %q", cached, err, ca)
+		}
 		select {
 		case <-m.Ready():
 		default:
@@ -255,5 +260,20 @@ func TestNewRejects(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCachedCAWithoutCache(t *testing.T) {
+	cfg := acme.Config{Enabled: true, Hostnames: []string{"car.example.com"}, CacheDir: filepath.Join(t.TempDir(), "acme")}
+	if ca, err := acme.CachedCA(cfg); ca != nil || err != nil {
+		t.Errorf("no cache directory: %q, %v; want nothing", ca, err)
+	}
+	cfg.CacheDir = t.TempDir()
+	if ca, err := acme.CachedCA(cfg); ca != nil || err != nil {
+		t.Errorf("an empty cache: %q, %v; want nothing", ca, err)
+	}
+	cfg.Hostnames = nil
+	if _, err := acme.CachedCA(cfg); !errors.Is(err, acme.ErrNoHostname) {
+		t.Errorf("no host name: %v, want %v", err, acme.ErrNoHostname)
 	}
 }

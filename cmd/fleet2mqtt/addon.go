@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
-	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/addon"
 )
@@ -29,48 +27,6 @@ func loadServeConfig(ctx context.Context, f *serveFlags) (cfg config.Config, not
 	if cfg, err = f.load(); err != nil {
 		return cfg, nil, err
 	}
-	applyAddon(&cfg, s)
+	s.Configure(&cfg)
 	return cfg, s.Notes, cfg.Validate()
-}
-
-// applyAddon maps the add-on's settings onto the configuration; they
-// override the add-on's optional configuration file.
-func applyAddon(cfg *config.Config, s addon.Settings) {
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	set(&cfg.DataDir, s.DataDir)
-	set(&cfg.Log.Level, s.LogLevel)
-	set(&cfg.Vehicle.Listen, s.VehicleListen)
-	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile = s.CertFile, s.KeyFile
-	if len(s.ClientCAFiles) > 0 {
-		cfg.Vehicle.TLS.ClientCAFiles = s.ClientCAFiles
-	}
-	set(&cfg.HTTP.Listen, s.HTTPListen)
-	set(&cfg.Setup.PublicHostname, s.Hostname)
-	if s.Ingress {
-		cfg.Setup.TrustIngress = true
-	}
-	set(&cfg.MQTT.Prefix, s.Prefix)
-	cfg.MQTT.Compat.Enabled = s.Compat
-	set(&cfg.MQTT.Broker, s.Broker)
-	cfg.HomeAssistant.Enabled = s.Discovery
-	set(&cfg.HomeAssistant.Prefix, s.DiscoveryPrefix)
-	switch s.Broker {
-	case config.BrokerEmbedded:
-		set(&cfg.MQTT.Embedded.Listen, s.EmbeddedListen)
-		if len(s.EmbeddedUsers) > 0 {
-			users := make([]embedded.User, len(s.EmbeddedUsers))
-			for i, u := range s.EmbeddedUsers {
-				users[i] = embedded.User{Name: u.Name, Password: embedded.Secret(u.Password)}
-			}
-			cfg.MQTT.Embedded.Users = users
-		}
-	case config.BrokerExternal:
-		cfg.MQTT.External.URL = s.ExternalURL
-		cfg.MQTT.External.Username = s.ExternalUsername
-		cfg.MQTT.External.Password = external.Secret(s.ExternalPassword)
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -101,62 +100,28 @@ Flags:
 	if err != nil {
 		return fail(err)
 	}
-	printCheckReport(stdout, r, source)
+	_ = r.WriteText(stdout, source)
 	if !r.OK() {
 		return 1
 	}
 	return 0
 }
 
-// printCheckReport writes the report for a person.
-func printCheckReport(w io.Writer, r *acme.Report, caSource string) {
-	fmt.Fprintf(w, "Checking %s as a car would (connecting to %s)", r.Host, r.Addr)
-	if caSource != "" {
-		fmt.Fprintf(w, ", with the ca from %s", caSource)
-	}
-	fmt.Fprint(w, ":\n\n")
-	for _, f := range r.Findings {
-		fmt.Fprintf(w, "  [%s] %s\n", f.Severity, f.Message)
-	}
-	switch r.Worst() {
-	case acme.Pass:
-		fmt.Fprint(w, "\nA car would connect.\n")
-	case acme.Warn:
-		fmt.Fprint(w, "\nA car would connect, but see the warnings.\n")
-	default:
-		fmt.Fprint(w, "\nA car would not connect: fix the problems above.\n")
-	}
-}
-
 // configuredCA returns the ca fleet2mqtt pushes to cars with this
 // configuration, without changing anything: the chain of the ACME
 // certificate in the cache, of vehicle.cert_file, or the development CA.
-// source says where it came from; a nil ca with a nil error means none is
-// known yet.
+// source says where it would come from; a nil ca with a nil error means
+// none is known yet.
 func configuredCA(cfg config.Config) (ca []byte, source string, err error) {
-	v := cfg.Vehicle
-	switch {
+	switch v := cfg.Vehicle; {
 	case v.ACME.Enabled:
 		a := cfg.ACME()
-		if _, err := os.Stat(a.CacheDir); errors.Is(err, fs.ErrNotExist) {
-			return nil, "", nil
-		}
-		m, err := acme.New(a)
-		if err != nil {
-			return nil, "", configerr.Prefix("vehicle.acme", err)
-		}
-		return m.CA(), "the ACME certificate in " + a.CacheDir, nil
+		ca, err = acme.CachedCA(a)
+		return ca, "the ACME certificate in " + a.CacheDir, configerr.Prefix("vehicle.acme", err)
 	case v.TLS.CertFile != "":
-		ca, err := certs.FileCA(v.TLS.CertFile, v.TLS.KeyFile)
-		if err != nil {
-			return nil, "", configerr.Prefix("vehicle", err)
-		}
-		return ca, v.TLS.CertFile, nil
+		ca, err = certs.FileCA(v.TLS.CertFile, v.TLS.KeyFile)
+		return ca, v.TLS.CertFile, configerr.Prefix("vehicle", err)
 	}
 	dir := cfg.DevPKIDir()
-	b, err := certs.LoadDir(dir)
-	if err != nil || b.ServerCA == nil {
-		return nil, "", nil
-	}
-	return b.ServerCA.CertPEM, filepath.Join(dir, certs.CAFile), nil
+	return certs.DevCA(dir), filepath.Join(dir, certs.CAFile), nil
 }

@@ -6,12 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strconv"
-	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
-	"github.com/fleet2mqtt/fleet2mqtt/ingest/envelope"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -39,9 +35,6 @@ Exit status: 0 when every file decoded, 1 when any did not, 2 on a usage
 error.
 `
 
-// errNotRecord reports a frame that parses but carries no record.
-var errNotRecord = errors.New("not a record")
-
 // runDecode is the decode command: see decodeHelp.
 func runDecode(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
@@ -64,16 +57,16 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 		rec  telemetry.Record
 	)
 	for _, name := range fs.Args() {
-		rec.Reset()
-		line = line[:0]
-		out, err := decodeFile(line, name, &rec)
-		if err != nil {
+		line = append(line[:0], `{"file":`...)
+		line = append(telemetry.AppendJSONString(line, name), ',')
+		if err := decodeFile(name, &rec); err != nil {
 			status = 1
-			out = append(appendFileKey(line, name), `,"error":`...)
-			out = telemetry.AppendJSONString(out, err.Error())
-			out = append(out, '}')
+			line = append(line, `"error":`...)
+			line = telemetry.AppendJSONString(line, err.Error())
+		} else {
+			line = rec.AppendJSONMembers(line)
 		}
-		line = append(out, '\n')
+		line = append(line, "}\n"...)
 		if _, err := stdout.Write(line); err != nil {
 			fmt.Fprintf(stderr, "fleet2mqtt decode: %v\n", err)
 			return 1
@@ -82,166 +75,19 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-// decodeFile appends the JSON line (without newline) for the frame in file
-// name to dst.
-func decodeFile(dst []byte, name string, rec *telemetry.Record) ([]byte, error) {
-	frame, err := readFrame(name)
-	if err != nil {
-		return nil, err
-	}
-	f, err := envelope.Parse(frame)
-	if err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
-	if f.Type != envelope.TypeStream {
-		return nil, fmt.Errorf("envelope: %w: message type %v", errNotRecord, f.Type)
-	}
-	if err := ingest.DecodePayload(telemetry.Topic(f.Topic), f.Stream.Payload, rec); err != nil {
-		return nil, fmt.Errorf("payload: %w", err)
-	}
-	if rec.CreatedAt.IsZero() && f.Stream.CreatedAt != 0 {
-		rec.CreatedAt = time.Unix(int64(f.Stream.CreatedAt), 0).UTC()
-	}
-
-	dst = appendFileKey(dst, name)
-	dst = append(dst, `,"topic":`...)
-	dst = telemetry.AppendJSONString(dst, string(rec.Topic))
-	dst = append(dst, `,"txid":`...)
-	dst = telemetry.AppendJSONString(dst, string(f.TxID))
-	dst = append(dst, `,"vin":`...)
-	dst = telemetry.AppendJSONString(dst, string(f.Stream.DeviceID))
-	dst = append(dst, `,"created_at":`...)
-	dst = telemetry.AppendJSONTime(dst, rec.CreatedAt)
-	if rec.Resend {
-		dst = append(dst, `,"resend":true`...)
-	}
-	switch rec.Topic {
-	case telemetry.TopicV:
-		dst = appendValues(dst, rec.Data)
-	case telemetry.TopicAlerts:
-		dst = appendAlerts(dst, rec.Alerts)
-	case telemetry.TopicErrors:
-		dst = appendErrors(dst, rec.Errors)
-	case telemetry.TopicConnectivity:
-		dst = appendConnectivity(dst, rec.Connectivity)
-	}
-	return append(dst, '}'), nil
-}
-
-// readFrame reads the frame in file name, refusing one larger than a
-// vehicle may send.
-func readFrame(name string) ([]byte, error) {
+// decodeFile decodes the frame in file name into rec, with the VIN the
+// envelope claims (see decodeHelp).
+func decodeFile(name string, rec *telemetry.Record) error {
+	rec.Reset()
 	file, err := os.Open(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer file.Close()
-	frame, err := io.ReadAll(io.LimitReader(file, ingest.MaxFrameSize+1))
+	frame, err := ingest.ReadCapture(file)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(frame) > ingest.MaxFrameSize {
-		return nil, fmt.Errorf("frame larger than %d bytes", ingest.MaxFrameSize)
-	}
-	return frame, nil
-}
-
-func appendFileKey(dst []byte, name string) []byte {
-	dst = append(dst, `{"file":`...)
-	return telemetry.AppendJSONString(dst, name)
-}
-
-// appendValues appends the values of a V record as one object, in the
-// order the car sent them; a field sent twice keeps its first place and its
-// last value.
-func appendValues(dst []byte, data []telemetry.Datum) []byte {
-	dst = append(dst, `,"values":{`...)
-	first := true
-	for i, d := range data {
-		if slices.ContainsFunc(data[:i], func(e telemetry.Datum) bool { return e.Field == d.Field }) {
-			continue // printed at its first place
-		}
-		for _, later := range data[i+1:] {
-			if later.Field == d.Field {
-				d = later
-			}
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		dst = telemetry.AppendJSONString(dst, d.Field.String())
-		dst = append(dst, ':')
-		dst = d.Value.AppendJSON(dst)
-	}
-	return append(dst, '}')
-}
-
-func appendAlerts(dst []byte, alerts []telemetry.Alert) []byte {
-	dst = append(dst, `,"alerts":[`...)
-	for i, a := range alerts {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"name":`...)
-		dst = telemetry.AppendJSONString(dst, a.Name)
-		dst = append(dst, `,"audiences":[`...)
-		for j, au := range a.Audiences {
-			if j > 0 {
-				dst = append(dst, ',')
-			}
-			dst = telemetry.AppendJSONString(dst, au.String())
-		}
-		dst = append(dst, `],"started_at":`...)
-		dst = telemetry.AppendJSONTime(dst, a.StartedAt)
-		dst = append(dst, `,"ended_at":`...)
-		dst = telemetry.AppendJSONTime(dst, a.EndedAt)
-		dst = append(dst, `,"active":`...)
-		dst = strconv.AppendBool(dst, a.Active())
-		dst = append(dst, '}')
-	}
-	return append(dst, ']')
-}
-
-func appendErrors(dst []byte, errs []telemetry.VehicleError) []byte {
-	dst = append(dst, `,"errors":[`...)
-	for i, e := range errs {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"name":`...)
-		dst = telemetry.AppendJSONString(dst, e.Name)
-		dst = append(dst, `,"created_at":`...)
-		dst = telemetry.AppendJSONTime(dst, e.CreatedAt)
-		dst = append(dst, `,"tags":{`...)
-		keys := make([]string, 0, len(e.Tags))
-		for k := range e.Tags {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for j, k := range keys {
-			if j > 0 {
-				dst = append(dst, ',')
-			}
-			dst = telemetry.AppendJSONString(dst, k)
-			dst = append(dst, ':')
-			dst = telemetry.AppendJSONString(dst, e.Tags[k])
-		}
-		dst = append(dst, `},"body":`...)
-		dst = telemetry.AppendJSONString(dst, e.Body)
-		dst = append(dst, '}')
-	}
-	return append(dst, ']')
-}
-
-func appendConnectivity(dst []byte, c telemetry.Connectivity) []byte {
-	dst = append(dst, `,"connectivity":{"connection_id":`...)
-	dst = telemetry.AppendJSONString(dst, c.ConnectionID)
-	dst = append(dst, `,"status":`...)
-	dst = telemetry.AppendJSONString(dst, c.Status.String())
-	dst = append(dst, `,"network_interface":`...)
-	dst = telemetry.AppendJSONString(dst, c.NetworkInterface)
-	dst = append(dst, `,"created_at":`...)
-	dst = telemetry.AppendJSONTime(dst, c.CreatedAt)
-	return append(dst, '}')
+	rec.VIN, err = ingest.DecodeFrame(frame, rec)
+	return err
 }

@@ -75,55 +75,6 @@ Flags:
 		fmt.Fprintln(stderr, "fleet2mqtt dev-certs:", err)
 		return 1
 	}
-	printDevCerts(stdout, dir, certs.DevServerNames(names), vins)
+	_ = certs.WriteDevGuide(stdout, dir, names, vins)
 	return 0
-}
-
-// printDevCerts tells what each file is for and how to use them.
-func printDevCerts(w io.Writer, dir string, names, vins []string) {
-	p := func(name string) string { return filepath.Join(dir, name) }
-	fmt.Fprintf(w, "Wrote a development PKI to %s\n\n", dir)
-	rows := [][2]string{
-		{certs.CAFile, "server CA: what cars and the simulator trust (simulate --ca)"},
-		{certs.CAKeyFile, "server CA key (private: signs server certificates)"},
-		{certs.ServerFile, "server certificate for " + strings.Join(names, ", ")},
-		{certs.ServerKeyFile, "server certificate key (private)"},
-		{certs.VehicleCAFile, "vehicle CA \"" + certs.VehicleAuthorityName + "\": what the vehicle listener trusts"},
-		{certs.VehicleCAKeyFile, "vehicle CA key (private: the simulator issues car certificates with it)"},
-	}
-	for _, vin := range vins {
-		rows = append(rows,
-			[2]string{filepath.Join(certs.VehiclesDir, vin+".pem"), "client certificate of car " + vin},
-			[2]string{filepath.Join(certs.VehiclesDir, vin+"-key.pem"), "its key (private)"})
-	}
-	width := 0
-	for _, r := range rows {
-		width = max(width, len(r[0]))
-	}
-	for _, r := range rows {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, r[0], r[1])
-	}
-	fmt.Fprintf(w, `
-Keys are readable by you only (mode 0600). Use the PKI in fleet2mqtt's config.yaml:
-
-  vehicle:
-    cert_file: %s
-    key_file: %s
-    client_ca_files:
-      - %s
-
-(keep Tesla's vehicle CA bundle in client_ca_files too if real cars connect as well)
-
-Then stream simulated cars to it:
-
-  fleet2mqtt simulate --server 127.0.0.1:8443 --ca %s --certs %s
-
-Cars beyond the VINs above get certificates from the vehicle CA on the fly.
-Tesla's reference server accepts these cars as well when it trusts %s
-for client certificates and serves %s.
-`, p(certs.ServerFile), p(certs.ServerKeyFile), p(certs.VehicleCAFile),
-		p(certs.CAFile), dir, p(certs.VehicleCAFile), p(certs.ServerFile))
-	if loopback := len(certs.DevServerNames(nil)); len(names) > loopback {
-		fmt.Fprintf(w, "From another machine use --server %s:PORT (the port the vehicle listener is reached on).\n", names[loopback])
-	}
 }

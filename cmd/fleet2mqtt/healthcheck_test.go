@@ -12,22 +12,6 @@ import (
 	"testing"
 )
 
-func TestHealthURL(t *testing.T) {
-	tests := []struct{ listen, want string }{
-		{"127.0.0.1:8080", "http://127.0.0.1:8080/healthz"},
-		{":8080", "http://127.0.0.1:8080/healthz"},
-		{"0.0.0.0:8099", "http://127.0.0.1:8099/healthz"},
-		{"[::]:8080", "http://127.0.0.1:8080/healthz"},
-		{"[::1]:8080", "http://[::1]:8080/healthz"},
-		{"fleet.lan:80", "http://fleet.lan:80/healthz"},
-	}
-	for _, tt := range tests {
-		if got := healthURL(tt.listen); got != tt.want {
-			t.Errorf("healthURL(%q) = %q, want %q", tt.listen, got, tt.want)
-		}
-	}
-}
-
 // TestHealthcheckRealApp checks the /healthz of a running fleet2mqtt,
 // found through the same flags serve takes.
 func TestHealthcheckRealApp(t *testing.T) {

@@ -79,30 +79,50 @@ Flags:
 		fmt.Fprintln(stderr, "fleet2mqtt sign-config:", err)
 		return 1
 	}
-	// keyDir is the data directory, from --data-dir or the configuration;
-	// only needed without --key.
-	keyDir := func() (string, error) {
-		if *dataDir != "" {
-			return *dataDir, nil
+	// keyPath is --key, else the setup page's key in the data directory
+	// (--data-dir, else the configuration's data_dir).
+	keyPath := func() (string, error) {
+		if *keyFile != "" {
+			return *keyFile, nil
 		}
-		cfg, err := config.Load(*configFile)
-		if err != nil {
-			return "", err
+		dir := *dataDir
+		if dir == "" {
+			cfg, err := config.Load(*configFile)
+			if err != nil {
+				return "", err
+			}
+			dir = cfg.DataDir
 		}
-		return cfg.DataDir, nil
+		return setupKeyPath(dir), nil
 	}
 	now := time.Now()
 
 	if *verify != "" {
 		token := *verify
 		if token == "-" {
-			raw, err := readLimited(stdin)
+			raw, err := readInput(token)
 			if err != nil {
 				return fail(fmt.Errorf("read token: %w", err))
 			}
 			token = string(raw)
 		}
-		pub, source, err := verifyKey(*pubFile, *keyFile, keyDir)
+		// The key is --pub, else the private key's public half, else none:
+		// the key the token's iss names.
+		var (
+			pub    *ecdsa.PublicKey
+			source = *pubFile
+			err    error
+		)
+		if source != "" {
+			pub, err = fleetapi.LoadPublicKey(source)
+		} else if source, err = keyPath(); err == nil {
+			var key *ecdsa.PrivateKey
+			if key, err = fleetapi.LoadPrivateKey(source); err == nil {
+				pub = &key.PublicKey
+			} else if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
+				err = nil
+			}
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -112,13 +132,9 @@ Flags:
 		return fail(errors.New("--pub only goes with --verify: signing needs the private key"))
 	}
 
-	path := *keyFile
-	if path == "" {
-		dir, err := keyDir()
-		if err != nil {
-			return fail(err)
-		}
-		path = setupKeyPath(dir)
+	path, err := keyPath()
+	if err != nil {
+		return fail(err)
 	}
 	key, err := fleetapi.LoadPrivateKey(path)
 	if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
@@ -127,16 +143,17 @@ Flags:
 	if err != nil {
 		return fail(err)
 	}
-	var claims []byte
-	if telemetryFile == "-" {
-		claims, err = readLimited(stdin)
-	} else {
-		claims, err = readFileLimited(telemetryFile)
-	}
+	claims, err := readInput(telemetryFile)
 	if err != nil {
 		return fail(fmt.Errorf("read telemetry config: %w", err))
 	}
-	token, problems, err := signConfig(key, claims, now)
+	// Problems do not stop the signing (--force decides); a config that is
+	// not a JSON object, or a key that cannot sign, does.
+	problems, err := fleetapi.CheckClaims(claims, now)
+	if err != nil {
+		return fail(err)
+	}
+	token, err := fleetapi.SignTelemetryClaims(key, claims)
 	if err != nil {
 		return fail(err)
 	}
@@ -157,57 +174,9 @@ Flags:
 	return 0
 }
 
-// signConfig checks the claims and signs them. Problems do not stop the
-// signing: the caller decides. err is for claims that cannot be signed at
-// all (not a JSON object) and key errors.
-func signConfig(key *ecdsa.PrivateKey, claims []byte, now time.Time) (token string, problems []string, err error) {
-	problems, err = fleetapi.CheckClaims(claims, now)
-	if err != nil {
-		return "", nil, err
-	}
-	token, err = fleetapi.SignTelemetryClaims(key, claims)
-	if err != nil {
-		return "", nil, err
-	}
-	return token, problems, nil
-}
-
-// verifyKey picks the key a token is verified with: --pub, else the
-// private key's public half (--key, or the setup page's key if there is
-// one), else none (the key named in the token's iss).
-func verifyKey(pubFile, keyFile string, dataDir func() (string, error)) (*ecdsa.PublicKey, string, error) {
-	if pubFile != "" {
-		data, err := readFileLimited(pubFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("read public key: %w", err)
-		}
-		pub, err := fleetapi.ParsePublicKeyPEM(data)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", pubFile, err)
-		}
-		return pub, pubFile, nil
-	}
-	path := keyFile
-	if path == "" {
-		dir, err := dataDir()
-		if err != nil {
-			return nil, "", err
-		}
-		path = setupKeyPath(dir)
-	}
-	key, err := fleetapi.LoadPrivateKey(path)
-	if errors.Is(err, fs.ErrNotExist) && keyFile == "" {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	return &key.PublicKey, path, nil
-}
-
-// verifyToken checks a token's signature, audience and config, prints its
-// claims on stdout and the verdict on stderr, and returns the exit code: 0
-// when nothing is wrong.
+// verifyToken prints a token's claims on stdout and the verdict on its
+// signature and config on stderr, and returns the exit code: 0 when
+// nothing is wrong.
 func verifyToken(token string, pub *ecdsa.PublicKey, keySource string, now time.Time, stdout, stderr io.Writer) int {
 	say := func(format string, args ...any) { fmt.Fprintf(stderr, "fleet2mqtt sign-config: "+format+"\n", args...) }
 	claims, err := fleetapi.VerifyJWS(token, pub)
@@ -229,35 +198,32 @@ func verifyToken(token string, pub *ecdsa.PublicKey, keySource string, now time.
 	} else {
 		say("the signature is valid for the key named in iss (no key of ours to compare it with: give --key or --pub)")
 	}
-	code := 0
-	var meta struct {
-		Aud any `json:"aud"`
-	}
-	_ = json.Unmarshal(claims, &meta)
-	if meta.Aud != fleetapi.TelemetryAudience {
-		say("problem: aud is %v, not %q: this token is not a streaming config, and cars would refuse it", meta.Aud, fleetapi.TelemetryAudience)
-		code = 1
-	}
-	problems, err := fleetapi.CheckClaims(claims, now)
-	if err != nil {
-		say("problem: %v", err)
-		return 1
-	}
+	problems, err := fleetapi.CheckSignedClaims(claims, now)
 	for _, p := range problems {
-		if strings.HasPrefix(p, "iss:") || strings.HasPrefix(p, "aud:") {
-			continue // set by signing, as they should be
-		}
 		say("problem: %s", p)
-		code = 1
 	}
-	if code == 0 {
+	switch {
+	case err != nil:
+		say("problem: %v", err)
+	case len(problems) == 0:
 		say("the config is one Tesla and the car accept")
+		return 0
 	}
-	return code
+	return 1
 }
 
-// readLimited reads r up to maxConfigSize.
-func readLimited(r io.Reader) ([]byte, error) {
+// readInput reads file name, or standard input for "-", up to
+// maxConfigSize.
+func readInput(name string) ([]byte, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
 	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
 	if err != nil {
 		return nil, err
@@ -266,13 +232,4 @@ func readLimited(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("more than %d bytes", maxConfigSize)
 	}
 	return data, nil
-}
-
-func readFileLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readLimited(f)
 }

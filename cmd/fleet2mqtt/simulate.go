@@ -2,80 +2,45 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 )
 
-// simFlags are the flags of `fleet2mqtt simulate`.
-type simFlags struct {
-	server, serverName, ca, certDir string
-	cars                            int
-	scenario                        string
-	speed                           float64
-	duration, interval              time.Duration
-	legacy                          bool
-	seed                            uint64
-	network                         string
-	verbose                         bool
+// registerSimFlags binds the flags of `fleet2mqtt simulate` to o.
+func registerSimFlags(fl *flag.FlagSet, o *simulate.Options) {
+	fl.StringVar(&o.Server, "server", "127.0.0.1:8443", "vehicle listener to connect to, `host:port` (or a wss:// URL)")
+	fl.StringVar(&o.ServerName, "server-name", "", "name the server certificate must carry (default: the host of --server)")
+	fl.StringVar(&o.CA, "ca", "", "PEM `file` of the CA that signed the server certificate (default: ca.pem in --certs)")
+	fl.StringVar(&o.CertDir, "certs", "", "development PKI `dir`ectory (from dev-certs, required): car certificates are read\nfrom its vehicles folder or issued on the fly by its vehicle CA")
+	fl.IntVar(&o.Cars, "cars", 1, "number of cars")
+	fl.DurationVar(&o.Duration, "duration", 0, "stop after this long (default: until interrupted); with --load, the longest to wait")
 
-	load                   bool
-	inflight, records      int
-	fields                 int
-	mqtt, mqttTopic        string
-	mqttQoS                uint
-	mqttUser, mqttPassword string
-	serverPID              int
-	settle, hold           time.Duration
-}
+	fl.StringVar(&o.Scenario, "scenario", string(simulate.ScenarioMixed), "what the cars do: "+scenarioNames())
+	fl.Float64Var(&o.Speed, "speed", 1, "speed-up `factor`: 10 plays ten simulated seconds per second")
+	fl.DurationVar(&o.Interval, "interval", simulate.DefaultInterval, "simulated time between two records of a car")
+	fl.BoolVar(&o.LegacyStrings, "legacy-strings", false, "send fields below 179 as strings, as older firmware does")
+	fl.Uint64Var(&o.Seed, "seed", 1, "seed of the simulated values: the same seed plays the same story")
+	fl.StringVar(&o.Network, "network", simulate.DefaultNetworkInterface, "X-Network-Interface the cars report: wifi or cellular")
 
-// simLoadOnly are the flags that only mean something with --load.
-var simLoadOnly = []string{"inflight", "records", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "settle", "hold"}
-
-// simScenarioOnly are the flags that only mean something without --load.
-var simScenarioOnly = []string{"scenario", "speed", "interval", "legacy-strings", "seed", "network"}
-
-func (f *simFlags) register(fl *flag.FlagSet) {
-	fl.StringVar(&f.server, "server", "127.0.0.1:8443", "vehicle listener to connect to, `host:port` (or a wss:// URL)")
-	fl.StringVar(&f.serverName, "server-name", "", "name the server certificate must carry (default: the host of --server)")
-	fl.StringVar(&f.ca, "ca", "", "PEM `file` of the CA that signed the server certificate (default: ca.pem in --certs)")
-	fl.StringVar(&f.certDir, "certs", "", "development PKI `dir`ectory (from dev-certs, required): car certificates are read\nfrom its vehicles folder or issued on the fly by its vehicle CA")
-	fl.IntVar(&f.cars, "cars", 1, "number of cars")
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: until interrupted); with --load, the longest to wait")
-	fl.BoolVar(&f.verbose, "v", false, "log every record, not only every few seconds")
-
-	fl.StringVar(&f.scenario, "scenario", string(simulate.ScenarioMixed), "what the cars do: "+scenarioNames())
-	fl.Float64Var(&f.speed, "speed", 1, "speed-up `factor`: 10 plays ten simulated seconds per second")
-	fl.DurationVar(&f.interval, "interval", simulate.DefaultInterval, "simulated time between two records of a car")
-	fl.BoolVar(&f.legacy, "legacy-strings", false, "send fields below 179 as strings, as older firmware does")
-	fl.Uint64Var(&f.seed, "seed", 1, "seed of the simulated values: the same seed plays the same story")
-	fl.StringVar(&f.network, "network", simulate.DefaultNetworkInterface, "X-Network-Interface the cars report: wifi or cellular")
-
-	fl.BoolVar(&f.load, "load", false, "load mode: measure the server instead of playing scenarios")
-	fl.IntVar(&f.inflight, "inflight", 1, "load: records each car keeps unacknowledged at most")
-	fl.IntVar(&f.records, "records", simulate.DefaultLoadRecords, "load: V records each car sends (0: only connect, for memory per car)")
-	fl.IntVar(&f.fields, "fields", simulate.DefaultLoadFields, "load: signals per record, of mixed kinds")
-	fl.StringVar(&f.mqtt, "mqtt", "", "load: MQTT broker `host:port` on which to count what the server publishes")
-	fl.StringVar(&f.mqttTopic, "mqtt-topic", simulate.DefaultMQTTTopic, "load: topic `filter` to count")
-	fl.UintVar(&f.mqttQoS, "mqtt-qos", 0, "load: QoS of the counting subscription (0, 1 or 2)")
-	fl.StringVar(&f.mqttUser, "mqtt-username", "", "load: MQTT user name")
-	fl.StringVar(&f.mqttPassword, "mqtt-password", "", "load: MQTT password (default: $FLEET2MQTT_MQTT_PASSWORD)")
-	fl.IntVar(&f.serverPID, "server-pid", 0, "load: `pid` of the server, to report its CPU time per 100k records and its memory")
-	fl.DurationVar(&f.settle, "settle", simulate.DefaultSettle, "load: how long the MQTT count must stay unchanged to be final")
-	fl.DurationVar(&f.hold, "hold", 0, "load: keep the cars connected this long before sending")
+	fl.BoolVar(&o.Load, "load", false, "load mode: measure the server instead of playing scenarios")
+	fl.IntVar(&o.Inflight, "inflight", 1, "load: records each car keeps unacknowledged at most")
+	fl.IntVar(&o.Records, "records", simulate.DefaultLoadRecords, "load: V records each car sends (0: only connect, for memory per car)")
+	fl.IntVar(&o.Fields, "fields", simulate.DefaultLoadFields, "load: signals per record, of mixed kinds")
+	fl.StringVar(&o.MQTT, "mqtt", "", "load: MQTT broker `host:port` on which to count what the server publishes")
+	fl.StringVar(&o.MQTTTopic, "mqtt-topic", simulate.DefaultMQTTTopic, "load: topic `filter` to count")
+	fl.UintVar(&o.MQTTQoS, "mqtt-qos", 0, "load: QoS of the counting subscription (0, 1 or 2)")
+	fl.StringVar(&o.MQTTUser, "mqtt-username", "", "load: MQTT user name")
+	fl.StringVar(&o.MQTTPassword, "mqtt-password", "", "load: MQTT password (default: $FLEET2MQTT_MQTT_PASSWORD)")
+	fl.IntVar(&o.ServerPID, "server-pid", 0, "load: `pid` of the server, to report its CPU time per 100k records and its memory")
+	fl.DurationVar(&o.Settle, "settle", simulate.DefaultSettle, "load: how long the MQTT count must stay unchanged to be final")
+	fl.DurationVar(&o.Hold, "hold", 0, "load: keep the cars connected this long before sending")
 }
 
 func scenarioNames() string {
@@ -86,60 +51,14 @@ func scenarioNames() string {
 	return strings.Join(names, ", ")
 }
 
-// check reports the first usage error.
-func (f *simFlags) check(set map[string]bool) error {
-	if f.certDir == "" {
-		return errors.New("--certs DIR is required (make one with fleet2mqtt dev-certs)")
-	}
-	if f.cars < 1 {
-		return fmt.Errorf("--cars %d: must be at least 1", f.cars)
-	}
-	if f.duration < 0 {
-		return fmt.Errorf("--duration %v: must not be negative", f.duration)
-	}
-	mode, other := "--load", simScenarioOnly
-	if !f.load {
-		mode, other = "scenario mode", simLoadOnly
-	}
-	for _, name := range other {
-		if set[name] {
-			return fmt.Errorf("--%s does not apply in %s", name, mode)
-		}
-	}
-	if f.load {
-		switch {
-		case f.inflight < 1:
-			return fmt.Errorf("--inflight %d: must be at least 1", f.inflight)
-		case f.records < 0:
-			return fmt.Errorf("--records %d: must not be negative", f.records)
-		case f.fields < 1:
-			return fmt.Errorf("--fields %d: must be at least 1", f.fields)
-		case f.mqttQoS > 2:
-			return fmt.Errorf("--mqtt-qos %d: must be 0, 1 or 2", f.mqttQoS)
-		case f.serverPID < 0:
-			return fmt.Errorf("--server-pid %d: not a process id", f.serverPID)
-		}
-		return nil
-	}
-	if _, err := simulate.ParseScenario(f.scenario); err != nil {
-		return fmt.Errorf("--scenario: %w", err)
-	}
-	if !(f.speed > 0) {
-		return fmt.Errorf("--speed %v: must be above 0", f.speed)
-	}
-	if f.interval <= 0 {
-		return fmt.Errorf("--interval %v: must be positive", f.interval)
-	}
-	return nil
-}
-
 // runSimulate implements `fleet2mqtt simulate`: simulated cars that stream
 // to a vehicle listener, or, with --load, the load benchmark.
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	var f simFlags
-	f.register(fl)
+	var o simulate.Options
+	registerSimFlags(fl, &o)
+	verbose := fl.Bool("v", false, "log every record, not only every few seconds")
 	fl.Usage = func() {
 		fmt.Fprint(stderr, `Usage: fleet2mqtt simulate --certs DIR [--server HOST:PORT] [--ca FILE] [flags]
        fleet2mqtt simulate --load --certs DIR [--cars N] [--inflight W] [--records M] [--mqtt HOST:PORT] [--server-pid PID]
@@ -169,155 +88,63 @@ Flags:
 		fmt.Fprintf(stderr, "fleet2mqtt simulate: unexpected argument %q\n", fl.Arg(0))
 		return 2
 	}
-	if err := f.check(set); err != nil {
+	if err := o.Validate(set); err != nil {
 		fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
 		return 2
 	}
+	if o.MQTTPassword == "" {
+		o.MQTTPassword = os.Getenv("FLEET2MQTT_MQTT_PASSWORD")
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
+		return 1
+	}
 
 	level := slog.LevelInfo
-	if f.verbose {
+	if *verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	url, tlsConfig, ids, err := f.connection(log)
+	target, err := o.Target(log)
 	if err != nil {
-		fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
-		return 1
+		return fail(err)
 	}
-	if f.duration > 0 && !f.load {
+	if o.Load {
+		res, err := simulate.RunLoad(ctx, o.LoadConfig(target, log))
+		if res != nil {
+			_ = res.WriteText(stdout)
+			_ = res.WriteJSON(stdout)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+
+	if o.Duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
 	}
-	if f.load {
-		return f.runLoad(ctx, url, tlsConfig, ids, log, stdout, stderr)
-	}
-	return f.runScenario(ctx, url, tlsConfig, ids, log, stdout, stderr)
-}
-
-// connection works out where and as whom the cars connect.
-func (f *simFlags) connection(log *slog.Logger) (string, *tls.Config, []simulate.Identity, error) {
-	url := f.server
-	if !strings.HasPrefix(url, "wss://") {
-		if _, _, err := net.SplitHostPort(url); err != nil {
-			return "", nil, nil, fmt.Errorf("--server %q: want host:port or a wss:// URL", f.server)
-		}
-		url = "wss://" + url + "/"
-	}
-	caFile := f.ca
-	if caFile == "" {
-		caFile = filepath.Join(f.certDir, certs.CAFile)
-	}
-	caPEM, err := os.ReadFile(caFile)
+	cars, err := o.NewCars(target, log)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && f.ca == "" {
-			return "", nil, nil, fmt.Errorf("no %s in %s: give the server's CA with --ca", certs.CAFile, f.certDir)
-		}
-		return "", nil, nil, fmt.Errorf("--ca: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return "", nil, nil, fmt.Errorf("--ca: %s holds no PEM certificate", caFile)
-	}
-	bundle, err := certs.LoadDir(f.certDir)
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("--certs: %w", err)
-	}
-	ids, reused, err := simulate.Identities(bundle, f.cars)
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("--certs %s: %w", f.certDir, err)
-	}
-	if reused {
-		log.Warn("fewer car certificates than cars and no vehicle CA key to issue more: cars share identities",
-			"certificates", len(bundle.Vehicles), "cars", f.cars)
-	}
-	tc := &tls.Config{RootCAs: roots, ServerName: f.serverName, MinVersion: tls.VersionTLS12}
-	return url, tc, ids, nil
-}
-
-func (f *simFlags) runScenario(ctx context.Context, url string, tc *tls.Config, ids []simulate.Identity, log *slog.Logger, stdout, stderr io.Writer) int {
-	cars := make([]*simulate.Car, len(ids))
-	for i, id := range ids {
-		car, err := simulate.NewCar(simulate.CarConfigFor(simulate.CarConfig{
-			URL:              url,
-			TLS:              tc,
-			NetworkInterface: f.network,
-			LegacyStrings:    f.legacy,
-			Log:              log,
-		}, id))
-		if err != nil {
-			fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
-			return 1
-		}
-		cars[i] = car
+		return fail(err)
 	}
 	vins := make([]string, 0, 4)
-	for _, id := range ids[:min(3, len(ids))] {
+	for _, id := range target.Identities[:min(3, len(cars))] {
 		vins = append(vins, id.VIN)
 	}
-	if len(ids) > 3 {
-		vins = append(vins, fmt.Sprintf("and %d more", len(ids)-3))
+	if len(cars) > 3 {
+		vins = append(vins, fmt.Sprintf("and %d more", len(cars)-3))
 	}
 	fmt.Fprintf(stdout, "Simulating %d car(s) (%s) playing %q at %g× speed against %s. Stop with Ctrl-C.\n",
-		len(cars), strings.Join(vins, ", "), f.scenario, f.speed, url)
-	err := simulate.PlayFleet(ctx, cars, simulate.PlayConfig{
-		Scenario: simulate.Scenario(f.scenario),
-		Seed:     f.seed,
-		Speed:    f.speed,
-		Interval: f.interval,
-		Log:      log,
-		// About one line a second in all, however many cars.
-		LogEvery: simulate.DefaultLogEvery * time.Duration(max(1, len(cars)/5)),
-	})
-	var total simulate.CarStats
-	for _, c := range cars {
-		s := c.Stats()
-		total.Sent += s.Sent
-		total.Acked += s.Acked
-		total.Resent += s.Resent
-		total.Connects += s.Connects
-	}
+		len(cars), strings.Join(vins, ", "), o.Scenario, o.Speed, target.URL)
+	err = simulate.PlayFleet(ctx, cars, o.PlayConfig(len(cars), log))
+	total := simulate.FleetStats(cars)
 	fmt.Fprintf(stdout, "Stopped: %d records sent, %d acknowledged, %d resent, over %d connections.\n",
 		total.Sent, total.Acked, total.Resent, total.Connects)
 	if err != nil {
-		fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
-		return 1
-	}
-	return 0
-}
-
-func (f *simFlags) runLoad(ctx context.Context, url string, tc *tls.Config, ids []simulate.Identity, log *slog.Logger, stdout, stderr io.Writer) int {
-	password := f.mqttPassword
-	if password == "" {
-		password = os.Getenv("FLEET2MQTT_MQTT_PASSWORD")
-	}
-	res, err := simulate.RunLoad(ctx, simulate.LoadConfig{
-		URL:        url,
-		TLS:        tc,
-		Identities: ids,
-		Inflight:   f.inflight,
-		Records:    f.records,
-		Fields:     f.fields,
-		MQTT: simulate.MQTTOptions{
-			Addr:     f.mqtt,
-			Topic:    f.mqttTopic,
-			QoS:      byte(f.mqttQoS),
-			Username: f.mqttUser,
-			Password: password,
-		},
-		Settle:    f.settle,
-		ServerPID: f.serverPID,
-		Hold:      f.hold,
-		MaxWait:   f.duration,
-		Log:       log,
-	})
-	if res != nil {
-		_ = res.WriteText(stdout)
-		_ = res.WriteJSON(stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
-		return 1
+		return fail(err)
 	}
 	return 0
 }

@@ -10,7 +10,8 @@
 //		s, err := addon.Load(ctx)
 //		if err != nil { ... }    // the message is meant for the add-on log
 //		for _, n := range s.Notes { log.Info(n) }
-//		// map s onto the configuration (see Settings)
+//		cfg, err := config.Load(s.ConfigFile) // when not empty
+//		s.Configure(&cfg)                      // then cfg.Validate()
 //	}
 //
 // # Which broker

@@ -189,3 +189,29 @@ func shorten(raw json.RawMessage) string {
 	}
 	return s
 }
+
+// CheckSignedClaims lists, in plain words, what Tesla or the car would
+// refuse in the claims of a signed streaming config (as VerifyJWS returns
+// them): an "aud" other than TelemetryAudience, then what CheckClaims
+// finds, except that signing set "iss" and "aud", as it should. err means
+// the claims are not a JSON object; problems found before that are
+// returned with it.
+func CheckSignedClaims(claims []byte, now time.Time) (problems []string, err error) {
+	var meta struct {
+		Aud any `json:"aud"`
+	}
+	_ = json.Unmarshal(claims, &meta)
+	if meta.Aud != TelemetryAudience {
+		problems = append(problems, fmt.Sprintf("aud is %v, not %q: this token is not a streaming config, and cars would refuse it", meta.Aud, TelemetryAudience))
+	}
+	found, err := CheckClaims(claims, now)
+	if err != nil {
+		return problems, err
+	}
+	for _, p := range found {
+		if !strings.HasPrefix(p, "iss:") && !strings.HasPrefix(p, "aud:") {
+			problems = append(problems, p)
+		}
+	}
+	return problems, nil
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -141,6 +142,32 @@ func LoadPrivateKey(path string) (*ecdsa.PrivateKey, error) {
 	}
 	return key, nil
 }
+
+// LoadPublicKey reads a PEM public key file (see ParsePublicKeyPEM),
+// refusing one over maxPublicKeyFile: a public key takes a few hundred
+// bytes.
+func LoadPublicKey(path string) (*ecdsa.PublicKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read public key: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPublicKeyFile+1))
+	if err == nil && len(data) > maxPublicKeyFile {
+		err = fmt.Errorf("more than %d bytes", maxPublicKeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read public key: %w", err)
+	}
+	pub, err := ParsePublicKeyPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return pub, nil
+}
+
+// maxPublicKeyFile bounds what LoadPublicKey reads.
+const maxPublicKeyFile = 1 << 20
 
 // SavePrivateKey writes key as PKCS#8 PEM to path, atomically and with mode
 // 0600.

@@ -1,21 +1,20 @@
-package main
+package addon
 
 import (
 	"testing"
 
 	"github.com/fleet2mqtt/fleet2mqtt/config"
-	"github.com/fleet2mqtt/fleet2mqtt/internal/addon"
 )
 
-func TestApplyAddon(t *testing.T) {
+func TestSettingsConfigure(t *testing.T) {
 	t.Run("external broker from the Supervisor", func(t *testing.T) {
 		cfg := config.Default()
-		applyAddon(&cfg, addon.Settings{
+		Settings{
 			DataDir: "/data", LogLevel: "debug", VehicleListen: ":8443", HTTPListen: ":8099",
 			Prefix: "car", Compat: true, Broker: "external", Discovery: true, DiscoveryPrefix: "ha",
 			ExternalURL: "mqtt://core-mosquitto:1883", ExternalUsername: "addons", ExternalPassword: "s3cret",
 			ClientCAFiles: []string{"/etc/fleet2mqtt/tesla-vehicle-ca.pem"},
-		})
+		}.Configure(&cfg)
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)
 		}
@@ -35,8 +34,8 @@ func TestApplyAddon(t *testing.T) {
 	})
 	t.Run("embedded broker with users", func(t *testing.T) {
 		cfg := config.Default()
-		applyAddon(&cfg, addon.Settings{Broker: "embedded", EmbeddedListen: ":1883",
-			EmbeddedUsers: []addon.User{{Name: "homeassistant", Password: "pw"}}})
+		Settings{Broker: "embedded", EmbeddedListen: ":1883",
+			EmbeddedUsers: []User{{Name: "homeassistant", Password: "pw"}}}.Configure(&cfg)
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)
 		}
