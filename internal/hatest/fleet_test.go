@@ -219,17 +219,31 @@ func (c *car) stop() {
 // ("" when there is none after a short wait).
 func retained(t *testing.T, addr, topic string, username, password string) string {
 	t.Helper()
+	msgs, stop := subscribe(t, addr, topic, username, password)
+	defer stop()
+	select {
+	case p := <-msgs:
+		return p
+	case <-time.After(2 * time.Second):
+		return ""
+	}
+}
+
+// subscribe subscribes to topic on the broker at addr and delivers its
+// messages (retained ones first) until stop is called.
+func subscribe(t *testing.T, addr, topic string, username, password string) (msgs <-chan string, stop func()) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 1)
+	ch := make(chan string, 64)
 	c := paho.NewClient(paho.ClientConfig{
 		Conn: conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			if pr.Packet.Topic == topic {
 				select {
-				case got <- string(pr.Packet.Payload):
+				case ch <- string(pr.Packet.Payload):
 				default:
 				}
 			}
@@ -246,16 +260,10 @@ func retained(t *testing.T, addr, topic string, username, password string) strin
 	if _, err := c.Connect(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
 	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case p := <-got:
-		return p
-	case <-time.After(2 * time.Second):
-		return ""
-	}
+	return ch, func() { _ = c.Disconnect(&paho.Disconnect{}) }
 }
 
 // syncBuffer collects a process's output from several goroutines.

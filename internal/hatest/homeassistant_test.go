@@ -3,6 +3,7 @@ package hatest_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -19,8 +20,9 @@ import (
 
 // The test car: a Model 3 whose name is Ellie.
 const (
-	vin     = "5YJ3E1EA7KF000001"
-	carName = "Ellie"
+	vin            = "5YJ3E1EA7KF000001"
+	carName        = "Ellie"
+	discoveryTopic = "homeassistant/device/fleet2mqtt_" + vin + "/config"
 )
 
 // The user Home Assistant connects to fleet2mqtt's embedded broker as, the
@@ -60,7 +62,9 @@ func TestEmbeddedBroker(t *testing.T) {
 	dev := waitDevice(t, ha, ws, cfg)
 
 	t.Run("entities", func(t *testing.T) { checkEntities(t, ha, ws, dev, cfg) })
-	t.Run("states", func(t *testing.T) { checkStates(t, ha, ws, dev, cfg) })
+	t.Run("states", func(t *testing.T) {
+		checkStates(t, ha, ws, dev, cfg, func(topic string) string { return retained(t, mqttAddr, topic, mqttUser, mqttPassword) })
+	})
 
 	t.Run("sleeping car stays available", func(t *testing.T) {
 		c.stop()
@@ -72,8 +76,24 @@ func TestEmbeddedBroker(t *testing.T) {
 	})
 
 	t.Run("Home Assistant restarts", func(t *testing.T) {
+		// A live subscription sees the retained config first, then only
+		// what fleet2mqtt publishes again.
+		configs, stop := subscribe(t, mqttAddr, discoveryTopic, mqttUser, mqttPassword)
+		defer stop()
+		select {
+		case <-configs:
+		case <-time.After(deliveryLimit):
+			t.Fatal("no retained discovery config")
+		}
 		ha.Stop()
 		ha.Restart()
+		// Home Assistant's birth message makes fleet2mqtt announce again
+		// (after one to five seconds).
+		select {
+		case <-configs:
+		case <-time.After(haLimit):
+			t.Errorf("fleet2mqtt did not announce the car again after Home Assistant's birth message")
+		}
 		ws := ha.WebSocket()
 		// The entities come back from the registry at once, unavailable
 		// until MQTT delivers; their states must come back too.
@@ -112,16 +132,20 @@ func TestEmbeddedBroker(t *testing.T) {
 }
 
 // TestExternalBroker runs fleet2mqtt on mosquitto, with Home Assistant's
-// MQTT integration on the same mosquitto: every entity as announced, and
-// every entity unavailable once fleet2mqtt stops (its last will and its
-// offline message on the availability topic).
+// MQTT integration on the same mosquitto and every entity enabled: every
+// entity as announced, and every entity unavailable once fleet2mqtt stops
+// (its offline message on the availability topic).
 func TestExternalBroker(t *testing.T) {
 	hatest.Find(t)
 	bin := buildFleet2mqtt(t)
 	broker := testenv.Mosquitto(t)
+	// Every entity enabled, so that Home Assistant shows the unit of each
+	// (TestEmbeddedBroker checks which are disabled by default).
 	f := startFleet(t, bin, fmt.Sprintf(`  broker: external
   external:
     url: mqtt://%s
+homeassistant:
+  enable_obscure: true
 `, broker.Addr))
 	host, portStr, _ := strings.Cut(broker.Addr, ":")
 	port, _ := strconv.Atoi(portStr)
@@ -135,7 +159,9 @@ func TestExternalBroker(t *testing.T) {
 	dev := waitDevice(t, ha, ws, cfg)
 
 	t.Run("entities", func(t *testing.T) { checkEntities(t, ha, ws, dev, cfg) })
-	t.Run("states", func(t *testing.T) { checkStates(t, ha, ws, dev, cfg) })
+	t.Run("states", func(t *testing.T) {
+		checkStates(t, ha, ws, dev, cfg, func(topic string) string { return retained(t, broker.Addr, topic, "", "") })
+	})
 
 	t.Run("bridge offline", func(t *testing.T) {
 		c.stop()
@@ -207,7 +233,7 @@ type discoveryConfig struct {
 // of fullRecord, and returns it.
 func announced(t *testing.T, addr, user, password string) discoveryConfig {
 	t.Helper()
-	topic := "homeassistant/device/fleet2mqtt_" + vin + "/config"
+	topic := discoveryTopic
 	var want int
 	for _, info := range telemetry.Catalog() {
 		if info.Component != "none" {
@@ -301,7 +327,8 @@ func checkEntities(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev ha
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var dropped []string
+	var dropped, otherIDs []string
+	var disabled, units int // for the summary
 	for _, key := range keys {
 		c := cfg.Components[key]
 		e, ok := ents[key]
@@ -329,17 +356,27 @@ func checkEntities(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev ha
 		if opts, ok := c["options"]; ok {
 			check("options", e.Capabilities["options"], opts)
 		}
+		if !enabled {
+			disabled++
+		}
 		if s, ok := states[e.EntityID]; ok && c["unit_of_measurement"] != nil {
+			units++
 			check("unit", s.Attributes["unit_of_measurement"], shownUnit(fmt.Sprint(c["unit_of_measurement"])))
 		} else if enabled && c["p"] == "sensor" && c["unit_of_measurement"] != nil {
 			problems = append(problems, "no state")
 		}
-		if want := str(c["default_entity_id"]); want != "" && e.EntityID != want {
-			t.Logf("%s: entity id %s, suggested %s", key, e.EntityID, want)
+		if want, _ := c["default_entity_id"].(string); want != "" && e.EntityID != want {
+			otherIDs = append(otherIDs, e.EntityID+" (suggested "+want+")")
 		}
 		if len(problems) > 0 {
 			t.Errorf("%s (%s): %s", key, e.EntityID, strings.Join(problems, "; "))
 		}
+	}
+	t.Logf("compared %d entities with their components (%d disabled by default, %d units as shown)", len(keys)-len(dropped), disabled, units)
+	if len(otherIDs) > 0 {
+		// Not a failure: Home Assistant only knows default_entity_id from
+		// 2025.10 on, and older releases make the id from the names.
+		t.Logf("%d of %d entity ids differ from the suggested ones, e.g. %s", len(otherIDs), len(keys), otherIDs[0])
 	}
 	if len(dropped) > 0 {
 		t.Errorf("Home Assistant has no entity for %d of %d components: %v", len(dropped), len(keys), dropped)
@@ -364,7 +401,7 @@ func shownUnit(unit string) string {
 }
 
 // checkStates checks the states Home Assistant shows for carValues.
-func checkStates(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev hatest.Device, cfg discoveryConfig) {
+func checkStates(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev hatest.Device, cfg discoveryConfig, topic func(string) string) {
 	ids := entityIDs(t, ws, dev)
 	id := func(key string) string {
 		t.Helper()
@@ -374,16 +411,27 @@ func checkStates(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev hate
 		}
 		return e
 	}
-	// The car's values arrived before Home Assistant saw the entities'
-	// config; wait for the last one.
-	waitState(t, ha, id("Gear"), "D")
+	// Home Assistant subscribes to each entity's topic as it adds the
+	// entity, so the retained values arrive one by one: wait for each.
+	deadline := time.Now().Add(haLimit)
 	states := ha.States()
+	waitFor := func(key string, ok func(hatest.State) bool) hatest.State {
+		t.Helper()
+		for !ok(states[id(key)]) && time.Now().Before(deadline) {
+			time.Sleep(250 * time.Millisecond)
+			states = ha.States()
+		}
+		return states[id(key)]
+	}
 	number := func(key string, want float64, unit string) {
 		t.Helper()
-		s := states[id(key)]
-		got, err := strconv.ParseFloat(s.State, 64)
-		if err != nil || math.Abs(got-want) > math.Abs(want)*0.001 || s.Attributes["unit_of_measurement"] != unit {
-			t.Errorf("%s: %q %v, want %.2f %s", s.EntityID, s.State, s.Attributes["unit_of_measurement"], want, unit)
+		matches := func(s hatest.State) bool {
+			got, err := strconv.ParseFloat(s.State, 64)
+			return err == nil && math.Abs(got-want) <= math.Abs(want)*0.001 && s.Attributes["unit_of_measurement"] == unit
+		}
+		if s := waitFor(key, matches); !matches(s) {
+			st := fmt.Sprint(cfg.Components[key]["state_topic"])
+			t.Errorf("%s: %q %v, want %.2f %s (%s: %q)", s.EntityID, s.State, s.Attributes["unit_of_measurement"], want, unit, st, topic(st))
 		}
 	}
 	const kmPerMile = 1.609344
@@ -394,23 +442,24 @@ func checkStates(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev hate
 	number("OutsideTemp", 21.5, "°C")
 
 	want := map[string]string{
-		"InsideTemp":                 "unknown",
-		"Gear":                       "D",
-		"DetailedChargeState":        "Charging",
-		"DoorState_DriverFront":      "on",
-		"DoorState_PassengerFront":   "off",
-		"DoorState_TrunkRear":        "on",
-		"DoorState_TrunkFront":       "off",
-		"Locked":                     "off", // lock class: off is locked
-		"ChargePortDoorOpen":         "on",
-		"TpmsHardWarnings_RearLeft":  "on",
-		"TpmsHardWarnings_FrontLeft": "off",
-		"streaming":                  "on",
-		"Location":                   "not_home",
+		"InsideTemp":                  "unknown",
+		"Gear":                        "D",
+		"DetailedChargeState":         "Charging",
+		"DoorState_DriverFront":       "on",
+		"DoorState_PassengerFront":    "off",
+		"DoorState_TrunkRear":         "on",
+		"DoorState_TrunkFront":        "off",
+		"Locked":                      "off", // lock class: off is locked
+		"ChargePortDoorOpen":          "on",
+		"TpmsHardWarnings_rear_left":  "on",
+		"TpmsHardWarnings_front_left": "off",
+		"streaming":                   "on",
+		"Location":                    "not_home",
 	}
-	for key, w := range want {
-		if got := states[id(key)].State; got != w {
-			t.Errorf("%s: %q, want %q", id(key), got, w)
+	for _, key := range slices.Sorted(maps.Keys(want)) {
+		if got := waitFor(key, func(s hatest.State) bool { return s.State == want[key] }).State; got != want[key] {
+			st := fmt.Sprint(cfg.Components[key]["state_topic"])
+			t.Errorf("%s: %q, want %q (%s: %q)", id(key), got, want[key], st, topic(st))
 		}
 	}
 	for _, key := range []string{"Gear", "DetailedChargeState"} {
@@ -451,13 +500,24 @@ func waitState(t *testing.T, ha *hatest.HomeAssistant, entity, want string) {
 	}
 }
 
-// checkMQTTLog fails the test for every warning or error Home Assistant
-// logged about MQTT entities, our payloads or the MQTT integration.
+// checkMQTTLog stops Home Assistant, so that it has handled every message,
+// and fails the test for every warning or error it logged about MQTT
+// entities, our payloads or the MQTT integration.
 func checkMQTTLog(t *testing.T, ha *hatest.HomeAssistant) {
 	t.Helper()
+	ha.Stop()
+	// When Home Assistant removes a device announced by device-based
+	// discovery, it clears the retained config once per entity itself
+	// (an empty retained message on the device's topic), and then warns
+	// about each of its own messages as it receives them back.
+	ownEcho := "No device components to cleanup for fleet2mqtt_" + vin + ","
 	problems := ha.Problems(func(logger, record string) bool {
+		first, _, _ := strings.Cut(record, "\n")
+		if strings.Contains(first, ownEcho) {
+			return false
+		}
 		return strings.HasPrefix(logger, "homeassistant.components.mqtt") ||
-			strings.Contains(strings.ToLower(record), "mqtt") || strings.Contains(record, vin)
+			strings.Contains(strings.ToLower(first), "mqtt") || strings.Contains(first, vin)
 	})
 	for _, p := range problems {
 		t.Errorf("Home Assistant logged:\n%s", p)
