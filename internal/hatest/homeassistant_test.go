@@ -163,6 +163,43 @@ homeassistant:
 		checkStates(t, ha, ws, dev, cfg, func(topic string) string { return retained(t, broker.Addr, topic, "", "") })
 	})
 
+	t.Run("no valid values", func(t *testing.T) {
+		// Every signal without a valid value (None on MQTT): every
+		// entity of a signal shows unknown, and Home Assistant logs no
+		// complaint about the payload (checkMQTTLog).
+		none := map[string]telemetry.Value{}
+		for _, info := range telemetry.Catalog() {
+			if info.Component != "none" {
+				none[info.Name] = telemetry.InvalidValue()
+			}
+		}
+		c.send(t, fullRecord(t, none))
+		ids := entityIDs(t, ws, dev)
+		deadline := time.Now().Add(haLimit)
+		for {
+			var known []string
+			states := ha.States()
+			for key, id := range ids {
+				if key == "streaming" || key == "alerts" {
+					continue
+				}
+				if s := states[id]; s.State != "unknown" {
+					known = append(known, fmt.Sprintf("%s=%q", id, s.State))
+				}
+			}
+			if len(known) == 0 {
+				t.Logf("%d entities unknown", len(ids)-2)
+				break
+			}
+			if time.Now().After(deadline) {
+				sort.Strings(known)
+				t.Errorf("%d entities are not unknown with every signal None: %v", len(known), known)
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+
 	t.Run("bridge offline", func(t *testing.T) {
 		c.stop()
 		f.stop()
@@ -187,7 +224,13 @@ homeassistant:
 		}
 		// And back when it runs again.
 		f.start()
-		waitState(t, ha, ids["Soc"], "80.6")
+		deadline = time.Now().Add(haLimit)
+		for ha.States()[ids["Soc"]].State == "unavailable" {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still unavailable %v after fleet2mqtt started again", ids["Soc"], haLimit)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
 	})
 
 	checkMQTTLog(t, ha)
