@@ -1,6 +1,7 @@
 package hatest_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -41,7 +42,7 @@ const haLimit = time.Minute
 // car's device and every entity as announced, the states Home Assistant
 // shows, a Home Assistant restart, and removing the car.
 func TestEmbeddedBroker(t *testing.T) {
-	hatest.Find(t) // skip before building anything when it is not there
+	needHomeAssistant(t)
 	bin := buildFleet2mqtt(t)
 	mqttPort := testenv.FreePort(t)
 	f := startFleet(t, bin, fmt.Sprintf(`  broker: embedded
@@ -136,7 +137,7 @@ func TestEmbeddedBroker(t *testing.T) {
 // entity as announced, and every entity unavailable once fleet2mqtt stops
 // (its offline message on the availability topic).
 func TestExternalBroker(t *testing.T) {
-	hatest.Find(t)
+	needHomeAssistant(t)
 	bin := buildFleet2mqtt(t)
 	broker := testenv.Mosquitto(t)
 	// Every entity enabled, so that Home Assistant shows the unit of each
@@ -161,6 +162,52 @@ homeassistant:
 	t.Run("entities", func(t *testing.T) { checkEntities(t, ha, ws, dev, cfg) })
 	t.Run("states", func(t *testing.T) {
 		checkStates(t, ha, ws, dev, cfg, func(topic string) string { return retained(t, broker.Addr, topic, "", "") })
+	})
+
+	t.Run("active alerts", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), deliveryLimit)
+		defer cancel()
+		started := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+		alerts := []telemetry.Alert{{Name: "ChargePortFault", Audiences: []telemetry.Audience{telemetry.AudienceCustomer}, StartedAt: started}}
+		if _, err := c.sim.SendAlerts(ctx, alerts); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.sim.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		id := entityIDs(t, ws, dev)["alerts"]
+		waitState(t, ha, id, "1")
+		list, _ := ha.States()[id].Attributes["alerts"].([]any)
+		if len(list) != 1 || fmt.Sprint(list[0].(map[string]any)["name"]) != "ChargePortFault" {
+			t.Errorf("%s attributes: %v, want the alert in alerts", id, ha.States()[id].Attributes)
+		}
+	})
+
+	t.Run("every enum value", func(t *testing.T) {
+		// Each enum sensor through all its options; Home Assistant
+		// logs an error for a state outside them (checkMQTTLog).
+		longest := 0
+		for _, e := range telemetry.Enums() {
+			longest = max(longest, len(e.Values))
+		}
+		var last map[string]telemetry.Value
+		for i := range longest {
+			last = map[string]telemetry.Value{}
+			for _, info := range telemetry.Catalog() {
+				if info.Component != "none" && info.Enum != nil {
+					last[info.Name] = telemetry.EnumOf(info.Enum, info.Enum.Values[i%len(info.Enum.Values)])
+				}
+			}
+			c.send(t, fullRecord(t, last))
+		}
+		// Home Assistant has handled them all once it shows the last.
+		ids := entityIDs(t, ws, dev)
+		for name := range last {
+			info, _ := telemetry.Lookup(mustField(t, name))
+			if id, ok := ids[name]; ok && info.DeviceClass == "enum" {
+				waitState(t, ha, id, info.Enum.Values[(longest-1)%len(info.Enum.Values)].Short)
+			}
+		}
 	})
 
 	t.Run("no valid values", func(t *testing.T) {
@@ -236,6 +283,19 @@ homeassistant:
 	checkMQTTLog(t, ha)
 }
 
+// departure is the car's scheduled departure.
+var departure = time.Date(2026, 1, 2, 7, 30, 0, 0, time.UTC)
+
+// needHomeAssistant skips the test in -short mode and, outside CI, when
+// Home Assistant is not installed, before anything is built.
+func needHomeAssistant(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts Home Assistant: not in -short mode")
+	}
+	hatest.Find(t)
+}
+
 // carValues are the values the state checks look for; every other signal
 // gets a generic value (fullRecord).
 func carValues(t *testing.T) map[string]telemetry.Value {
@@ -255,6 +315,9 @@ func carValues(t *testing.T) map[string]telemetry.Value {
 		"Locked":              telemetry.BoolValue(true),
 		"TpmsHardWarnings":    telemetry.TiresValue(telemetry.RearLeft),
 		"ChargePortDoorOpen":  telemetry.BoolValue(true),
+		// Points in time: epoch seconds, 0 when not set.
+		"ScheduledDepartureTime":     telemetry.IntValue(departure.Unix()),
+		"ScheduledChargingStartTime": telemetry.IntValue(0),
 	}
 }
 
@@ -498,6 +561,8 @@ func checkStates(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev hate
 		"TpmsHardWarnings_front_left": "off",
 		"streaming":                   "on",
 		"Location":                    "not_home",
+		"ScheduledDepartureTime":      departure.Format("2006-01-02T15:04:05+00:00"),
+		"ScheduledChargingStartTime":  "unknown",
 	}
 	for _, key := range slices.Sorted(maps.Keys(want)) {
 		if got := waitFor(key, func(s hatest.State) bool { return s.State == want[key] }).State; got != want[key] {
