@@ -109,8 +109,9 @@ func (f *fleet) start() {
 	}()
 	f.cmd, f.exit = cmd, exit
 	deadline := time.Now().Add(fleetStartLimit)
+	client := &http.Client{Timeout: 2 * time.Second}
 	for {
-		resp, err := http.Get("http://" + f.httpAddr + "/healthz")
+		resp, err := client.Get("http://" + f.httpAddr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

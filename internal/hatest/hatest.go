@@ -16,11 +16,16 @@
 //
 // # Configuration
 //
-// Only what the tests use is loaded, not default_config: http (on
-// 127.0.0.1), api (REST), websocket_api, onboarding (owner user and first
-// token), config (config-flow and registry APIs; it brings auth), logger
-// and, added through its config flow, mqtt. The unit system is metric, so
-// that the car's miles and mph show as Home Assistant converts them.
+// configuration.yaml names only what the tests use, not default_config:
+// http (on 127.0.0.1), api (REST), websocket_api, onboarding (owner user
+// and first token), config (config-flow and registry APIs; it brings
+// auth) and logger; mqtt is added through its config flow, as people do.
+// Home Assistant also always sets up its built-in defaults (frontend,
+// person, automation, the helpers…): without frontend it starts in
+// recovery mode, so the install script installs their requirements too.
+// The unit system is metric, so that the car's miles and mph show as Home
+// Assistant converts them. Home Assistant 2025.4.4 starts in 2 to 7
+// seconds here; the install takes about three minutes.
 //
 // # Skipping
 //

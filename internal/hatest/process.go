@@ -62,7 +62,7 @@ func Start(t testing.TB) *HomeAssistant {
 			t.Logf("Home Assistant's log:\n%s", h.Log())
 		}
 	})
-	h.Restart()
+	h.start()
 	h.onboard()
 	return h
 }
@@ -91,9 +91,18 @@ logger:
 `, port)
 }
 
-// Restart starts Home Assistant after Stop (or first), with the same
-// configuration directory, and waits until its API answers.
+// Restart starts Home Assistant again after Stop, with the same
+// configuration directory (its registries, its owner and token), and waits
+// until it has finished starting.
 func (h *HomeAssistant) Restart() {
+	h.t.Helper()
+	h.start()
+	h.waitRunning()
+}
+
+// start runs hass and waits until its HTTP API answers; the integrations
+// may still be setting up.
+func (h *HomeAssistant) start() {
 	h.t.Helper()
 	h.mu.Lock()
 	if h.cmd != nil {
@@ -106,7 +115,9 @@ func (h *HomeAssistant) Restart() {
 		h.t.Fatal(err)
 	}
 	defer out.Close()
-	cmd := exec.Command(h.hass, "--config", h.Dir, "--skip-pip", "--log-no-color", "--log-file", filepath.Join(h.Dir, "home-assistant.log"))
+	// --skip-pip: never install anything at run time; the install script
+	// put every requirement in place.
+	cmd := exec.Command(h.hass, "--config", h.Dir, "--skip-pip", "--log-no-color")
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "HOME="+h.Dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -123,8 +134,7 @@ func (h *HomeAssistant) Restart() {
 	h.cmd, h.exit = cmd, exit
 	h.mu.Unlock()
 
-	// Up when the API answers (onboarding's is open before any user exists,
-	// the others answer 401 without a token): both mean HTTP is served.
+	// Up when the onboarding API answers: it needs no token.
 	deadline := time.Now().Add(StartLimit)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -149,11 +159,6 @@ func (h *HomeAssistant) Restart() {
 		if time.Now().After(deadline) {
 			h.t.Fatalf("hatest: Home Assistant did not serve %s/api/onboarding within %v (last error: %v):\n%s", h.URL, StartLimit, err, h.Log())
 		}
-	}
-	// Its HTTP server opens before the integrations are set up: wait for
-	// the start to finish so that a test sees everything loaded.
-	if h.token != "" {
-		h.waitRunning()
 	}
 }
 
