@@ -459,6 +459,11 @@ func checkEntities(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev ha
 			problems = append(problems, "disabled by "+*e.DisabledBy)
 		}
 		check("state class", str(e.Capabilities["state_class"]), str(c["state_class"]))
+		check("icon", deref(e.OriginalIcon), str(c["icon"]))
+		if p, ok := c["suggested_display_precision"]; ok {
+			sensorOpts, _ := e.Options["sensor"].(map[string]any)
+			check("display precision", sensorOpts["suggested_display_precision"], p)
+		}
 		if opts, ok := c["options"]; ok {
 			check("options", e.Capabilities["options"], opts)
 		}
@@ -577,8 +582,8 @@ func checkStates(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev hate
 		}
 	}
 	loc := states[id("Location")].Attributes
-	if lat, lon := loc["latitude"], loc["longitude"]; lat != 52.520008 || lon != 13.404954 {
-		t.Errorf("%s: latitude %v, longitude %v, want 52.520008, 13.404954 (attributes %v)", id("Location"), lat, lon, loc)
+	if lat, lon, src := loc["latitude"], loc["longitude"], loc["source_type"]; lat != 52.520008 || lon != 13.404954 || src != "gps" {
+		t.Errorf("%s: latitude %v, longitude %v, source %v, want 52.520008, 13.404954, gps (attributes %v)", id("Location"), lat, lon, src, loc)
 	}
 	// Every entity Home Assistant shows has a state: none is unavailable
 	// while fleet2mqtt runs, whatever its value.

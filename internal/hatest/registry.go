@@ -23,6 +23,7 @@ type Entity struct {
 	HasEntityName       bool           `json:"has_entity_name"`
 	OriginalName        *string        `json:"original_name"`
 	OriginalDeviceClass *string        `json:"original_device_class"`
+	OriginalIcon        *string        `json:"original_icon"`
 	Capabilities        map[string]any `json:"capabilities"`
 	Options             map[string]any `json:"options"`
 }
