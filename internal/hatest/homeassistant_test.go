@@ -37,6 +37,10 @@ const (
 // published.
 const haLimit = time.Minute
 
+// birthDelayMax is the longest fleet2mqtt waits after Home Assistant's
+// birth message before it announces the cars again (docs/home-assistant.md).
+const birthDelayMax = 5 * time.Second
+
 // TestEmbeddedBroker runs fleet2mqtt with its embedded broker and a real
 // Home Assistant whose MQTT integration connects to it with a user: the
 // car's device and every entity as announced, the states Home Assistant
@@ -126,6 +130,37 @@ func TestEmbeddedBroker(t *testing.T) {
 		}
 		if left := entityIDs(t, ws, dev); len(left) != 0 {
 			t.Errorf("entities left after removing the device: %v", left)
+		}
+
+		// fleet2mqtt forgot the car: Home Assistant's next birth message
+		// does not bring it back. fleet2mqtt answers a birth within five
+		// seconds; twice that without an announcement is enough.
+		configs, stop := subscribe(t, mqttAddr, discoveryTopic, mqttUser, mqttPassword)
+		defer stop()
+		ha.Stop()
+		ha.Restart()
+		quiet := time.After(2 * birthDelayMax)
+		for {
+			select {
+			case p := <-configs:
+				if p != "" {
+					t.Fatalf("the removed car was announced again after Home Assistant restarted: %.200s", p)
+				}
+				continue
+			case <-quiet:
+			}
+			break
+		}
+		devs, err := ws.Devices()
+		if err != nil {
+			ws = ha.WebSocket()
+			devs, err = ws.Devices()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(devs, func(d hatest.Device) bool { return d.ID == dev.ID || d.Name == carName }) {
+			t.Errorf("the removed car is back in Home Assistant after its restart")
 		}
 	})
 
@@ -460,7 +495,10 @@ func checkEntities(t *testing.T, ha *hatest.HomeAssistant, ws *hatest.WS, dev ha
 		}
 		check("state class", str(e.Capabilities["state_class"]), str(c["state_class"]))
 		check("icon", deref(e.OriginalIcon), str(c["icon"]))
-		if p, ok := c["suggested_display_precision"]; ok {
+		// Home Assistant records the display precision when it adds the
+		// entity, which it does not for disabled ones.
+		if _, shown := states[e.EntityID]; shown && c["suggested_display_precision"] != nil {
+			p := c["suggested_display_precision"]
 			sensorOpts, _ := e.Options["sensor"].(map[string]any)
 			check("display precision", sensorOpts["suggested_display_precision"], p)
 		}
