@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
@@ -408,18 +409,21 @@ func (b *Bridge) errs(v *vehicle, bt *batch, errs []telemetry.VehicleError) {
 	}
 }
 
-// connectivity builds the messages of a connectivity record.
+// connectivity builds the messages of a connectivity record. The native
+// connected topic says whether any of the car's connections is open, so a
+// connection that ends while a newer one streams leaves it true.
 func (b *Bridge) connectivity(v *vehicle, bt *batch, c *telemetry.Connectivity) {
 	if b.native {
+		car := b.car(v)
 		switch c.Status {
 		case telemetry.StatusConnected:
-			bt.begin(v.connectedTopic, b.cfg.QoS, b.cfg.Retain)
-			bt.buf = append(bt.buf, "true"...)
-			b.car(v).connected = 1
+			car.opened(c.ConnectionID)
 		case telemetry.StatusDisconnected:
+			car.closed(c.ConnectionID)
+		}
+		if c.Status == telemetry.StatusConnected || c.Status == telemetry.StatusDisconnected {
 			bt.begin(v.connectedTopic, b.cfg.QoS, b.cfg.Retain)
-			bt.buf = append(bt.buf, "false"...)
-			b.car(v).connected = -1
+			bt.buf = strconv.AppendBool(bt.buf, car.connected > 0)
 		}
 	}
 	if b.compat {

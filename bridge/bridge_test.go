@@ -494,3 +494,25 @@ func TestHandleAllocations(t *testing.T) {
 		}
 	}
 }
+
+// A car that changes networks opens its next connection before the old one
+// ends: it stays connected until the last one closes.
+func TestConnectivityOverlappingConnections(t *testing.T) {
+	b, r := newTestBridge(t, DefaultConfig())
+	conn := func(id string, s telemetry.Status) {
+		handle(t, b, &telemetry.Record{VIN: vin, Topic: telemetry.TopicConnectivity, Connectivity: telemetry.Connectivity{ConnectionID: id, Status: s}})
+	}
+	conn("wifi", telemetry.StatusConnected)
+	conn("lte", telemetry.StatusConnected)
+	conn("wifi", telemetry.StatusDisconnected) // the old one times out
+	if !b.Streams(vin) {
+		t.Error("Streams = false while the second connection is open")
+	}
+	conn("wifi", telemetry.StatusDisconnected) // said twice: still the same
+	conn("lte", telemetry.StatusDisconnected)
+	if b.Streams(vin) {
+		t.Error("Streams = true after both connections closed")
+	}
+	topic := "tesla/" + vin + "/connected qos=1 retain=true "
+	diffLines(t, lines(r.take()), []string{topic + "true", topic + "true", topic + "true", topic + "true", topic + "false"})
+}
