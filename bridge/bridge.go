@@ -35,6 +35,8 @@ type Bridge struct {
 
 	clock clock // measures the state interval (state.go)
 
+	refused refusedCounts // items left out past a car's limits (limits.go)
+
 	mu       sync.RWMutex
 	vehicles map[string]*vehicle
 	cars     map[string]*carState // alerts and connectivity by VIN (republish.go)
@@ -202,6 +204,7 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 		si := v.slot(d.Field)
 		bt.slots = append(bt.slots, si)
 		if si < 0 {
+			b.refuseField(v)
 			continue
 		}
 		s := &v.slots[si]
@@ -219,41 +222,30 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 	for i := range data {
 		d := &data[i]
 		si := bt.slots[i]
-		var s *slot
-		if si >= 0 {
-			s = &v.slots[si]
+		if si < 0 {
+			continue // past maxSlots: left out (see refuseField)
 		}
-		if b.native && d.Value.Kind() != telemetry.KindNone && (s == nil || s.lastValue == int32(i)) {
-			switch {
-			case s == nil: // past maxSlots: no state, a topic made per message
-				bt.begin(v.native+fieldName(d.Field), qos, retain)
-				bt.buf = appendNative(bt.buf, d.Value)
-			default:
-				if s.json == nil || !s.value.Equal(d.Value) {
-					s.value = detach(d.Value)
-					s.json = appendStateValue(s.json[:0], s.value)
-					v.stateChanged()
-				}
-				bt.begin(s.topic, qos, retain)
-				if sameText(d.Value) {
-					bt.buf = append(bt.buf, s.json...) // the payload is the state entry
-				} else {
-					bt.buf = appendNative(bt.buf, d.Value)
-				}
-				published = true
+		s := &v.slots[si]
+		if b.native && d.Value.Kind() != telemetry.KindNone && s.lastValue == int32(i) {
+			if s.json == nil || !s.value.Equal(d.Value) {
+				s.value = detach(d.Value)
+				s.json = appendStateValue(s.json[:0], s.value)
+				v.stateChanged()
 			}
-		}
-		if b.compat && (s == nil || s.last == int32(i)) {
-			var topic string
-			if s != nil {
-				topic = v.compatTopic(si)
+			bt.begin(s.topic, qos, retain)
+			if sameText(d.Value) {
+				bt.buf = append(bt.buf, s.json...) // the payload is the state entry
 			} else {
-				topic = v.compat + "v/" + compatFieldName(d.Field)
+				bt.buf = appendNative(bt.buf, d.Value)
 			}
-			bt.begin(topic, qos, b.cfg.Compat.Retain)
+			published = true
+		}
+		if b.compat && s.last == int32(i) {
+			bt.begin(v.compatTopic(si), qos, b.cfg.Compat.Retain)
 			bt.buf = appendCompatValue(bt.buf, d.Value, d.Field == telemetry.FieldLocation && i == firstLocation)
 		}
 	}
+	b.logRefused(v)
 	if published && b.cfg.StateTopic {
 		b.stateDue(v, bt)
 	}
@@ -313,6 +305,10 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 
 		first := &alerts[run[0]]
 		t := v.nameTopics(first.Name)
+		if t == nil {
+			b.refuseNames(v, len(run))
+			continue
+		}
 		if b.native {
 			// The alert started last is current; of equal starts, the later one.
 			cur := run[0]
@@ -354,6 +350,7 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 	if b.native {
 		b.appendActiveAlerts(car, bt)
 	}
+	b.logRefused(v)
 }
 
 // groupAlerts fills bt.group with, for each alert, the index of the first
@@ -398,6 +395,10 @@ func (b *Bridge) errs(v *vehicle, bt *batch, errs []telemetry.VehicleError) {
 	for i := range errs {
 		e := &errs[i]
 		t := v.nameTopics(e.Name)
+		if t == nil {
+			b.refuseNames(v, 1)
+			continue
+		}
 		if b.native {
 			bt.begin(v.errorTopic(t), qos, retain)
 			bt.buf = appendNativeError(bt.buf, e, &bt.keys)
@@ -407,6 +408,7 @@ func (b *Bridge) errs(v *vehicle, bt *batch, errs []telemetry.VehicleError) {
 			bt.buf = appendCompatError(bt.buf, e, &bt.keys)
 		}
 	}
+	b.logRefused(v)
 }
 
 // connectivity builds the messages of a connectivity record. The native
