@@ -206,6 +206,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
 	}
+	a.metrics.watchBridge(a.bridge)
 	var announcer setup.Announcer // a nil interface when discovery is off
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
