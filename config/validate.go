@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/hostport"
 )
 
 // Validate checks every section, each by its own package's Validate with
@@ -33,8 +33,8 @@ func (c *Config) Validate() error {
 		return configerr.Prefix("vehicle", err)
 	}
 	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			return fmt.Errorf("http.listen: %q is not host:port, e.g. \"127.0.0.1:8080\"", c.HTTP.Listen)
+		if err := hostport.Check(c.HTTP.Listen); err != nil {
+			return fmt.Errorf("http.listen: %w, e.g. \"127.0.0.1:8080\"", err)
 		}
 	}
 	if err := c.Setup.Validate(); err != nil {

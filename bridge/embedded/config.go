@@ -3,15 +3,14 @@ package embedded
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/hostport"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
 
@@ -189,12 +188,8 @@ func validateAddr(key, addr string) error {
 	if addr == "" {
 		return nil
 	}
-	_, port, err := net.SplitHostPort(addr)
-	if err == nil {
-		_, err = strconv.ParseUint(port, 10, 16)
-	}
-	if err != nil {
-		return configerr.Errorf(key, "%q is not host:port, e.g. \"127.0.0.1:1883\" or \":1883\"", addr)
+	if err := hostport.Check(addr); err != nil {
+		return configerr.Errorf(key, "%w, e.g. \"127.0.0.1:1883\" or \":1883\"", err)
 	}
 	return nil
 }
