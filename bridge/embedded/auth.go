@@ -25,6 +25,7 @@ type guard struct {
 	users     map[string][]byte // name → password or bcrypt hash
 	anonymous Anonymous
 	protected atomic.Pointer[[]string] // "<prefix>/", one per protected prefix
+	owned     ownedTopics              // single topics only the bridge writes (owned.go)
 	log       *slog.Logger
 }
 
@@ -124,7 +125,7 @@ func (g *guard) bridgeOnly(topic string) bool {
 
 // mayPublish reports whether a client may publish on topic.
 func (g *guard) mayPublish(topic string) bool {
-	if strings.HasPrefix(topic, "$") {
+	if strings.HasPrefix(topic, "$") || g.owned.owns(topic) {
 		return false
 	}
 	list := g.protected.Load()

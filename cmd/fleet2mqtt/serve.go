@@ -460,6 +460,10 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	if m.Compat.Enabled {
 		b.Protect(m.Compat.Base)
 	}
+	if cfg.DiscoveryEnabled() {
+		ha := cfg.HomeAssistant // the cars' discovery configs are the bridge's, like their topics
+		b.ProtectTopics(func(topic string) bool { return discovery.Owns(ha, topic) })
+	}
 	return b, "", nil
 }
 
