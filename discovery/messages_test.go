@@ -393,3 +393,30 @@ func TestUnknownFieldsBounded(t *testing.T) {
 	}
 	t.Logf("a car with every catalog signal and 60,000 unknown field numbers: config %d bytes", len(withUnknown))
 }
+
+func TestOwns(t *testing.T) {
+	cfg := DefaultConfig()
+	inst := DefaultConfig()
+	inst.Instance = "garage"
+	vin := "5YJ3E1EA7KF000001"
+	for _, tc := range []struct {
+		cfg   Config
+		topic string
+		want  bool
+	}{
+		{cfg, Topic(cfg, vin), true},
+		{cfg, Topic(cfg, "a/b+c"), true}, // escaped VIN characters
+		{inst, Topic(inst, vin), true},
+		{cfg, "homeassistant/status", false},
+		{cfg, "homeassistant/device/zigbee_1/config", false},
+		{cfg, Topic(inst, vin), false}, // another installation's
+		{inst, Topic(cfg, vin), false},
+		{cfg, "homeassistant/device/fleet2mqtt_/config", false},
+		{cfg, "homeassistant/device/fleet2mqtt_" + vin + "/config/x", false},
+		{cfg, "homeassistant/sensor/fleet2mqtt_" + vin + "/config", false},
+	} {
+		if got := Owns(tc.cfg, tc.topic); got != tc.want {
+			t.Errorf("Owns(instance %q, %q) = %v, want %v", tc.cfg.Instance, tc.topic, got, tc.want)
+		}
+	}
+}
