@@ -183,6 +183,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, erro
 		if err := g.Stop(stopCtx); err != nil {
 			log.Warn("stopping", "err", err)
 		}
+		if err := a.finalSaveError(); err != nil && a.err == nil {
+			a.err = err // exit non-zero: changes since the fault are lost
+		}
 		log.Info("fleet2mqtt stopped")
 	}()
 	return a, nil
@@ -201,6 +204,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	}
 	if q, ok := a.broker.(queue); ok {
 		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
+	}
+	if p, ok := a.broker.(persister); ok {
+		a.metrics.watchStore(p)
 	}
 	published := instrumentedBroker{a.broker, a.metrics}
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
@@ -538,11 +544,9 @@ func (a *app) wait() error {
 
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", a.metrics.handler())
+	guard := newWebGuard(a.cfg) // Host check; /metrics for loopback or the token (health.go)
+	mux.Handle("GET /healthz", guard.host(http.HandlerFunc(a.healthz)))
+	mux.Handle("GET /metrics", guard.metrics(a.metrics.handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }
