@@ -26,6 +26,12 @@ var leftoverPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`^mqtt-retained(-clients)?\.bin\.[0-9]+\.tmp$`),
 }
 
+// leftoverDirPattern names the temporary directory in which the
+// development PKI is made before it is renamed into place (certs:
+// os.MkdirTemp(data dir, ".dev-pki-")); one is removed whole, and only
+// directly under the data directory.
+var leftoverDirPattern = regexp.MustCompile(`^\.dev-pki-[0-9]+$`)
+
 // leftoverDepth is how deep under the data directory leftovers are looked
 // for: the writers write into it and its direct subdirectories (mqtt/,
 // setup/, certs/).
@@ -52,6 +58,14 @@ func removeLeftovers(dataDir string, log *slog.Logger) {
 	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil // unreadable: the part that needs it says so
+		}
+		if d.IsDir() && filepath.Dir(path) == root && leftoverDirPattern.MatchString(d.Name()) {
+			if err := os.RemoveAll(path); err != nil {
+				log.Warn("could not remove the temporary directory of an interrupted write", "dir", path, "error", err)
+			} else {
+				log.Info("removed the temporary directory of an interrupted write", "dir", path)
+			}
+			return filepath.SkipDir
 		}
 		if d.IsDir() {
 			if rel, _ := filepath.Rel(root, path); rel != "." && strings.Count(rel, string(filepath.Separator))+1 >= leftoverDepth {

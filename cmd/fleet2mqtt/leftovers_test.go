@@ -15,12 +15,12 @@ func TestRemoveLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	leftovers := []string{
 		"setup/.token.json.tmp-1234567", "setup/.fleet-key.pem.tmp-9", ".homeassistant.json.42",
-		"certs/.vehicle.key.123.tmp", "mqtt/mqtt-retained.bin.77.tmp",
+		"certs/.vehicle.key.123.tmp", "mqtt/mqtt-retained.bin.77.tmp", ".dev-pki-3431459038/ca.key",
 	}
 	kept := []string{
 		"homeassistant.json", "setup/token.json", ".homeassistant.json.bak", "notes.tmp", "setup/.token.json.tmp-x",
 		"mqtt/mqtt-retained.bin", "mqtt/mqtt-retained.bin.corrupt", "a/b/c/.deep.json.tmp-1", // past leftoverDepth
-		"acme/example.com123",
+		"acme/example.com123", "setup/.dev-pki-123/x",
 	}
 	for _, name := range append(leftovers, kept...) {
 		path := filepath.Join(dir, name)
@@ -54,8 +54,9 @@ func TestLeftoverPatternsCoverWriters(t *testing.T) {
 		`"."+filepath.Base(path)+".*.tmp"`: ".vehicle.key.123.tmp",
 		`"."+filepath.Base(path)+".*"`:     ".homeassistant.json.123",
 		`name+".*.tmp"`:                    "mqtt-retained-clients.bin.123.tmp",
+		`".dev-pki-"`:                      "", // a directory (MkdirTemp): leftoverDirPattern
 	}
-	call := regexp.MustCompile(`(?m)os\.CreateTemp\([^,]+,\s*(.+)\)\s*$`)
+	call := regexp.MustCompile(`(?m)os\.(?:CreateTemp|MkdirTemp)\([^,]+,\s*(.+)\)\s*$`)
 	root := filepath.Join("..", "..")
 	seen := map[string]bool{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -77,7 +78,13 @@ func TestLeftoverPatternsCoverWriters(t *testing.T) {
 			example, ok := known[pattern]
 			seen[pattern] = true
 			if !ok {
-				t.Errorf("%s: os.CreateTemp with pattern %s: add it to leftoverPatterns and to this test", path, m[1])
+				t.Errorf("%s: os.CreateTemp or MkdirTemp with pattern %s: add it to leftoverPatterns and to this test", path, m[1])
+				continue
+			}
+			if example == "" {
+				if !leftoverDirPattern.MatchString(".dev-pki-123") {
+					t.Errorf("%s: %s makes directories like .dev-pki-123, which leftoverDirPattern does not match", path, m[1])
+				}
 				continue
 			}
 			if !isLeftover(example) {
