@@ -208,7 +208,8 @@ func TestListenAddressCheck(t *testing.T) {
 			r.errorf(t, "%s: -check-config %v:\n%s", tc.key, err, out)
 			continue
 		}
-		r.figure("%s", shorten(strings.TrimSpace(lastLine(string(out))), 140))
+		_, msg, _ := strings.Cut(strings.TrimSpace(lastLine(string(out))), ".yaml: ")
+		r.figure("%s", shorten(msg, 140))
 	}
 }
 
