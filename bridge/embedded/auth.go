@@ -25,7 +25,7 @@ type guard struct {
 	users     map[string][]byte // name → password or bcrypt hash
 	anonymous Anonymous
 	protected atomic.Pointer[[]string] // "<prefix>/", one per protected prefix
-	owned     ownedTopics              // single topics only the bridge writes (owned.go)
+	owned     ownedTopics              // topics whose contents only the bridge writes (owned.go)
 	log       *slog.Logger
 }
 
@@ -67,7 +67,7 @@ func (g *guard) Provides(b byte) bool {
 // protected prefix: mochi does not check wills against the ACL, and such a
 // will could, for example, declare the bridge offline.
 func (g *guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if pk.Connect.WillFlag && !g.mayPublish(pk.Connect.WillTopic) {
+	if pk.Connect.WillFlag && (!g.mayPublish(pk.Connect.WillTopic) || g.owned.owns(pk.Connect.WillTopic)) {
 		g.log.Warn("refused MQTT client: last will on a topic only the bridge writes",
 			"client", cl.ID, "remote", cl.Net.Remote, "will_topic", pk.Connect.WillTopic)
 		if err := g.server.SendConnack(cl, packets.ErrNotAuthorized, false, nil); err != nil {
@@ -125,7 +125,7 @@ func (g *guard) bridgeOnly(topic string) bool {
 
 // mayPublish reports whether a client may publish on topic.
 func (g *guard) mayPublish(topic string) bool {
-	if strings.HasPrefix(topic, "$") || g.owned.owns(topic) {
+	if strings.HasPrefix(topic, "$") {
 		return false
 	}
 	list := g.protected.Load()

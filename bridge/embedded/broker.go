@@ -176,12 +176,12 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	drops := newDropWatch(logger)
 	var retainedChanged func()
 	if cfg.Persist {
-		b.store = newStore(dataDir, b.guard.bridgeOnly, logger)
+		b.store = newStore(dataDir, b.guard.bridgesOwn, logger)
 		retainedChanged = b.store.changed
 	}
 	b.fan = newFanout(server, b.guard.mayRead, b.guard.bridgeOnly, drops.OnPublishDropped, retainedChanged)
-	b.quota = newRetainQuota(cfg.ClientRetainedMessages, cfg.ClientRetainedBytes, b.guard.bridgeOnly, logger)
-	hooks := []mqtt.Hook{b.guard, drops, b.fan, &sysRefusal{}, b.quota}
+	b.quota = newRetainQuota(cfg.ClientRetainedMessages, cfg.ClientRetainedBytes, b.guard.bridgesOwn, logger)
+	hooks := []mqtt.Hook{b.guard, drops, b.fan, &sysRefusal{}, &ownedGuard{guard: b.guard}, b.quota}
 	if b.store != nil {
 		hooks = append(hooks, b.store)
 	}

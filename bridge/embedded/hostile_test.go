@@ -21,7 +21,8 @@ import (
 const reasonQuotaExceeded = 0x97
 
 // TestDiscoveryConfigsOwned: the Home Assistant discovery configs of the
-// bridge's cars are written by the bridge only, like the vehicle topics;
+// bridge's cars are written by the bridge only, like the vehicle topics
+// (clients may remove them);
 // Home Assistant's status topic, other devices' configs and another
 // installation's stay open to every client.
 func TestDiscoveryConfigsOwned(t *testing.T) {
@@ -61,6 +62,14 @@ func TestDiscoveryConfigsOwned(t *testing.T) {
 	}
 	if pk, ok := broker.server.Topics.Retained.Get(own); !ok || string(pk.Payload) != "{}" {
 		t.Errorf("the bridge's own config on %s not kept", own)
+	}
+	// A client may remove it (Home Assistant does when its user deletes the
+	// device; so does fleet2mqtt discovery remove).
+	if resp, err := faker.Publish(t.Context(), &paho.Publish{Topic: own, QoS: 1, Retain: true}); err != nil || resp.ReasonCode >= 0x80 {
+		t.Errorf("removing %s: %+v %v", own, resp, err)
+	}
+	if _, ok := broker.server.Topics.Retained.Get(own); ok {
+		t.Errorf("%s still retained after a client removed it", own)
 	}
 }
 

@@ -39,6 +39,9 @@ func TestPinnedMochi(t *testing.T) {
 		{"sys.go", []string{
 			"processPublish still drops a client's publish on a $SYS topic (IsValidFilter) without an answer, OnPacketRead still runs before that check and may rename the topic, and a publish the ACL refuses still gets a PUBACK or PUBREC with 0x87 from an MQTT 5 client",
 		}},
+		{"owned.go", []string{
+			"OnPublish still sees a client's whole packet after the ACL check, stops at the first hook error, answers an MQTT 5 QoS 1 or 2 publish refused with packets.ErrNotAuthorized with that reason code, and drops one refused with ErrRejectPacket without an answer",
+		}},
 		{"retainquota.go", []string{
 			"OnPublish still runs after the ACL check and before the retained message is kept; a packets.Code error still answers an MQTT 5 QoS 1 or 2 publish with that reason code and drops it, and a packet returned with Retain cleared is delivered but not kept",
 		}},
