@@ -24,6 +24,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 )
 
@@ -87,6 +88,11 @@ const (
 type HTTPConfig struct {
 	// Listen is the host:port of the web listener; empty disables it.
 	Listen string `yaml:"listen"`
+	// MetricsToken lets clients that are not on this machine read
+	// /metrics with "Authorization: Bearer <token>" (Prometheus:
+	// authorization.credentials). Empty: /metrics answers only clients on
+	// this machine.
+	MetricsToken secret.Secret `yaml:"metrics_token"`
 }
 
 // LogConfig sets the logger.

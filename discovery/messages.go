@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -91,6 +92,32 @@ const hexUpper = "0123456789ABCDEF"
 // Topic returns the discovery topic of a car: <prefix>/device/<id>/config.
 func Topic(cfg Config, vin string) string {
 	return cfg.Prefix + "/device/" + DeviceID(cfg, vin) + "/config"
+}
+
+// Owns reports whether topic is the discovery topic of some car under cfg
+// (Topic for any VIN): the topics this bridge writes and no one else may.
+// Other devices' configs, another installation's (another Instance) and
+// the status topic are not.
+func Owns(cfg Config, topic string) bool {
+	rest, ok := strings.CutPrefix(topic, cfg.Prefix+"/device/"+OriginName+"_")
+	if !ok {
+		return false
+	}
+	if cfg.Instance != "" {
+		if rest, ok = strings.CutPrefix(rest, cfg.Instance+"_"); !ok {
+			return false
+		}
+	}
+	id, ok := strings.CutSuffix(rest, "/config")
+	if !ok || id == "" {
+		return false
+	}
+	for i := 0; i < len(id); i++ { // what DeviceID writes for a VIN
+		if c := id[i]; !isUpper(c) && !isLower(c) && !isDigit(c) && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // Messages returns the discovery message of a car: one retained

@@ -189,6 +189,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 		if err := g.Stop(stopCtx); err != nil {
 			log.Warn("stopping", "err", err)
 		}
+		if err := a.finalSaveError(); err != nil && a.err == nil {
+			a.err = err // exit non-zero: changes since the fault are lost
+		}
 		log.Info("fleet2mqtt stopped")
 	}()
 	return a, nil
@@ -200,6 +203,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
+	removeLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted (leftovers.go)
 	a := &app{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
@@ -208,6 +212,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if q, ok := a.broker.(queue); ok {
 		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
 	}
+	if p, ok := a.broker.(persister); ok {
+		a.metrics.watchStore(p)
+	}
 	published := instrumentedBroker{a.broker, a.metrics}
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
@@ -215,6 +222,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := a.buildCommands(); err != nil {
 		return nil, err
 	}
+	a.metrics.watchBridge(a.bridge)
 	var announcer setup.Announcer // a nil interface when discovery is off
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
@@ -471,6 +479,10 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	if m.Compat.Enabled {
 		b.Protect(m.Compat.Base)
 	}
+	if cfg.DiscoveryEnabled() {
+		ha := cfg.HomeAssistant // the cars' discovery configs are the bridge's, like their topics
+		b.ProtectTopics(func(topic string) bool { return discovery.Owns(ha, topic) })
+	}
 	return b, "", nil
 }
 
@@ -545,11 +557,9 @@ func (a *app) wait() error {
 
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", a.metrics.handler())
+	guard := newWebGuard(a.cfg) // Host check; /metrics for loopback or the token (health.go)
+	mux.Handle("GET /healthz", guard.host(http.HandlerFunc(a.healthz)))
+	mux.Handle("GET /metrics", guard.metrics(a.metrics.handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }
