@@ -49,6 +49,12 @@ func (c *Config) Validate() error {
 	if st := c.HomeAssistant.StatusTopicOrDefault(); st == c.MQTT.Prefix || strings.HasPrefix(st, c.MQTT.Prefix+"/") {
 		return fmt.Errorf("homeassistant.status_topic: %q is under mqtt.prefix %q, where only fleet2mqtt publishes: use Home Assistant's birth topic, such as \"homeassistant/status\"", st, c.MQTT.Prefix)
 	}
+	if _, err := c.ActivityConfig(); err != nil {
+		return err
+	}
+	if err := c.MQTT.TeslaMate.Validate(); err != nil {
+		return configerr.Prefix("mqtt.teslamate", err)
+	}
 	return c.MQTT.validate()
 }
 
