@@ -91,6 +91,10 @@ func (t *Tracker) VIN() string { return t.vin }
 // Status returns the car's status and since when it holds.
 func (t *Tracker) Status() (Status, time.Time) { return t.st.Status, t.st.Since }
 
+// LastSeen returns when the car was last heard from (its clock): the
+// time of the record that made the latest change.
+func (t *Tracker) LastSeen() time.Time { return t.st.LastSeen }
+
 // Place returns the name of the place the car is at, or "".
 func (t *Tracker) Place() string { return t.st.Place }
 
@@ -214,7 +218,7 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 		if t.values.v[si].Equal(v) {
 			continue
 		}
-		t.values.v[si] = v
+		t.values.v[si] = detach(v)
 		ch |= ChangedValues
 		t.accumulate(at, si)
 		if si == vLocation {
