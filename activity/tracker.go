@@ -59,6 +59,14 @@ type Tracker struct {
 	st     state
 	// place is the index of st.Place in cfg.Places, -1 for none.
 	place int
+	// from is where the car was before the record at hand.
+	from from
+}
+
+// from is a place and a location before a record.
+type from struct {
+	place string
+	loc   telemetry.Value
 }
 
 // state is what a Tracker must remember across a restart (see Snapshot).
@@ -195,6 +203,10 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 	}
 	ch := t.expire(at) // a gap may have ended a drive before this record
 	t.st.LastRecordAt = at
+	// A drive that starts with this record starts where the car was
+	// before it: a car that streams its location every few seconds is
+	// already down the road in the record whose gear says D.
+	t.from = from{place: t.st.Place, loc: t.values.v[vLocation]}
 	t.seen(at)
 	if !t.st.Connected {
 		t.st.Connected = true // data proves the stream is up, even without its connectivity record
@@ -332,7 +344,12 @@ func (t *Tracker) transitions(at time.Time) Changes {
 	var ch Changes
 	if d := t.st.Drive; d == nil {
 		if t.moving() {
-			t.st.Drive = t.open(KindDrive, at)
+			d := t.open(KindDrive, at)
+			if l := t.from.loc; l.Kind() == telemetry.KindLocationValue {
+				lat, lon := l.Location()
+				d.StartPlace, d.StartLoc = t.from.place, &Location{Latitude: lat, Longitude: lon}
+			}
+			t.st.Drive = d
 			ch |= DriveStarted
 		}
 	} else {

@@ -433,3 +433,21 @@ func TestRestartMidChargeKeepsCountersAndCost(t *testing.T) {
 		t.Errorf("charge across restart: used %v added %v cost %v start %v", val(s.EnergyUsedKWh), val(s.EnergyAddedKWh), val(s.Cost), s.Start)
 	}
 }
+
+// A car that streams its location every few seconds is already out of
+// its place in the record whose gear says D: the drive starts at the
+// place and location before that record.
+func TestDriveStartsWhereTheCarWas(t *testing.T) {
+	c := newCar(t, testConfig(t))
+	c.at(0).send(gear("P"), loc(homeLat, homeLon), num(telemetry.FieldOdometer, 10))
+	c.at(time.Minute).send(gear("D"), loc(homeLat, homeLon+0.01), num(telemetry.FieldOdometer, 10.5))
+	c.at(10*time.Minute).send(gear("P"), loc(workLat, workLon), num(telemetry.FieldOdometer, 16.2))
+	c.at(20 * time.Minute).send(num(telemetry.FieldInsideTemp, 20))
+	s, ok := c.tr.LastDrive()
+	if !ok {
+		t.Fatal("no drive ended")
+	}
+	if s.StartPlace != "Home" || s.StartLocation == nil || s.StartLocation.Longitude != homeLon || s.EndPlace != "Work" {
+		t.Errorf("drive %+v from %+v", s, s.StartLocation)
+	}
+}

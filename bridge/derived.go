@@ -486,20 +486,3 @@ func (d *Derived) save(c *derivedCar) error {
 	c.dirty = false
 	return nil
 }
-
-// Run ticks d every interval until ctx ends, then saves every
-// tracker. Errors are logged: the next tick tries again.
-func (d *Derived) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return d.Save()
-		case now := <-t.C:
-			if err := d.Tick(ctx, now); err != nil {
-				d.b.log.Warn("derived state", "err", err)
-			}
-		}
-	}
-}

@@ -142,6 +142,8 @@ type app struct {
 	announcer *announce.Announcer
 	// cert is where the vehicle listener's certificate comes from.
 	cert certs.Source
+	// activity is the derived state (activity.go).
+	activity derivedState
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -206,6 +208,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
 	}
+	if err := a.buildActivity(); err != nil {
+		return nil, err
+	}
 	var announcer setup.Announcer // a nil interface when discovery is off
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
@@ -256,6 +261,7 @@ func (a *app) recordPath() ingest.Sink {
 		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
+		a.derive,          // status, place, drives, charges: after the bridge, before the ack (activity.go)
 	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
 }
 
@@ -319,6 +325,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			},
 			Stop: a.bridge.Offline,
 		},
+		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
 			if a.announcer == nil {

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/fleet2mqtt/fleet2mqtt/activity"
+	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
+	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
+)
+
+// Where the derived state lives in the data directory.
+const (
+	historyFile     = "history.db" // the sessions (bbolt)
+	activityDirName = "activity"   // one tracker per car, <VIN>.json
+)
+
+// How often the derived state is ticked (grace periods, timeouts, stale
+// streams) and saved, and how often old sessions are pruned.
+const (
+	activityTick  = 30 * time.Second
+	activityPrune = 24 * time.Hour
+)
+
+// derivedState is what fleet2mqtt derives from the stream: the trackers
+// and their publisher, and the history of sessions. Nil fields when
+// activity is off.
+type derivedState struct {
+	derived *bridge.Derived
+	history *history.Store
+}
+
+// buildActivity makes the derived state publisher and opens the history
+// (activity.enabled); it does nothing when activity is off.
+func (a *app) buildActivity() error {
+	if !a.cfg.Activity.Enabled {
+		return nil
+	}
+	acfg, err := a.cfg.ActivityConfig()
+	if err != nil {
+		return err
+	}
+	h, err := history.Open(filepath.Join(a.cfg.DataDir, historyFile))
+	if err != nil {
+		return fmt.Errorf("activity history: %w", err)
+	}
+	d, err := bridge.NewDerived(a.bridge, bridge.DerivedOptions{
+		Activity:  &acfg,
+		TeslaMate: a.cfg.MQTT.TeslaMate,
+		History:   h,
+		StateDir:  filepath.Join(a.cfg.DataDir, activityDirName),
+	})
+	if err != nil {
+		h.Close()
+		return err
+	}
+	a.activity = derivedState{derived: d, history: h}
+	return nil
+}
+
+// derive is the record path's last stage before the bridge: once the
+// bridge published a record's signals, the derived state it changes is
+// published too, before the frame is acknowledged.
+func (a *app) derive(next ingest.Sink) ingest.Sink {
+	d := a.activity.derived
+	if d == nil {
+		return next
+	}
+	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
+		if err := next.Handle(ctx, rec); err != nil {
+			return err
+		}
+		return d.Handle(ctx, rec)
+	})
+}
+
+// activityComponent republishes the derived state after a start, ticks
+// it, prunes the history daily, and on stop saves every tracker and
+// closes the history. It stops after the vehicle listener (the cars'
+// last records are in) and before the bridge says offline.
+func (a *app) activityComponent() supervise.Component {
+	d, h := a.activity.derived, a.activity.history
+	if d == nil {
+		return supervise.Component{Name: "activity"}
+	}
+	retention := a.cfg.Activity.Retention()
+	run := supervise.Background("activity", func(ctx context.Context) error {
+		if err := d.Republish(ctx); err != nil {
+			a.log.Warn("cannot republish the cars' derived state", "err", err)
+		}
+		prune := func() {
+			if n, err := h.Prune(time.Now().Add(-retention)); err != nil {
+				a.log.Warn("cannot prune the history", "err", err)
+			} else if n > 0 {
+				a.log.Info("pruned the history", "sessions", n)
+			}
+		}
+		prune()
+		tick, daily := time.NewTicker(activityTick), time.NewTicker(activityPrune)
+		defer tick.Stop()
+		defer daily.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-tick.C:
+				if err := d.Tick(ctx, now); err != nil {
+					a.log.Warn("derived state", "err", err)
+				}
+			case <-daily.C:
+				prune()
+			}
+		}
+	}, nil)
+	return supervise.Component{
+		Name:  "activity",
+		Start: run.Start,
+		Stop: func(ctx context.Context) error {
+			err := run.Stop(ctx)
+			if serr := d.Save(); serr != nil {
+				a.log.Warn("cannot save the cars' derived state", "err", serr)
+			}
+			if cerr := h.Close(); cerr != nil {
+				a.log.Warn("cannot close the history", "err", cerr)
+			}
+			return err
+		},
+	}
+}
+
+// demoActivity fits the derived state to the demo: the simulated cars
+// live speed times faster than the clock their records are stamped with,
+// so the rules' periods shrink by as much; without places of the owner's
+// own, the simulated route's Home (with a price) and Work are the places;
+// TeslaMate's topics are on.
+func demoActivity(cfg *config.Config, speed float64) {
+	a := &cfg.Activity
+	for _, d := range []*time.Duration{&a.DriveGrace, &a.ChargeGrace, &a.DriveTimeout, &a.UpdateTimeout, &a.StaleAfter} {
+		if *d > 0 {
+			*d = max(time.Duration(float64(*d)/speed), time.Millisecond)
+		}
+	}
+	if len(cfg.Places) == 0 {
+		price := 0.30
+		for _, p := range simulate.Places() {
+			pl := activity.Place{Name: p.Name, Latitude: p.Latitude, Longitude: p.Longitude, Radius: 150}
+			if p.Name == "Home" {
+				pl.PricePerKWh = &price
+			}
+			cfg.Places = append(cfg.Places, pl)
+		}
+		if a.Currency == "" {
+			a.Currency = "USD"
+		}
+	}
+	if a.Enabled {
+		cfg.MQTT.TeslaMate.Enabled = true
+	}
+}
