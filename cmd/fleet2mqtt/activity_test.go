@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
+	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate"
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // waitUntil waits up to limit for the last payload of topic to satisfy
@@ -138,4 +145,194 @@ func TestDemoCommute(t *testing.T) {
 func isNumber(p string) bool {
 	var f float64
 	return json.Unmarshal([]byte(p), &f) == nil
+}
+
+// TestMain lets a test run this test binary as fleet2mqtt itself (see
+// startProcess), so that it can kill it.
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+const asMainEnv = "FLEET2MQTT_TEST_AS_MAIN"
+
+// process is fleet2mqtt serve running as a child process.
+type process struct {
+	cmd           *exec.Cmd
+	out           *syncBuffer
+	mqtt, vehicle string
+	exited        chan struct{}
+}
+
+// startProcess runs `fleet2mqtt serve -config cfgPath` and waits until it
+// says where it listens.
+func startProcess(t *testing.T, cfgPath string) *process {
+	t.Helper()
+	p := &process{out: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], "serve", "-config", cfgPath)
+	p.cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); <-p.exited })
+	mqtt := regexp.MustCompile(`embedded broker on (\S+),`)
+	vehicle := regexp.MustCompile(`Vehicles: mTLS WebSocket on (\S+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := p.out.String()
+		m, v := mqtt.FindStringSubmatch(out), vehicle.FindStringSubmatch(out)
+		if m != nil && v != nil {
+			p.mqtt, p.vehicle = m[1], v[1]
+			return p
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("fleet2mqtt exited:\n%s", out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet2mqtt did not start:\n%s", out)
+		}
+	}
+}
+
+// testCar is a simulated car that sends records made at times of the
+// test's choosing.
+type testCar struct {
+	t   *testing.T
+	car *simulate.Car
+	ctx context.Context
+}
+
+func newTestCar(t *testing.T, dataDir, vehicleAddr string) *testCar {
+	t.Helper()
+	pki, err := certs.LoadDir(filepath.Join(dataDir, "dev-pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _, err := simulate.Identities(pki, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{RootCAs: pki.ServerCA.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	car, err := simulate.NewCar(simulate.CarConfigFor(simulate.CarConfig{URL: "wss://" + vehicleAddr + "/", TLS: tc}, ids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = car.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &testCar{t: t, car: car, ctx: ctx}
+}
+
+// send sends one data record made at, and waits for its acknowledgement.
+func (c *testCar) send(at time.Time, data ...telemetry.Datum) {
+	c.t.Helper()
+	payload, err := simulate.EncodeData(c.car.VIN(), at, data, false)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.car.Send(c.ctx, c.car.NewMessage(telemetry.TopicV, payload, at)); err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	if err := c.car.Flush(ctx); err != nil {
+		c.t.Fatalf("record at %v not acknowledged: %v", at, err)
+	}
+}
+
+func enumDatum(f telemetry.Field, name string) telemetry.Datum {
+	info, _ := telemetry.Lookup(f)
+	ev, ok := info.Enum.ByName(name)
+	if !ok {
+		panic(name)
+	}
+	return telemetry.Datum{Field: f, Value: telemetry.EnumOf(info.Enum, ev)}
+}
+
+func floatDatum(f telemetry.Field, v float64) telemetry.Datum {
+	return telemetry.Datum{Field: f, Value: telemetry.FloatValue(v)}
+}
+
+func locDatum(lat, lon float64) telemetry.Datum {
+	return telemetry.Datum{Field: telemetry.FieldLocation, Value: telemetry.LocationValue(lat, lon)}
+}
+
+// TestDriveAcrossKill kills fleet2mqtt (SIGKILL) in the middle of a drive
+// and starts it again: the status is back at once, and the drive that
+// ends after the restart is one drive from Home to Work in the history.
+func TestDriveAcrossKill(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg := `data_dir: ` + filepath.Join(dir, "data") + `
+vehicle: {listen: "127.0.0.1:0"}
+mqtt:
+  embedded: {listen: "127.0.0.1:0"}
+  teslamate: {enabled: true, car_ids: {}}
+http: {listen: ""}
+homeassistant: {enabled: false}
+places:
+  - {name: Home, latitude: 52.52, longitude: 13.405, radius: 150}
+  - {name: Work, latitude: 52.52, longitude: 13.552}
+`
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Truncate(time.Second).Add(-time.Hour)
+	p := startProcess(t, cfgPath)
+	car := newTestCar(t, filepath.Join(dir, "data"), p.vehicle)
+	car.send(t0, enumDatum(telemetry.FieldGear, "P"), locDatum(52.52, 13.405), floatDatum(telemetry.FieldOdometer, 1000))
+	car.send(t0.Add(time.Minute), enumDatum(telemetry.FieldGear, "D"), floatDatum(telemetry.FieldVehicleSpeed, 20))
+	car.send(t0.Add(3*time.Minute), locDatum(52.52, 13.45), floatDatum(telemetry.FieldOdometer, 1002))
+	sub := subscribe(t, p.mqtt, "tesla/#")
+	vin := car.car.VIN()
+	sub.waitUntil(t, "tesla/"+vin+"/status", 10*time.Second, func(s string) bool { return s == "driving" })
+
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+
+	p = startProcess(t, cfgPath)
+	// Right after the start, before the car is back: the status is there.
+	after := subscribe(t, p.mqtt, "tesla/#")
+	if got := after.wait(t, "tesla/"+vin+"/status"); got != "driving" {
+		t.Errorf("status after the restart %q, want driving", got)
+	}
+	tm := subscribe(t, p.mqtt, "teslamate/#")
+	if got := tm.wait(t, "teslamate/cars/1/state"); got != "driving" {
+		t.Errorf("teslamate state after the restart %q, want driving", got)
+	}
+	car = newTestCar(t, filepath.Join(dir, "data"), p.vehicle)
+	car.send(t0.Add(10*time.Minute), locDatum(52.52, 13.552), floatDatum(telemetry.FieldOdometer, 1006.2), enumDatum(telemetry.FieldGear, "P"))
+	car.send(t0.Add(15*time.Minute), floatDatum(telemetry.FieldInsideTemp, 20))
+	var drive activity.Session
+	after.waitUntil(t, "tesla/"+vin+"/drive/last", 10*time.Second, func(s string) bool { return json.Unmarshal([]byte(s), &drive) == nil })
+	if drive.Start != t0.Add(time.Minute).UTC() || drive.StartPlace != "Home" || drive.EndPlace != "Work" || drive.DistanceKm == nil || *drive.DistanceKm != 9.98 {
+		t.Errorf("drive across the kill: %+v", drive)
+	}
+
+	// A clean stop; the history holds the one drive.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	h, err := history.Open(filepath.Join(dir, "data", historyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	list, err := h.List(vin, history.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Start != drive.Start || list[0].EndPlace != "Work" {
+		t.Errorf("history: %+v", list)
+	}
 }
