@@ -30,16 +30,19 @@ const (
 )
 
 // derivedState is what fleet2mqtt derives from the stream: the trackers
-// and their publisher, and the history of sessions. Nil fields when
-// activity is off.
+// and their publisher and the history of sessions (nil when activity is
+// off), and what each car's stream costs (streamcost.go).
 type derivedState struct {
 	derived *bridge.Derived
 	history *history.Store
+	cost    *streamCost
 }
 
-// buildActivity makes the derived state publisher and opens the history
-// (activity.enabled); it does nothing when activity is off.
+// buildActivity makes the streaming cost meter, and with activity.enabled
+// the derived state publisher and the history.
 func (a *app) buildActivity() error {
+	a.activity.cost = newStreamCost(a.cfg.Activity.StreamingBudgetDollars)
+	a.metrics.reg.MustRegister(a.activity.cost)
 	if !a.cfg.Activity.Enabled {
 		return nil
 	}
@@ -61,7 +64,7 @@ func (a *app) buildActivity() error {
 		h.Close()
 		return err
 	}
-	a.activity = derivedState{derived: d, history: h}
+	a.activity.derived, a.activity.history = d, h
 	return nil
 }
 
@@ -82,40 +85,47 @@ func (a *app) derive(next ingest.Sink) ingest.Sink {
 }
 
 // activityComponent republishes the derived state after a start, ticks
-// it, prunes the history daily, and on stop saves every tracker and
-// closes the history. It stops after the vehicle listener (the cars'
-// last records are in) and before the bridge says offline.
+// it, prunes the history daily and publishes the streaming cost
+// estimates; on stop it saves every tracker and closes the history. It
+// stops after the vehicle listener (the cars' last records are in) and
+// before the bridge says offline.
 func (a *app) activityComponent() supervise.Component {
 	d, h := a.activity.derived, a.activity.history
-	if d == nil {
-		return supervise.Component{Name: "activity"}
-	}
 	retention := a.cfg.Activity.Retention()
+	prune := func() {
+		if n, err := h.Prune(time.Now().Add(-retention)); err != nil {
+			a.log.Warn("cannot prune the history", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned the history", "sessions", n)
+		}
+	}
 	run := supervise.Background("activity", func(ctx context.Context) error {
-		if err := d.Republish(ctx); err != nil {
-			a.log.Warn("cannot republish the cars' derived state", "err", err)
-		}
-		prune := func() {
-			if n, err := h.Prune(time.Now().Add(-retention)); err != nil {
-				a.log.Warn("cannot prune the history", "err", err)
-			} else if n > 0 {
-				a.log.Info("pruned the history", "sessions", n)
+		if d != nil {
+			if err := d.Republish(ctx); err != nil {
+				a.log.Warn("cannot republish the cars' derived state", "err", err)
 			}
+			prune()
 		}
-		prune()
-		tick, daily := time.NewTicker(activityTick), time.NewTicker(activityPrune)
+		tick, cost, daily := time.NewTicker(activityTick), time.NewTicker(streamCostEvery), time.NewTicker(activityPrune)
 		defer tick.Stop()
+		defer cost.Stop()
 		defer daily.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case now := <-tick.C:
-				if err := d.Tick(ctx, now); err != nil {
-					a.log.Warn("derived state", "err", err)
+				if d != nil {
+					if err := d.Tick(ctx, now); err != nil {
+						a.log.Warn("derived state", "err", err)
+					}
 				}
+			case now := <-cost.C:
+				a.publishStreamCost(ctx, now)
 			case <-daily.C:
-				prune()
+				if h != nil {
+					prune()
+				}
 			}
 		}
 	}, nil)
@@ -124,11 +134,13 @@ func (a *app) activityComponent() supervise.Component {
 		Start: run.Start,
 		Stop: func(ctx context.Context) error {
 			err := run.Stop(ctx)
-			if serr := d.Save(); serr != nil {
-				a.log.Warn("cannot save the cars' derived state", "err", serr)
-			}
-			if cerr := h.Close(); cerr != nil {
-				a.log.Warn("cannot close the history", "err", cerr)
+			if d != nil {
+				if serr := d.Save(); serr != nil {
+					a.log.Warn("cannot save the cars' derived state", "err", serr)
+				}
+				if cerr := h.Close(); cerr != nil {
+					a.log.Warn("cannot close the history", "err", cerr)
+				}
 			}
 			return err
 		},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -334,5 +337,52 @@ places:
 	}
 	if len(list) != 1 || list[0].Start != drive.Start || list[0].EndPlace != "Work" {
 		t.Errorf("history: %+v", list)
+	}
+}
+
+// TestStreamingCost checks that what a car streams is counted per signal
+// on /metrics, and its monthly bill estimated there and on its topic, with
+// a budget warning.
+func TestStreamingCost(t *testing.T) {
+	a := startTestApp(t, func(c *config.Config) { c.Activity.StreamingBudgetDollars = 0.01 })
+	car := newTestCar(t, a.cfg.DataDir, a.vehicleAddr)
+	now := time.Now()
+	for i := range 3 {
+		car.send(now.Add(time.Duration(i)*time.Second), floatDatum(telemetry.FieldSoc, 80-float64(i)), locDatum(52.52, 13.405+float64(i)/1000))
+	}
+	vin := car.car.VIN()
+	sub := subscribe(t, a.mqttAddr, "tesla/"+vin+"/streaming/#")
+	a.publishStreamCost(context.Background(), time.Now())
+	var est struct {
+		Monthly       float64 `json:"monthly_dollars"`
+		SignalsPerDay float64 `json:"signals_per_day"`
+		Top           []struct {
+			Signal string  `json:"signal"`
+			PerDay float64 `json:"per_day"`
+		} `json:"top_signals"`
+		Over bool `json:"over_budget"`
+	}
+	if err := json.Unmarshal([]byte(sub.wait(t, "tesla/"+vin+"/streaming/cost")), &est); err != nil {
+		t.Fatal(err)
+	}
+	// Six signals in (at least) an hour: 144 a day.
+	if est.SignalsPerDay != 144 || len(est.Top) != 2 || est.Top[0].PerDay != 72 || !est.Over || est.Monthly != 0.03 {
+		t.Errorf("estimate %+v", est)
+	}
+	resp, err := http.Get("http://" + a.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`fleet2mqtt_vehicle_signals_total{signal="Soc",vin="` + vin + `"} 3`,
+		`fleet2mqtt_vehicle_signals_total{signal="Location",vin="` + vin + `"} 3`,
+		`fleet2mqtt_vehicle_streaming_monthly_dollars{vin="` + vin + `"} 0.03`,
+		`fleet2mqtt_vehicle_streaming_over_budget{vin="` + vin + `"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

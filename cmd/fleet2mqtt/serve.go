@@ -217,7 +217,8 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
+		a.announcer, err = announce.New(cfg.HomeAssistant, discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version(),
+			Activity: cfg.Activity.Enabled, Currency: cfg.Activity.Currency, StreamingCost: true},
 			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
@@ -259,6 +260,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 func (a *app) recordPath() ingest.Sink {
 	return stages{
 		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
+		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
 		a.derive,          // status, place, drives, charges: after the bridge, before the ack (activity.go)
