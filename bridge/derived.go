@@ -63,10 +63,12 @@ type DerivedOptions struct {
 
 // Derived publishes what each car is doing, derived from its records by
 // an activity.Tracker: status, place, drives and charging sessions (see
-// the level constants), and optionally TeslaMate's layout. Handle is a
-// step of the record path after the bridge: its messages are published
-// before the record's frame is acknowledged, like the signals. It is safe
-// for concurrent use; records of one car must arrive in order.
+// the level constants), and optionally TeslaMate's layout. NewDerived
+// attaches it to its Bridge: from then on Bridge.Handle feeds every record
+// to the car's tracker and publishes the derived messages with the
+// record's signals, in one call, before the frame is acknowledged; a
+// session that ended is in the history by then. Tick applies the rules
+// that need time to pass. It is safe for concurrent use.
 type Derived struct {
 	b    *Bridge
 	opts DerivedOptions
@@ -100,15 +102,24 @@ func NewDerived(b *Bridge, opts DerivedOptions) (*Derived, error) {
 		return nil, errors.New("derived state: no activity configuration")
 	}
 	d := &Derived{b: b, opts: opts, ids: teslamate.NewIDs(opts.TeslaMate), cars: make(map[string]*derivedCar)}
-	if opts.StateDir == "" {
-		return d, nil
+	if opts.StateDir != "" {
+		if err := d.restore(); err != nil {
+			return nil, err
+		}
 	}
+	b.derived = d
+	return d, nil
+}
+
+// restore makes the cars saved in the state directory.
+func (d *Derived) restore() error {
+	opts, b := d.opts, d.b
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("derived state directory: %w", err)
+		return fmt.Errorf("derived state directory: %w", err)
 	}
 	entries, err := os.ReadDir(opts.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("derived state directory: %w", err)
+		return fmt.Errorf("derived state directory: %w", err)
 	}
 	for _, e := range entries {
 		vin, ok := strings.CutSuffix(e.Name(), ".json")
@@ -118,7 +129,7 @@ func NewDerived(b *Bridge, opts DerivedOptions) (*Derived, error) {
 		path := filepath.Join(opts.StateDir, e.Name())
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("derived state of %s: %w", vin, err)
+			return fmt.Errorf("derived state of %s: %w", vin, err)
 		}
 		c := d.newCar(vin)
 		if err := c.tr.Restore(data); err != nil {
@@ -129,7 +140,7 @@ func NewDerived(b *Bridge, opts DerivedOptions) (*Derived, error) {
 		}
 		d.cars[vin] = c
 	}
-	return d, nil
+	return nil
 }
 
 func (d *Derived) newCar(vin string) *derivedCar {
@@ -169,19 +180,6 @@ func (d *Derived) car(vin string) (*derivedCar, error) {
 	c = d.newCar(strings.Clone(vin))
 	d.cars[c.tr.VIN()] = c
 	return c, nil
-}
-
-// Handle derives from one record (already published by the bridge) and
-// publishes what changed; it returns nil once the broker accepted that,
-// and a session that ended is in the history.
-func (d *Derived) Handle(ctx context.Context, rec *telemetry.Record) error {
-	c, err := d.car(rec.VIN)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return d.publish(ctx, c, c.tr.Observe(rec))
 }
 
 // Tick applies the rules that need time to pass (grace periods, timeouts,
@@ -269,20 +267,33 @@ func (d *Derived) snapshotCars() []*derivedCar {
 const transitions = activity.ChangedStatus | activity.ChangedPlace |
 	activity.DriveStarted | activity.DriveEnded | activity.ChargeStarted | activity.ChargeEnded
 
-// publish publishes the messages of ch (plus what is pending) and appends
-// ended sessions to the history. On failure the changes stay pending.
+// publish publishes the messages of ch (plus what is pending) in a batch
+// of their own; see prepare and finish.
 func (d *Derived) publish(ctx context.Context, c *derivedCar, ch activity.Changes) error {
+	bt := getBatch()
+	defer putBatch(bt)
+	ch, err := d.prepare(c, bt, ch)
+	if err == nil && len(bt.msgs) > 0 {
+		if err = d.b.pub.Publish(ctx, bt.seal()); err != nil {
+			err = fmt.Errorf("publish the derived state of %s: %w", c.tr.VIN(), err)
+		}
+	}
+	d.finish(c, ch, err)
+	return err
+}
+
+// prepare takes what a call to c's tracker changed, appends the sessions
+// that ended to the history and the messages of ch and of what is
+// pending to bt. It returns the changes the messages carry, to be handed
+// to finish with the publish's outcome. c.mu is held.
+func (d *Derived) prepare(c *derivedCar, bt *batch, ch activity.Changes) (activity.Changes, error) {
 	if ch != 0 {
 		c.dirty = true
 	}
 	ch |= c.pending
-	if ch == 0 {
-		return nil
+	if ch&transitions == 0 && (ch == 0 || c.tm == nil) {
+		return 0, nil // nothing, or values only the TeslaMate layout shows
 	}
-	if ch&transitions == 0 && c.tm == nil {
-		return nil // values changed; only the TeslaMate layout shows them
-	}
-	c.pending = ch
 	if h := d.opts.History; h != nil && ch&(activity.DriveEnded|activity.ChargeEnded) != 0 {
 		for _, kind := range [...]activity.Kind{activity.KindDrive, activity.KindCharge} {
 			if ch&ended(kind) == 0 {
@@ -290,18 +301,23 @@ func (d *Derived) publish(ctx context.Context, c *derivedCar, ch activity.Change
 			}
 			if s, ok := lastSession(c.tr, kind); ok {
 				if err := h.Append(s); err != nil {
-					return fmt.Errorf("keep the %s of %s in the history: %w", kind, c.tr.VIN(), err)
+					return ch, fmt.Errorf("keep the %s of %s in the history: %w", kind, c.tr.VIN(), err)
 				}
 			}
 		}
 	}
-	bt := getBatch()
-	defer putBatch(bt)
 	d.build(c, bt, ch)
-	if len(bt.msgs) > 0 {
-		if err := d.b.pub.Publish(ctx, bt.seal()); err != nil {
-			return fmt.Errorf("publish the derived state of %s: %w", c.tr.VIN(), err)
-		}
+	return ch, nil
+}
+
+// finish ends what prepare began: when the messages could not be
+// published (or the history not written), their changes stay pending and
+// go out with the car's next record or tick; once they are out, a change
+// of status, place or session is saved at once.
+func (d *Derived) finish(c *derivedCar, ch activity.Changes, err error) {
+	if err != nil {
+		c.pending = ch
+		return
 	}
 	c.pending = 0
 	if ch&transitions != 0 {
@@ -309,7 +325,25 @@ func (d *Derived) publish(ctx context.Context, c *derivedCar, ch activity.Change
 			d.b.log.Warn("cannot save a car's derived state", "vin", c.tr.VIN(), "err", err)
 		}
 	}
-	return nil
+}
+
+// observe is Bridge.Handle's part, under v.mu: it feeds rec to v's
+// tracker and appends the derived messages to the record's batch, so that
+// they are published with the signals, in the same call, before the frame
+// is acknowledged. It returns the car with c.mu held; Bridge.Handle calls
+// finish and unlocks it after the publish.
+func (d *Derived) observe(v *vehicle, bt *batch, rec *telemetry.Record) (*derivedCar, activity.Changes, error) {
+	c := v.derived
+	if c == nil {
+		var err error
+		if c, err = d.car(v.vin); err != nil {
+			return nil, 0, err
+		}
+		v.derived = c
+	}
+	c.mu.Lock()
+	ch, err := d.prepare(c, bt, c.tr.Observe(rec))
+	return c, ch, err
 }
 
 // publishAll publishes every retained derived topic of c.

@@ -46,6 +46,8 @@ type vehicle struct {
 	seq uint32 // numbers data records, to find the last datum of each field
 
 	state stateSchedule // when the state object goes out (state.go)
+
+	derived *derivedCar // the car's derived state (derived.go), set on its first record
 }
 
 // slot is one field of a vehicle. A car keeps one per field it sent, so

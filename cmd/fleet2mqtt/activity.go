@@ -10,10 +10,8 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
-	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
-	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // Where the derived state lives in the data directory.
@@ -39,7 +37,9 @@ type derivedState struct {
 }
 
 // buildActivity makes the streaming cost meter, and with activity.enabled
-// the derived state publisher and the history.
+// the derived state publisher and the history. The publisher attaches to
+// the bridge, which feeds it every record and publishes what it derives
+// with the record's signals, before the frame is acknowledged.
 func (a *app) buildActivity() error {
 	a.activity.cost = newStreamCost(a.cfg.Activity.StreamingBudgetDollars)
 	a.metrics.reg.MustRegister(a.activity.cost)
@@ -66,22 +66,6 @@ func (a *app) buildActivity() error {
 	}
 	a.activity.derived, a.activity.history = d, h
 	return nil
-}
-
-// derive is the record path's last stage before the bridge: once the
-// bridge published a record's signals, the derived state it changes is
-// published too, before the frame is acknowledged.
-func (a *app) derive(next ingest.Sink) ingest.Sink {
-	d := a.activity.derived
-	if d == nil {
-		return next
-	}
-	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
-		if err := next.Handle(ctx, rec); err != nil {
-			return err
-		}
-		return d.Handle(ctx, rec)
-	})
 }
 
 // activityComponent republishes the derived state after a start, ticks

@@ -263,7 +263,6 @@ func (a *app) recordPath() ingest.Sink {
 		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
-		a.derive,          // status, place, drives, charges: after the bridge, before the ack (activity.go)
 	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
 }
 
