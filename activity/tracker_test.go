@@ -316,6 +316,7 @@ func TestRestartMidDriveContinuesTheDrive(t *testing.T) {
 func TestSnapshotRoundTripsValues(t *testing.T) {
 	cfg := testConfig(t)
 	c := newCar(t, cfg)
+	c.tr.KeepEveryValue()
 	c.send(gear("R"), loc(homeLat, homeLon), num(telemetry.FieldOdometer, 1000.25),
 		telemetry.Datum{Field: telemetry.FieldLocked, Value: telemetry.BoolValue(true)},
 		telemetry.Datum{Field: telemetry.FieldVehicleName, Value: telemetry.StringValue("Blue, 2")},
@@ -326,6 +327,7 @@ func TestSnapshotRoundTripsValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := NewTracker(cfg, testVIN)
+	tr.KeepEveryValue()
 	if err := tr.Restore(snap); err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,9 @@ const (
 	vSoc
 	vBatteryLevel
 	vInstallPercent
+
+	// ruleFields is how many of viewFields the rules read: the first.
+	ruleFields
 )
 
 // slotOf maps a field number to 1 + its index in viewFields (0: not kept).
@@ -131,7 +134,8 @@ func (vs *Values) Get(f telemetry.Field) telemetry.Value {
 	return telemetry.Value{}
 }
 
-// Kept reports whether a Tracker keeps the latest value of f.
+// Kept reports whether a Tracker that keeps every value (see
+// Tracker.KeepEveryValue) keeps the latest value of f.
 func Kept(f telemetry.Field) bool {
 	_, ok := slot(f)
 	return ok
@@ -153,6 +157,16 @@ func (vs *Values) enum(i int) int32 {
 		return v.EnumNumber()
 	}
 	return -1
+}
+
+// needsDetach reports whether v may refer to the record's memory: a
+// string, or a value parsed from text.
+func needsDetach(v *telemetry.Value) bool {
+	if v.Kind() == telemetry.KindStringValue {
+		return true
+	}
+	_, raw := v.Raw()
+	return raw && v.Kind() != telemetry.KindEnumValue
 }
 
 // detach returns v without references to the record's memory, which the

@@ -89,6 +89,11 @@ type derivedCar struct {
 	pending activity.Changes
 	// dirty: the tracker changed since it was last saved.
 	dirty bool
+	// tmNext is the record time from which values alone may update the
+	// TeslaMate layout again; tmStale: values changed since it was
+	// updated (see teslaMateInterval).
+	tmNext  time.Time
+	tmStale bool
 
 	status, since, place, placeEvent    string
 	driveLast, driveEvent               string
@@ -157,6 +162,7 @@ func (d *Derived) newCar(vin string) *derivedCar {
 	}
 	if d.opts.TeslaMate.Enabled {
 		c.tm = teslamate.NewCar(d.ids.Of(vin), d.opts.TeslaMate.Namespace)
+		c.tr.KeepEveryValue()
 	}
 	return c
 }
@@ -189,7 +195,12 @@ func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 	var errs []error
 	for _, c := range d.snapshotCars() {
 		c.mu.Lock()
-		if err := d.publish(ctx, c, c.tr.Tick(now)); err != nil {
+		ch := c.tr.Tick(now)
+		if c.tmStale {
+			ch |= activity.ChangedValues // the layout's values that waited for the interval
+			c.tmNext = time.Time{}
+		}
+		if err := d.publish(ctx, c, ch); err != nil {
 			errs = append(errs, err)
 		}
 		if err := d.save(c); err != nil {
@@ -262,6 +273,14 @@ func (d *Derived) snapshotCars() []*derivedCar {
 	return cars
 }
 
+// teslaMateInterval is the shortest time (of the car's clock) between two
+// updates of a car's TeslaMate layout made by values alone: it formats
+// every topic, which costs more than everything else a record does, and
+// TeslaMate itself updates no faster. A change of status or place updates
+// it at once; values that changed since follow with the car's next record
+// after the interval, or the next Tick.
+const teslaMateInterval = time.Second
+
 // transitions are the changes that are saved at once: a process killed
 // right after them must not lose them.
 const transitions = activity.ChangedStatus | activity.ChangedPlace |
@@ -291,8 +310,14 @@ func (d *Derived) prepare(c *derivedCar, bt *batch, ch activity.Changes) (activi
 		c.dirty = true
 	}
 	ch |= c.pending
-	if ch&transitions == 0 && (ch == 0 || c.tm == nil) {
-		return 0, nil // nothing, or values only the TeslaMate layout shows
+	if ch&transitions == 0 {
+		if ch == 0 || c.tm == nil {
+			return 0, nil // nothing, or values only the TeslaMate layout shows
+		}
+		if at := c.tr.LastSeen(); !c.tmNext.IsZero() && at.Before(c.tmNext) {
+			c.tmStale = true // the layout follows after teslaMateInterval
+			return 0, nil
+		}
 	}
 	if h := d.opts.History; h != nil && ch&(activity.DriveEnded|activity.ChargeEnded) != 0 {
 		for _, kind := range [...]activity.Kind{activity.KindDrive, activity.KindCharge} {
@@ -368,8 +393,9 @@ func (d *Derived) build(c *derivedCar, bt *batch, ch activity.Changes) {
 		d.retained(c, bt, ch)
 		d.events(c, bt, ch)
 	}
-	if ch&(activity.ChangedValues|activity.ChangedStatus|activity.ChangedPlace) != 0 {
+	if c.tm != nil && ch&(activity.ChangedValues|activity.ChangedStatus|activity.ChangedPlace) != 0 {
 		d.teslaMate(c, bt)
+		c.tmNext, c.tmStale = c.tr.LastSeen().Add(teslaMateInterval), false
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,6 +295,16 @@ func TestDerivedTick(t *testing.T) {
 	}
 }
 
+// cpuTime is the CPU time the process used, user and system: on a busy
+// machine it varies far less than the wall-clock time per operation.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkDerived measures the derived state's share of a record's cost:
 // the bridge alone, then the bridge and Derived, on a driving car whose
 // values change with every record (BenchmarkHandleChanging's stream, one
@@ -319,6 +330,8 @@ func BenchmarkDerived(b *testing.B) {
 			rec := benchRecord()
 			ctx := context.Background()
 			b.ReportAllocs()
+			cpu0 := cpuTime()
+			defer func() { b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op") }()
 			n := 0
 			for b.Loop() {
 				n++
@@ -341,5 +354,35 @@ func BenchmarkDerived(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Values alone update the TeslaMate layout at most once a second (of the
+// car's clock); what changed in between follows with the next record
+// after that, or the next tick.
+func TestDerivedTeslaMateInterval(t *testing.T) {
+	r := newDerivedRig(t, "", true)
+	r.must(0, gear("P"), num(telemetry.FieldOdometer, 1000))
+	r.pub.take()
+	r.must(300*time.Millisecond, num(telemetry.FieldOdometer, 1001))
+	if last, _ := derivedMsgs(r.pub.take()); last["teslamate/cars/3/odometer"] != "" {
+		t.Errorf("odometer published within the interval: %v", last)
+	}
+	r.must(600*time.Millisecond, num(telemetry.FieldInsideTemp, 20))
+	if err := r.d.Tick(context.Background(), derivedT0.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := derivedMsgs(r.pub.take())
+	if last["teslamate/cars/3/odometer"] != "1610.95" || last["teslamate/cars/3/inside_temp"] != "20" {
+		t.Errorf("after the tick: %v", last)
+	}
+	r.must(1700*time.Millisecond, num(telemetry.FieldOdometer, 1002))
+	if last, _ := derivedMsgs(r.pub.take()); last["teslamate/cars/3/odometer"] != "1612.56" {
+		t.Errorf("after the interval: %v", last)
+	}
+	// A change of status goes out at once.
+	r.must(1800*time.Millisecond, gear("D"))
+	if last, _ := derivedMsgs(r.pub.take()); last["teslamate/cars/3/state"] != "driving" || last["teslamate/cars/3/shift_state"] != "D" {
+		t.Errorf("status change: %v", last)
 	}
 }

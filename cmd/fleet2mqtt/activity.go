@@ -23,7 +23,7 @@ const (
 // How often the derived state is ticked (grace periods, timeouts, stale
 // streams) and saved, and how often old sessions are pruned.
 const (
-	activityTick  = 30 * time.Second
+	activityTick  = 10 * time.Second
 	activityPrune = 24 * time.Hour
 )
 
