@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -384,5 +385,42 @@ func TestDerivedTeslaMateInterval(t *testing.T) {
 	r.must(1800*time.Millisecond, gear("D"))
 	if last, _ := derivedMsgs(r.pub.take()); last["teslamate/cars/3/state"] != "driving" || last["teslamate/cars/3/shift_state"] != "D" {
 		t.Errorf("status change: %v", last)
+	}
+}
+
+// The state object after a restart holds the values sent before it.
+func TestValuesAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "values.json")
+	cfg := DefaultConfig()
+	cfg.StateInterval = 0
+	pub := &recorder{}
+	br, err := New(cfg, pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle(t, br, dataRecord(num(telemetry.FieldSoc, 80), datum(telemetry.FieldVehicleName, telemetry.StringValue("Ellie")), gear("P")))
+	if err := br.SaveValues(path); err != nil {
+		t.Fatal(err)
+	}
+	br2, err := New(cfg, pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br2.RestoreValues(path); err != nil {
+		t.Fatal(err)
+	}
+	pub.take()
+	handle(t, br2, dataRecord(num(telemetry.FieldSoc, 79)))
+	var state string
+	for _, m := range pub.take() {
+		if m.Topic == "tesla/"+vin+"/state" {
+			state = string(m.Payload)
+		}
+	}
+	if !strings.Contains(state, `"Soc":79`) || !strings.Contains(state, `"VehicleName":"Ellie"`) || !strings.Contains(state, `"Gear":"P"`) {
+		t.Errorf("state object after the restart: %s", state)
+	}
+	if err := br2.RestoreValues(filepath.Join(t.TempDir(), "none.json")); err != nil {
+		t.Errorf("a missing file: %v", err)
 	}
 }

@@ -16,8 +16,9 @@ import (
 
 // Where the derived state lives in the data directory.
 const (
-	historyFile     = "history.db" // the sessions (bbolt)
-	activityDirName = "activity"   // one tracker per car, <VIN>.json
+	historyFile     = "history.db"  // the sessions (bbolt)
+	activityDirName = "activity"    // one tracker per car, <VIN>.json
+	valuesFile      = "values.json" // every car's latest values, for the state object
 )
 
 // How often the derived state is ticked (grace periods, timeouts, stale
@@ -25,6 +26,7 @@ const (
 const (
 	activityTick  = 10 * time.Second
 	activityPrune = 24 * time.Hour
+	valuesSave    = time.Minute
 )
 
 // derivedState is what fleet2mqtt derives from the stream: the trackers
@@ -43,6 +45,9 @@ type derivedState struct {
 func (a *app) buildActivity() error {
 	a.activity.cost = newStreamCost(a.cfg.Activity.StreamingBudgetDollars)
 	a.metrics.reg.MustRegister(a.activity.cost)
+	if err := a.bridge.RestoreValues(filepath.Join(a.cfg.DataDir, valuesFile)); err != nil {
+		a.log.Warn("the state objects start without the values from before the restart", "err", err)
+	}
 	if !a.cfg.Activity.Enabled {
 		return nil
 	}
@@ -68,9 +73,18 @@ func (a *app) buildActivity() error {
 	return nil
 }
 
+// saveValues keeps every car's latest values for the state object after
+// a restart.
+func (a *app) saveValues() {
+	if err := a.bridge.SaveValues(filepath.Join(a.cfg.DataDir, valuesFile)); err != nil {
+		a.log.Warn("cannot save the cars' values", "err", err)
+	}
+}
+
 // activityComponent republishes the derived state after a start, ticks
-// it, prunes the history daily and publishes the streaming cost
-// estimates; on stop it saves every tracker and closes the history. It
+// it, prunes the history daily, publishes the streaming cost estimates
+// and saves the cars' values every minute; on stop it saves every
+// tracker and the values and closes the history. It
 // stops after the vehicle listener (the cars' last records are in) and
 // before the bridge says offline.
 func (a *app) activityComponent() supervise.Component {
@@ -91,9 +105,11 @@ func (a *app) activityComponent() supervise.Component {
 			prune()
 		}
 		tick, cost, daily := time.NewTicker(activityTick), time.NewTicker(streamCostEvery), time.NewTicker(activityPrune)
+		values := time.NewTicker(valuesSave)
 		defer tick.Stop()
 		defer cost.Stop()
 		defer daily.Stop()
+		defer values.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -106,6 +122,8 @@ func (a *app) activityComponent() supervise.Component {
 				}
 			case now := <-cost.C:
 				a.publishStreamCost(ctx, now)
+			case <-values.C:
+				a.saveValues()
 			case <-daily.C:
 				if h != nil {
 					prune()
@@ -118,6 +136,7 @@ func (a *app) activityComponent() supervise.Component {
 		Start: run.Start,
 		Stop: func(ctx context.Context) error {
 			err := run.Stop(ctx)
+			a.saveValues()
 			if d != nil {
 				if serr := d.Save(); serr != nil {
 					a.log.Warn("cannot save the cars' derived state", "err", serr)

@@ -330,13 +330,26 @@ places:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
 	list, err := h.List(vin, history.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 1 || list[0].Start != drive.Start || list[0].EndPlace != "Work" {
 		t.Errorf("history: %+v", list)
+	}
+	h.Close()
+
+	// Started again, the car's first record makes a state object with
+	// every value from before.
+	p = startProcess(t, cfgPath)
+	state := subscribe(t, p.mqtt, "tesla/"+vin+"/state")
+	car = newTestCar(t, filepath.Join(dir, "data"), p.vehicle)
+	car.send(t0.Add(20*time.Minute), floatDatum(telemetry.FieldInsideTemp, 21))
+	got := state.waitUntil(t, "tesla/"+vin+"/state", 10*time.Second, func(s string) bool { return strings.Contains(s, `"InsideTemp":21`) })
+	for _, want := range []string{`"Odometer":1006.2`, `"Gear":"P"`, `"Location":{"latitude":52.52,"longitude":13.552}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("state object after the restart lacks %s: %s", want, got)
+		}
 	}
 }
 
