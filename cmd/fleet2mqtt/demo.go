@@ -22,7 +22,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f serveFlags
 	f.register(fs)
 	cars := fs.Int("cars", 1, "number of simulated cars")
-	scenario := fs.String("scenario", string(simulate.ScenarioMixed), "what the cars do: drive, charge, park, alerts, mixed or commute")
+	scenario := fs.String("scenario", string(simulate.ScenarioMixed), "what the cars do: "+scenarioNames())
 	speed := fs.Float64("speed", 10, "speed-up factor of the simulated time")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: fleet2mqtt demo [flags]\n\nRuns fleet2mqtt on its embedded defaults together with simulated cars,\nand tells you where to look. Its data (certificates, retained state) is\nkept in the demo folder of the data directory. Stop it with Ctrl-C.\n\nFlags:\n")
