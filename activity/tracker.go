@@ -97,6 +97,25 @@ func NewTracker(cfg *Config, vin string) *Tracker {
 	return &Tracker{cfg: cfg, vin: vin, place: -1, keep: ruleFields}
 }
 
+// Reconfigure makes the tracker use cfg (validated, not changed while
+// trackers use it) from now on, such as after the owner added a place.
+// The place the car is at is looked up again from its latest location;
+// the returned changes say whether it changed.
+func (t *Tracker) Reconfigure(cfg *Config) Changes {
+	t.cfg = cfg
+	t.place = -1
+	for i := range cfg.Places {
+		if cfg.Places[i].Name == t.st.Place {
+			t.place = i
+		}
+	}
+	if t.place < 0 && t.st.Place != "" {
+		t.st.PreviousPlace, t.st.Place = t.st.Place, ""
+		return ChangedPlace | t.locate()
+	}
+	return t.locate()
+}
+
 // KeepEveryValue makes the tracker keep the latest value of every signal
 // Kept lists, for a layout that shows them (package teslamate). By
 // default it keeps only the signals its rules read, which costs less per

@@ -231,6 +231,29 @@ func (d *Derived) Republish(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// SetPlaces replaces the places (such as after the owner added the car's
+// position as a place on the setup page): every car's place is looked up
+// again, and what changed is published. The other settings stay.
+func (d *Derived) SetPlaces(ctx context.Context, places []activity.Place) error {
+	cfg := *d.opts.Activity
+	cfg.Places = append([]activity.Place(nil), places...)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.opts.Activity = &cfg
+	d.mu.Unlock()
+	var errs []error
+	for _, c := range d.snapshotCars() {
+		c.mu.Lock()
+		if err := d.publish(ctx, c, c.tr.Reconfigure(&cfg)); err != nil {
+			errs = append(errs, err)
+		}
+		c.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
 // Save writes every car's tracker that changed to the state directory.
 // Call it on shutdown, after the last record.
 func (d *Derived) Save() error {

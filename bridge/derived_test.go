@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -422,5 +423,31 @@ func TestValuesAcrossRestart(t *testing.T) {
 	}
 	if err := br2.RestoreValues(filepath.Join(t.TempDir(), "none.json")); err != nil {
 		t.Errorf("a missing file: %v", err)
+	}
+}
+
+// A place added while the car is there (the setup page's "add the car's
+// position as a place") is entered at once.
+func TestDerivedSetPlaces(t *testing.T) {
+	r := newDerivedRig(t, "", false)
+	r.must(0, gear("P"), at(48.1, 11.5))
+	r.pub.take()
+	places := append(slices.Clone(r.d.opts.Activity.Places), activity.Place{Name: "Parents", Latitude: 48.1, Longitude: 11.5})
+	if err := r.d.SetPlaces(context.Background(), places); err != nil {
+		t.Fatal(err)
+	}
+	last, _ := derivedMsgs(r.pub.take())
+	if last["tesla/"+vin+"/place"] != "Parents" || !strings.Contains(last["tesla/"+vin+"/place/event"], `"enter","place":"Parents"`) {
+		t.Errorf("after adding the place: %v", last)
+	}
+	if err := r.d.SetPlaces(context.Background(), places[:2]); err != nil {
+		t.Fatal(err)
+	}
+	last, _ = derivedMsgs(r.pub.take())
+	if p, ok := last["tesla/"+vin+"/place"]; !ok || p != "" || !strings.Contains(last["tesla/"+vin+"/place/event"], `"leave","place":"Parents"`) {
+		t.Errorf("after removing it: %v", last)
+	}
+	if err := r.d.SetPlaces(context.Background(), []activity.Place{{Name: "X"}}); err == nil {
+		t.Error("a place without coordinates was taken")
 	}
 }
