@@ -231,7 +231,10 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 	if at.Before(t.st.LastRecordAt) {
 		return 0
 	}
-	ch := t.expire(at) // a gap may have ended a drive before this record
+	var ch Changes
+	if t.pending() || at.Sub(t.st.LastRecordAt) >= t.cfg.DriveTimeout {
+		ch = t.expire(at) // a gap may have ended a drive before this record
+	}
 	t.st.LastRecordAt = at
 	// A drive that starts with this record starts where the car was
 	// before it: a car that streams its location every few seconds is
@@ -274,7 +277,9 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 		}
 		*kept = *v
 		ch |= ChangedValues
-		t.accumulate(at, si)
+		if si == vSpeed || si >= vACEnergyIn && si <= vFastCharger {
+			t.accumulate(at, si)
+		}
 		switch si {
 		case vLocation:
 			located = true

@@ -153,15 +153,15 @@ func (b *Bridge) Handle(ctx context.Context, rec *telemetry.Record) error {
 	}
 	if d := b.derived; d != nil {
 		c, ch, err := d.observe(v, bt, rec)
-		if c != nil {
-			defer c.mu.Unlock()
+		if c == nil { // no tracker for this car: the signals still go out
+			d.b.log.Warn("cannot derive a car's state", "vin", rec.VIN, "err", err)
+			return b.publish(ctx, v, bt, rec)
 		}
 		if err == nil {
 			err = b.publish(ctx, v, bt, rec)
 		}
-		if c != nil {
-			d.finish(c, ch, err)
-		}
+		d.finish(c, ch, err)
+		c.mu.Unlock()
 		return err
 	}
 	return b.publish(ctx, v, bt, rec)
