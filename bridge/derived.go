@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/teslamate"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -559,11 +560,7 @@ func (d *Derived) save(c *derivedCar) error {
 	if err != nil {
 		return fmt.Errorf("save the derived state of %s: %w", c.tr.VIN(), err)
 	}
-	tmp := c.snapshotAt + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("save the derived state of %s: %w", c.tr.VIN(), err)
-	}
-	if err := os.Rename(tmp, c.snapshotAt); err != nil {
+	if err := atomicfile.Write(c.snapshotAt, data, 0o600); err != nil {
 		return fmt.Errorf("save the derived state of %s: %w", c.tr.VIN(), err)
 	}
 	c.dirty = false

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -56,11 +57,13 @@ func (b *Bridge) SaveValues(path string) error {
 		v.mu.Unlock()
 	}
 	buf = append(buf, '}')
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
-		return fmt.Errorf("save the cars' values: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, buf, 0o600); err != nil {
+		// Marked unsaved again: the next save tries again.
+		for _, v := range vehicles {
+			v.mu.Lock()
+			v.unsaved = true
+			v.mu.Unlock()
+		}
 		return fmt.Errorf("save the cars' values: %w", err)
 	}
 	return nil
