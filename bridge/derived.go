@@ -195,6 +195,12 @@ func (d *Derived) car(vin string) (*derivedCar, error) {
 func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 	var errs []error
 	for _, c := range d.snapshotCars() {
+		if d.b.rep != nil && !d.b.Streams(c.tr.VIN()) {
+			// A replica leaves a car that streams elsewhere to the
+			// replica it streams to, whose tracker is the one that
+			// hears it (see Config.Replica).
+			continue
+		}
 		c.mu.Lock()
 		ch := c.tr.Tick(now)
 		if c.tmStale {
@@ -214,8 +220,13 @@ func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 
 // Republish publishes every car's retained derived topics again (after a
 // restart, or when the broker lost its retained messages), and the
-// TeslaMate layout in full.
+// TeslaMate layout in full. Replicas republish nothing.
 func (d *Derived) Republish(ctx context.Context) error {
+	if d.b.rep != nil {
+		// A replica's saved state may be older than what the replica a
+		// car streams to now published (see Config.Replica).
+		return nil
+	}
 	var errs []error
 	for _, c := range d.snapshotCars() {
 		c.mu.Lock()
