@@ -21,9 +21,11 @@ const (
 	StreamingCostLevel = "streaming/cost"
 )
 
-// Statuses are the derived statuses, the options of the status sensor
-// (package activity's Statuses).
-var Statuses = []string{"driving", "charging", "parked", "asleep", "offline", "updating"}
+// statusOptions are the derived statuses, the options of the status
+// sensor (package activity's Statuses).
+func statusOptions() []string {
+	return []string{"driving", "charging", "parked", "asleep", "offline", "updating"}
+}
 
 // derivedEntity is a Home Assistant entity of the derived state: its
 // component key (lower case, so it never clashes with a signal's), its
@@ -41,7 +43,7 @@ type derivedEntity struct {
 // activityEntities are announced with Bridge.Activity.
 var activityEntities = []derivedEntity{
 	{key: "status", platform: "sensor", objectID: "status", level: StatusLevel,
-		static: `,"name":"Status","device_class":"enum","options":` + string(appendStrings(nil, Statuses)) + `,"icon":"mdi:car-info"`},
+		static: `,"name":"Status","device_class":"enum","options":` + string(appendStrings(nil, statusOptions())) + `,"icon":"mdi:car-info"`},
 	{key: "status_since", platform: "sensor", objectID: "status_since", level: StatusSinceLevel,
 		static: `,"name":"Status since","device_class":"timestamp","entity_category":"diagnostic"`},
 	{key: "place", platform: "sensor", objectID: "place", level: PlaceLevel,
