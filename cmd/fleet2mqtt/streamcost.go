@@ -26,10 +26,11 @@ type streamCost struct {
 	// budget was last logged; used by the publishing loop only.
 	last   map[string]string
 	warned map[string]time.Time
+	descs  streamCostDescs
 }
 
 func newStreamCost(budget float64) *streamCost {
-	return &streamCost{meter: streamcost.New(), budget: budget, last: map[string]string{}, warned: map[string]time.Time{}}
+	return &streamCost{meter: streamcost.New(), budget: budget, last: map[string]string{}, warned: map[string]time.Time{}, descs: newStreamCostDescs()}
 }
 
 // meterStream is a stage of the record path: it counts every record the
@@ -88,39 +89,45 @@ func topSignal(e streamcost.Estimate) string {
 	return e.Top[0].Signal
 }
 
-// Describe and Collect make the meter a Prometheus collector: the
-// counts and estimates are read at scrape time.
-var (
-	descSignals = prometheus.NewDesc("fleet2mqtt_vehicle_signals_total",
-		"Signals (data items) a car streamed since fleet2mqtt started, by signal: what Tesla bills.", []string{"vin", "signal"}, nil)
-	descRecords = prometheus.NewDesc("fleet2mqtt_vehicle_streamed_records_total",
-		"Records a car streamed since fleet2mqtt started (every topic).", []string{"vin"}, nil)
-	descMonthly = prometheus.NewDesc("fleet2mqtt_vehicle_streaming_monthly_dollars",
-		"Estimate of Tesla's monthly bill for a car's stream in US$, from its last 24 hours, before the monthly credit.", []string{"vin"}, nil)
-	descOver = prometheus.NewDesc("fleet2mqtt_vehicle_streaming_over_budget",
-		"1 when a car's estimate exceeds activity.streaming_budget_dollars.", []string{"vin"}, nil)
-)
+// streamCostDescs are the metrics of the meter, read at scrape time.
+type streamCostDescs struct {
+	signals, records, monthly, over *prometheus.Desc
+}
 
+func newStreamCostDescs() streamCostDescs {
+	return streamCostDescs{
+		signals: prometheus.NewDesc("fleet2mqtt_vehicle_signals_total",
+			"Signals (data items) a car streamed since fleet2mqtt started, by signal: what Tesla bills.", []string{"vin", "signal"}, nil),
+		records: prometheus.NewDesc("fleet2mqtt_vehicle_streamed_records_total",
+			"Records a car streamed since fleet2mqtt started (every topic).", []string{"vin"}, nil),
+		monthly: prometheus.NewDesc("fleet2mqtt_vehicle_streaming_monthly_dollars",
+			"Estimate of Tesla's monthly bill for a car's stream in US$, from its last 24 hours, before the monthly credit.", []string{"vin"}, nil),
+		over: prometheus.NewDesc("fleet2mqtt_vehicle_streaming_over_budget",
+			"1 when a car's estimate exceeds activity.streaming_budget_dollars.", []string{"vin"}, nil),
+	}
+}
+
+// Describe and Collect make the meter a Prometheus collector.
 func (sc *streamCost) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descSignals
-	ch <- descRecords
-	ch <- descMonthly
-	ch <- descOver
+	ch <- sc.descs.signals
+	ch <- sc.descs.records
+	ch <- sc.descs.monthly
+	ch <- sc.descs.over
 }
 
 func (sc *streamCost) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range sc.meter.Estimates(time.Now(), sc.budget) {
 		for sig, n := range e.Signals {
-			ch <- prometheus.MustNewConstMetric(descSignals, prometheus.CounterValue, float64(n), e.VIN, sig)
+			ch <- prometheus.MustNewConstMetric(sc.descs.signals, prometheus.CounterValue, float64(n), e.VIN, sig)
 		}
-		ch <- prometheus.MustNewConstMetric(descRecords, prometheus.CounterValue, float64(e.Records), e.VIN)
-		ch <- prometheus.MustNewConstMetric(descMonthly, prometheus.GaugeValue, e.MonthlyDollars, e.VIN)
+		ch <- prometheus.MustNewConstMetric(sc.descs.records, prometheus.CounterValue, float64(e.Records), e.VIN)
+		ch <- prometheus.MustNewConstMetric(sc.descs.monthly, prometheus.GaugeValue, e.MonthlyDollars, e.VIN)
 		if sc.budget > 0 {
 			over := 0.0
 			if e.OverBudget {
 				over = 1
 			}
-			ch <- prometheus.MustNewConstMetric(descOver, prometheus.GaugeValue, over, e.VIN)
+			ch <- prometheus.MustNewConstMetric(sc.descs.over, prometheus.GaugeValue, over, e.VIN)
 		}
 	}
 }
