@@ -37,6 +37,10 @@ type Bridge struct {
 
 	refused refusedCounts // items left out past a car's limits (limits.go)
 
+	// derived derives each car's status, place and sessions from its
+	// records (derived.go); nil when off.
+	derived *Derived
+
 	mu       sync.RWMutex
 	vehicles map[string]*vehicle
 	cars     map[string]*carState // alerts and connectivity by VIN (republish.go)
@@ -150,6 +154,24 @@ func (b *Bridge) Handle(ctx context.Context, rec *telemetry.Record) error {
 		b.log.Debug("record topic has no MQTT layout", "vin", rec.VIN, "topic", string(rec.Topic), "txid", rec.TxID)
 		return nil
 	}
+	if d := b.derived; d != nil {
+		c, ch, err := d.observe(v, bt, rec)
+		if c == nil { // no tracker for this car: the signals still go out
+			d.b.log.Warn("cannot derive a car's state", "vin", rec.VIN, "err", err)
+			return b.publish(ctx, v, bt, rec)
+		}
+		if err == nil {
+			err = b.publish(ctx, v, bt, rec)
+		}
+		d.finish(c, ch, err)
+		c.mu.Unlock()
+		return err
+	}
+	return b.publish(ctx, v, bt, rec)
+}
+
+// publish publishes a record's batch.
+func (b *Bridge) publish(ctx context.Context, v *vehicle, bt *batch, rec *telemetry.Record) error {
 	if len(bt.msgs) == 0 {
 		return nil
 	}

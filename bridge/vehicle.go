@@ -51,6 +51,9 @@ type vehicle struct {
 	state stateSchedule // when the state object goes out (state.go)
 
 	refused refusedItems // left out past the limits, not logged yet (limits.go)
+
+	derived *derivedCar // the car's derived state (derived.go), set on its first record
+	unsaved bool        // a value changed since SaveValues (values.go)
 }
 
 // slot is one field of a vehicle. A car keeps one per field it sent, so

@@ -55,6 +55,15 @@ func (c *Config) Validate() error {
 	if err := c.validateCommands(); err != nil {
 		return err
 	}
+	if _, err := c.ActivityConfig(); err != nil {
+		return err
+	}
+	if err := c.MQTT.TeslaMate.Validate(); err != nil {
+		return configerr.Prefix("mqtt.teslamate", err)
+	}
+	if c.MQTT.TeslaMate.Enabled && !c.Activity.Enabled {
+		return errors.New("mqtt.teslamate.enabled: true needs activity.enabled: true (TeslaMate's topics are made from the derived state)")
+	}
 	return c.MQTT.validate()
 }
 

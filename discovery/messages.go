@@ -37,6 +37,15 @@ type Bridge struct {
 	// Version is fleet2mqtt's version, announced as the origin's sw
 	// version. Optional.
 	Version string
+	// Activity announces the derived state: status, place, drive and
+	// charge events, the last sessions' figures (see activity.go).
+	Activity bool
+	// Currency is the unit of the last charge's cost (ISO 4217, such as
+	// EUR); empty announces the cost without a unit.
+	Currency string
+	// StreamingCost announces the estimate of the car's monthly
+	// streaming bill.
+	StreamingCost bool
 }
 
 // Origin of the discovery messages, shown in Home Assistant's logs.
@@ -151,6 +160,9 @@ func RemoveMessages(cfg Config, b Bridge, v Vehicle, announced map[string]string
 	for _, k := range controlKeys(cfg, v) {
 		current[k] = true
 	}
+	for _, e := range derivedEntities(b) {
+		current[e.key] = true
+	}
 	var stale []staleComponent
 	for key, platform := range announced {
 		if !current[key] && platform != "" {
@@ -223,8 +235,11 @@ var knownNames = sync.OnceValue(func() map[string]string {
 			names[e.key], names[e.platform] = e.key, e.platform
 		}
 	}
-	for _, p := range []string{"binary_sensor", "sensor"} {
+	for _, p := range []string{"binary_sensor", "sensor", "event"} {
 		names[p] = p
+	}
+	for _, e := range append(activityEntities, streamingCostEntity) {
+		names[e.key] = e.key
 	}
 	return names
 })
@@ -361,6 +376,8 @@ func render(cfg Config, b Bridge, v Vehicle, stale []staleComponent) []byte {
 	buf = append(buf, `,"json_attributes_topic":`...)
 	buf = appendJSONJoin(buf, b.Prefix, "/", v.VIN, "/"+ActiveAlertsLevel)
 	buf = append(buf, `,"name":"Active alerts","value_template":"{{ value_json.count }}","state_class":"measurement","icon":"mdi:alert-circle-outline"}`...)
+
+	buf = appendDerived(buf, b, v, devID, devSlug)
 
 	for _, e := range entities {
 		buf = append(buf, ',')

@@ -144,6 +144,8 @@ type app struct {
 	cert certs.Source
 	// cmd is vehicle commands (command.go).
 	cmd *vehicleCommands
+	// activity is the derived state (activity.go).
+	activity derivedState
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -223,13 +225,17 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.metrics.watchBridge(a.bridge)
+	if err := a.buildActivity(); err != nil {
+		return nil, err
+	}
 	var announcer setup.Announcer // a nil interface when discovery is off
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
+		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version(),
+			Activity: cfg.Activity.Enabled, Currency: cfg.Activity.Currency, StreamingCost: true},
 			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
@@ -273,6 +279,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 func (a *app) recordPath() ingest.Sink {
 	return stages{
 		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
+		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
 	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
@@ -338,6 +345,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			},
 			Stop: a.bridge.Offline,
 		},
+		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
 		a.cmd.component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {

@@ -65,7 +65,8 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 Simulated Tesla vehicles connect to a fleet-telemetry server (fleet2mqtt or
 any compatible one) exactly as real cars do, and play a scenario: drive,
-charge, park (fall asleep and wake up), alerts, or mixed (a day of each).
+charge, park (fall asleep and wake up), alerts, mixed (a day of each), or
+commute (home to work and back, then charge to the limit at home).
 
 With --load it measures the server instead: every car sends its records
 as fast as acknowledgements allow, and it prints records/s, acknowledgement
