@@ -1,8 +1,11 @@
 package setup
 
 import (
+	"context"
+	"encoding/json"
 	"path/filepath"
 
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -64,4 +67,46 @@ func LoadCredentials(cfg Config, dataDir string) (Credentials, error) {
 		c.Domain = st.PublicHostname
 	}
 	return c, nil
+}
+
+// CommandTransport is the owner's session of the setup page as the
+// vehicle command engine's Transport: every call goes through the session
+// the page holds (its token, refreshed and saved by one holder: Tesla's
+// refresh tokens are single use), and a new login on the page, such as
+// one that grants the command scopes, takes effect at the next command.
+func (w *Wizard) CommandTransport() command.Transport { return ownerTransport{w.flow} }
+
+// ownerTransport resolves the owner's current session for each call.
+type ownerTransport struct{ f *flow }
+
+func (t ownerTransport) SignedCommand(ctx context.Context, vin string, message []byte) ([]byte, error) {
+	o, err := t.f.owner()
+	if err != nil {
+		return nil, err
+	}
+	return o.SignedCommand(ctx, vin, message)
+}
+
+func (t ownerTransport) WakeUp(ctx context.Context, vin string) (*fleetapi.Vehicle, error) {
+	o, err := t.f.owner()
+	if err != nil {
+		return nil, err
+	}
+	return o.WakeUp(ctx, vin)
+}
+
+func (t ownerTransport) Vehicle(ctx context.Context, vin string) (*fleetapi.Vehicle, error) {
+	o, err := t.f.owner()
+	if err != nil {
+		return nil, err
+	}
+	return o.Vehicle(ctx, vin)
+}
+
+func (t ownerTransport) Command(ctx context.Context, vin, name string, args json.RawMessage) (*fleetapi.CommandResult, error) {
+	o, err := t.f.owner()
+	if err != nil {
+		return nil, err
+	}
+	return o.Command(ctx, vin, name, args)
 }

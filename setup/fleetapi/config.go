@@ -275,10 +275,15 @@ func firmwareParts(s string) ([]int, bool) {
 	return out, true
 }
 
-// Money, as Tesla bills streaming since 2025.
+// Money, as Tesla bills the Fleet API since 2025.
 const (
 	// SignalsPerDollar is how many streamed signals cost US$1.
 	SignalsPerDollar = 150_000
+	// CommandsPerDollar is how many vehicle command requests cost US$1
+	// (each signed_command, session handshakes included, or REST command).
+	CommandsPerDollar = 1_000
+	// WakesPerDollar is how many wake_up requests cost US$1.
+	WakesPerDollar = 50
 	// MonthlyCreditDollars is Tesla's monthly credit per account, in US$.
 	MonthlyCreditDollars = 10.0
 )
