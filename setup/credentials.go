@@ -3,6 +3,7 @@ package setup
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command"
@@ -74,39 +75,68 @@ func LoadCredentials(cfg Config, dataDir string) (Credentials, error) {
 // the page holds (its token, refreshed and saved by one holder: Tesla's
 // refresh tokens are single use), and a new login on the page, such as
 // one that grants the command scopes, takes effect at the next command.
-func (w *Wizard) CommandTransport() command.Transport { return ownerTransport{w.flow} }
+// While the page has no client secret (setup.client_id configured
+// without setup.client_secret, the secret never entered), calls go
+// through fallback.
+func (w *Wizard) CommandTransport(fallback command.Transport) command.Transport {
+	return ownerTransport{w.flow, fallback}
+}
 
 // ownerTransport resolves the owner's current session for each call.
-type ownerTransport struct{ f *flow }
+type ownerTransport struct {
+	f        *flow
+	fallback command.Transport
+}
+
+// owner is the page's session, or nil with fallback to use instead.
+func (t ownerTransport) owner() (*fleetapi.Owner, command.Transport, error) {
+	o, err := t.f.owner()
+	if errors.Is(err, errNoCredentials) && t.fallback != nil {
+		return nil, t.fallback, nil
+	}
+	return o, nil, err
+}
 
 func (t ownerTransport) SignedCommand(ctx context.Context, vin string, message []byte) ([]byte, error) {
-	o, err := t.f.owner()
+	o, via, err := t.owner()
 	if err != nil {
 		return nil, err
+	}
+	if via != nil {
+		return via.SignedCommand(ctx, vin, message)
 	}
 	return o.SignedCommand(ctx, vin, message)
 }
 
 func (t ownerTransport) WakeUp(ctx context.Context, vin string) (*fleetapi.Vehicle, error) {
-	o, err := t.f.owner()
+	o, via, err := t.owner()
 	if err != nil {
 		return nil, err
+	}
+	if via != nil {
+		return via.WakeUp(ctx, vin)
 	}
 	return o.WakeUp(ctx, vin)
 }
 
 func (t ownerTransport) Vehicle(ctx context.Context, vin string) (*fleetapi.Vehicle, error) {
-	o, err := t.f.owner()
+	o, via, err := t.owner()
 	if err != nil {
 		return nil, err
+	}
+	if via != nil {
+		return via.Vehicle(ctx, vin)
 	}
 	return o.Vehicle(ctx, vin)
 }
 
 func (t ownerTransport) Command(ctx context.Context, vin, name string, args json.RawMessage) (*fleetapi.CommandResult, error) {
-	o, err := t.f.owner()
+	o, via, err := t.owner()
 	if err != nil {
 		return nil, err
+	}
+	if via != nil {
+		return via.Command(ctx, vin, name, args)
 	}
 	return o.Command(ctx, vin, name, args)
 }

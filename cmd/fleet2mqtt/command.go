@@ -165,6 +165,9 @@ type lazyEngine struct {
 
 	mu     sync.Mutex
 	engine *vcmd.Engine
+	// protocol is what fleet_status said of the cars, for an engine not
+	// built yet.
+	protocol map[string]bool
 }
 
 func (l *lazyEngine) get() (*vcmd.Engine, error) {
@@ -182,8 +185,25 @@ func (l *lazyEngine) get() (*vcmd.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	for vin, required := range l.protocol {
+		e.SetProtocolRequired(vin, required)
+	}
 	l.engine = e
 	return e, nil
+}
+
+// SetProtocolRequired passes on what fleet_status says of a car, now or
+// when the engine is built.
+func (l *lazyEngine) SetProtocolRequired(vin string, required bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.protocol == nil {
+		l.protocol = make(map[string]bool)
+	}
+	l.protocol[vin] = required
+	if l.engine != nil {
+		l.engine.SetProtocolRequired(vin, required)
+	}
 }
 
 // Execute implements the executors of command/mqtt and command/proxy.
