@@ -118,14 +118,14 @@ func TestCommandsSection(t *testing.T) {
 
 	r := h.get("/commands")
 	h.expectPage(r, http.StatusOK, "Key paired", `id="flash-`+testVIN+`"`, "Signed commands", "commands.categories.access",
-		`<tr id="cat-access"><td>access</td>`, "Tesla bills 1,000 commands per $1")
+		`<li id="cat-access"><b>access</b>: off`, "Tesla bills 1,000 commands per $1")
 	if strings.Contains(r.body, `id="scopes-missing"`) || strings.Contains(r.body, `id="commands-off"`) {
 		t.Errorf("a fresh login has the command scopes and commands are on:\n%s", excerpt(r.body))
 	}
 	if strings.Contains(r.body, `id="flash-`+testVIN+`" disabled`) {
 		t.Error("the flash button is disabled")
 	}
-	if !strings.Contains(r.body, `<tr id="cat-access"><td>access</td><td><small>door_unlock, actuate_trunk, window_control</small></td><td>off</td>`) {
+	if !strings.Contains(r.body, `<li id="cat-access"><b>access</b>: off (<code>commands.categories.access</code>)<br><small>door_unlock, actuate_trunk, window_control</small>`) {
 		t.Errorf("access is not shown off:\n%s", excerpt(r.body))
 	}
 	if req, ok := cmds.told(testVIN); !ok || !req {
