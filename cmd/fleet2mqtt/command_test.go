@@ -18,6 +18,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -37,7 +38,7 @@ func commandSetupIn(t *testing.T, dataDir string) (configFile string, fleet *fak
 	if err := os.MkdirAll(filepath.Join(dataDir, "setup"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := fleetapi.LoadOrCreateKey(setupKeyPath(dataDir))
+	key, _, err := fleetapi.LoadOrCreateKey(setup.KeyPath(dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,6 +146,8 @@ type app struct {
 	cmd *vehicleCommands
 	// activity is the derived state (activity.go).
 	activity derivedState
+	// haStatus follows Home Assistant's status topic for the setup page.
+	haStatus *announce.StatusWatch
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -250,14 +252,18 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.haStatus = announce.NewStatusWatch(a.broker, cfg.Discovery().StatusTopicOrDefault(), nil)
 	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
-		ServerCAPEM: a.cert.CA,
-		Announcer:   announcer,
-		PasswordOut: os.Stderr,
+		ServerCAPEM:       a.cert.CA,
+		Announcer:         announcer,
+		PasswordOut:       os.Stderr,
+		Commands:          a.cmd.forSetup(),
+		HomeAssistantSeen: a.haStatus.Seen,
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
 	}
+	a.cmd.useSetupSession(a.wizard)
 	fallback := http.NewServeMux()
 	public := a.wizard.PublicHandler() // the public key and the owner login's callback
 	fallback.Handle(fleetapi.PublicKeyPath, public)
@@ -357,6 +363,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			}
 			return nil
 		}, nil),
+		supervise.Background("home assistant status", a.watchHomeAssistant, nil), // for the setup page
 		supervise.Background("setup page", func(ctx context.Context) error {
 			if err := a.wizard.Run(ctx); err != nil {
 				a.log.Warn("setup page background work stopped", "err", err)

@@ -280,6 +280,11 @@ func firmwareParts(s string) ([]int, bool) {
 const (
 	// SignalsPerDollar is how many streamed signals cost US$1.
 	SignalsPerDollar = telemetry.SignalsPerDollar
+	// CommandsPerDollar is how many vehicle command requests cost US$1
+	// (each signed_command, session handshakes included, or REST command).
+	CommandsPerDollar = 1_000
+	// WakesPerDollar is how many wake_up requests cost US$1.
+	WakesPerDollar = 50
 	// MonthlyCreditDollars is Tesla's monthly credit per account, in US$.
 	MonthlyCreditDollars = telemetry.MonthlyCreditDollars
 )
