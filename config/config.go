@@ -106,6 +106,11 @@ type HTTPConfig struct {
 	// authorization.credentials). Empty: /metrics answers only clients on
 	// this machine.
 	MetricsToken secret.Secret `yaml:"metrics_token"`
+	// MetricsVINs labels the per-car metrics with the VIN. Off: the label
+	// is a pseudonym, the first 8 hexadecimal digits of the VIN's SHA-256,
+	// so that what /metrics shows (and what a metrics store keeps) does
+	// not name the car.
+	MetricsVINs bool `yaml:"metrics_vins"`
 }
 
 // LogConfig sets the logger.

@@ -389,10 +389,10 @@ func TestStreamingCost(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		`fleet2mqtt_vehicle_signals_total{signal="Soc",vin="` + vin + `"} 3`,
-		`fleet2mqtt_vehicle_signals_total{signal="Location",vin="` + vin + `"} 3`,
-		`fleet2mqtt_vehicle_streaming_monthly_dollars{vin="` + vin + `"} 0.03`,
-		`fleet2mqtt_vehicle_streaming_over_budget{vin="` + vin + `"} 1`,
+		`fleet2mqtt_vehicle_signals_total{car="` + carPseudonym(vin) + `",signal="Soc"} 3`,
+		`fleet2mqtt_vehicle_signals_total{car="` + carPseudonym(vin) + `",signal="Location"} 3`,
+		`fleet2mqtt_vehicle_streaming_monthly_dollars{car="` + carPseudonym(vin) + `"} 0.03`,
+		`fleet2mqtt_vehicle_streaming_over_budget{car="` + carPseudonym(vin) + `"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

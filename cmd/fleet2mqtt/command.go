@@ -348,19 +348,22 @@ func (f failingTransport) Command(context.Context, string, string, json.RawMessa
 // watchCommands exports the billed command requests and wake-ups per car
 // in the current month.
 func (m *metrics) watchCommands(c *vcmd.Counters) {
-	m.reg.MustRegister(commandCollector{c})
+	m.reg.MustRegister(commandCollector{c, m.car})
 }
 
 var (
 	commandsDesc = prometheus.NewDesc("fleet2mqtt_vehicle_commands_month",
 		"Vehicle command requests sent to Tesla's Fleet API this calendar month (UTC), per car, session handshakes included: what Tesla bills.",
-		[]string{"vin", "month"}, nil)
+		[]string{"car", "month"}, nil)
 	wakesDesc = prometheus.NewDesc("fleet2mqtt_vehicle_wakes_month",
 		"wake_up requests sent to Tesla's Fleet API this calendar month (UTC), per car: what Tesla bills.",
-		[]string{"vin", "month"}, nil)
+		[]string{"car", "month"}, nil)
 )
 
-type commandCollector struct{ c *vcmd.Counters }
+type commandCollector struct {
+	c   *vcmd.Counters
+	car func(vin string) string // the car label
+}
 
 func (cc commandCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- commandsDesc
@@ -370,7 +373,8 @@ func (cc commandCollector) Describe(ch chan<- *prometheus.Desc) {
 func (cc commandCollector) Collect(ch chan<- prometheus.Metric) {
 	month := vcmd.Month(time.Now())
 	for vin, u := range cc.c.Usage(month) {
-		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.CounterValue, float64(u.Commands), vin, month)
-		ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(u.Wakes), vin, month)
+		car := cc.car(vin)
+		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.CounterValue, float64(u.Commands), car, month)
+		ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(u.Wakes), car, month)
 	}
 }

@@ -106,7 +106,7 @@ func TestServeCommands(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{month="\d{4}-\d\d",vin="` + commandVIN + `"\} [1-9]`)
+	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{car="` + carPseudonym(commandVIN) + `",month="\d{4}-\d\d"\} [1-9]`)
 	if !want.Match(metrics) {
 		t.Errorf("/metrics does not count the car's commands:\n%s", grepLines(metrics, "vehicle_"))
 	}

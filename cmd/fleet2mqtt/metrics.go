@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"time"
@@ -25,11 +27,15 @@ type metrics struct {
 	messages  prometheus.Counter
 	publish   prometheus.Histogram
 	pubErrors prometheus.Counter
+	// car is the value of the car label of per-car metrics for a VIN
+	// (http.metrics_vins).
+	car func(vin string) string
 }
 
-func newMetrics() *metrics {
+func newMetrics(vins bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
+		car: carPseudonym,
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "fleet2mqtt", Name: "records_total",
 			Help: "Vehicle records handed to the bridge, by topic and outcome (published, failed).",
@@ -50,7 +56,17 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.records, m.messages, m.publish, m.pubErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if vins {
+		m.car = func(vin string) string { return vin }
+	}
 	return m
+}
+
+// carPseudonym names a car on /metrics without its VIN: the first 8
+// hexadecimal digits of the VIN's SHA-256 (printf %s VIN | sha256sum).
+func carPseudonym(vin string) string {
+	sum := sha256.Sum256([]byte(vin))
+	return hex.EncodeToString(sum[:4])
 }
 
 // watchVehicles exports the vehicle listener's counters.

@@ -208,7 +208,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	removeLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted (leftovers.go)
-	a := &app{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{})}
+	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
 		return nil, err

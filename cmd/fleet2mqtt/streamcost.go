@@ -27,10 +27,12 @@ type streamCost struct {
 	last   map[string]string
 	warned map[string]time.Time
 	descs  streamCostDescs
+	car    func(vin string) string // the car label on /metrics
 }
 
-func newStreamCost(budget float64) *streamCost {
-	return &streamCost{meter: streamcost.New(), budget: budget, last: map[string]string{}, warned: map[string]time.Time{}, descs: newStreamCostDescs()}
+func newStreamCost(budget float64, car func(vin string) string) *streamCost {
+	return &streamCost{meter: streamcost.New(), budget: budget, last: map[string]string{}, warned: map[string]time.Time{},
+		descs: newStreamCostDescs(), car: car}
 }
 
 // meterStream is a stage of the record path: it counts every record the
@@ -97,13 +99,13 @@ type streamCostDescs struct {
 func newStreamCostDescs() streamCostDescs {
 	return streamCostDescs{
 		signals: prometheus.NewDesc("fleet2mqtt_vehicle_signals_total",
-			"Signals (data items) a car streamed since fleet2mqtt started, by signal: what Tesla bills.", []string{"vin", "signal"}, nil),
+			"Signals (data items) a car streamed since fleet2mqtt started, by signal: what Tesla bills.", []string{"car", "signal"}, nil),
 		records: prometheus.NewDesc("fleet2mqtt_vehicle_streamed_records_total",
-			"Records a car streamed since fleet2mqtt started (every topic).", []string{"vin"}, nil),
+			"Records a car streamed since fleet2mqtt started (every topic).", []string{"car"}, nil),
 		monthly: prometheus.NewDesc("fleet2mqtt_vehicle_streaming_monthly_dollars",
-			"Estimate of Tesla's monthly bill for a car's stream in US$, from its last 24 hours, before the monthly credit.", []string{"vin"}, nil),
+			"Estimate of Tesla's monthly bill for a car's stream in US$, from its last 24 hours, before the monthly credit.", []string{"car"}, nil),
 		over: prometheus.NewDesc("fleet2mqtt_vehicle_streaming_over_budget",
-			"1 when a car's estimate exceeds activity.streaming_budget_dollars.", []string{"vin"}, nil),
+			"1 when a car's estimate exceeds activity.streaming_budget_dollars.", []string{"car"}, nil),
 	}
 }
 
@@ -117,17 +119,18 @@ func (sc *streamCost) Describe(ch chan<- *prometheus.Desc) {
 
 func (sc *streamCost) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range sc.meter.Estimates(time.Now(), sc.budget) {
+		car := sc.car(e.VIN)
 		for sig, n := range e.Signals {
-			ch <- prometheus.MustNewConstMetric(sc.descs.signals, prometheus.CounterValue, float64(n), e.VIN, sig)
+			ch <- prometheus.MustNewConstMetric(sc.descs.signals, prometheus.CounterValue, float64(n), car, sig)
 		}
-		ch <- prometheus.MustNewConstMetric(sc.descs.records, prometheus.CounterValue, float64(e.Records), e.VIN)
-		ch <- prometheus.MustNewConstMetric(sc.descs.monthly, prometheus.GaugeValue, e.MonthlyDollars, e.VIN)
+		ch <- prometheus.MustNewConstMetric(sc.descs.records, prometheus.CounterValue, float64(e.Records), car)
+		ch <- prometheus.MustNewConstMetric(sc.descs.monthly, prometheus.GaugeValue, e.MonthlyDollars, car)
 		if sc.budget > 0 {
 			over := 0.0
 			if e.OverBudget {
 				over = 1
 			}
-			ch <- prometheus.MustNewConstMetric(sc.descs.over, prometheus.GaugeValue, over, e.VIN)
+			ch <- prometheus.MustNewConstMetric(sc.descs.over, prometheus.GaugeValue, over, car)
 		}
 	}
 }
