@@ -34,6 +34,8 @@ type simFlags struct {
 
 	load                   bool
 	inflight, records      int
+	rate                   float64
+	inflightSet            bool
 	fields                 int
 	mqtt, mqttTopic        string
 	mqttQoS                uint
@@ -43,7 +45,7 @@ type simFlags struct {
 }
 
 // simLoadOnly are the flags that only mean something with --load.
-var simLoadOnly = []string{"inflight", "records", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "settle", "hold"}
+var simLoadOnly = []string{"inflight", "records", "rate", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "settle", "hold"}
 
 // simScenarioOnly are the flags that only mean something without --load.
 var simScenarioOnly = []string{"scenario", "speed", "interval", "legacy-strings", "seed", "network"}
@@ -54,7 +56,7 @@ func (f *simFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.ca, "ca", "", "PEM `file` of the CA that signed the server certificate (default: ca.pem in --certs)")
 	fl.StringVar(&f.certDir, "certs", "", "development PKI `dir`ectory (from dev-certs, required): car certificates are read\nfrom its vehicles folder or issued on the fly by its vehicle CA")
 	fl.IntVar(&f.cars, "cars", 1, "number of cars")
-	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: until interrupted); with --load, the longest to wait")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: until interrupted); with --load, the longest to wait,\nwith --load --rate, how long to send")
 	fl.BoolVar(&f.verbose, "v", false, "log every record, not only every few seconds")
 
 	fl.StringVar(&f.scenario, "scenario", string(simulate.ScenarioMixed), "what the cars do: "+scenarioNames())
@@ -67,6 +69,7 @@ func (f *simFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.load, "load", false, "load mode: measure the server instead of playing scenarios")
 	fl.IntVar(&f.inflight, "inflight", 1, "load: records each car keeps unacknowledged at most")
 	fl.IntVar(&f.records, "records", simulate.DefaultLoadRecords, "load: V records each car sends (0: only connect, for memory per car)")
+	fl.Float64Var(&f.rate, "rate", 0, "load: open loop, `N` records/s across the cars for --duration, each sent when due\n(--inflight then bounds how far a car falls behind, default 64); replaces --records")
 	fl.IntVar(&f.fields, "fields", simulate.DefaultLoadFields, "load: signals per record, of mixed kinds")
 	fl.StringVar(&f.mqtt, "mqtt", "", "load: MQTT broker `host:port` on which to count what the server publishes")
 	fl.StringVar(&f.mqttTopic, "mqtt-topic", simulate.DefaultMQTTTopic, "load: topic `filter` to count")
@@ -114,6 +117,12 @@ func (f *simFlags) check(set map[string]bool) error {
 			return fmt.Errorf("--records %d: must not be negative", f.records)
 		case f.fields < 1:
 			return fmt.Errorf("--fields %d: must be at least 1", f.fields)
+		case f.rate < 0:
+			return fmt.Errorf("--rate %v: must be a positive number of records per second", f.rate)
+		case f.rate > 0 && f.duration <= 0:
+			return errors.New("--rate needs --duration, how long to send")
+		case f.rate > 0 && set["records"]:
+			return errors.New("--records does not apply with --rate (records = rate × duration)")
 		case f.mqttQoS > 2:
 			return fmt.Errorf("--mqtt-qos %d: must be 0, 1 or 2", f.mqttQoS)
 		case f.serverPID < 0:
@@ -142,7 +151,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	f.register(fl)
 	fl.Usage = func() {
 		fmt.Fprint(stderr, `Usage: fleet2mqtt simulate --certs DIR [--server HOST:PORT] [--ca FILE] [flags]
-       fleet2mqtt simulate --load --certs DIR [--cars N] [--inflight W] [--records M] [--mqtt HOST:PORT] [--server-pid PID]
+       fleet2mqtt simulate --load --certs DIR [--cars N] [--inflight W] [--records M | --rate N --duration D] [--mqtt HOST:PORT] [--server-pid PID]
 
 Simulated Tesla vehicles connect to a fleet-telemetry server (fleet2mqtt or
 any compatible one) exactly as real cars do, and play a scenario: drive,
@@ -173,6 +182,7 @@ Flags:
 		fmt.Fprintln(stderr, "fleet2mqtt simulate:", err)
 		return 2
 	}
+	f.inflightSet = set["inflight"]
 
 	level := slog.LevelInfo
 	if f.verbose {
@@ -291,12 +301,21 @@ func (f *simFlags) runLoad(ctx context.Context, url string, tc *tls.Config, ids 
 	if password == "" {
 		password = os.Getenv("FLEET2MQTT_MQTT_PASSWORD")
 	}
+	inflight, duration, maxWait := f.inflight, time.Duration(0), f.duration
+	if f.rate > 0 {
+		duration, maxWait = f.duration, f.duration+simulate.DefaultLoadMaxWait
+		if !f.inflightSet {
+			inflight = 0 // the open loop's default window
+		}
+	}
 	res, err := simulate.RunLoad(ctx, simulate.LoadConfig{
 		URL:        url,
 		TLS:        tc,
 		Identities: ids,
-		Inflight:   f.inflight,
+		Inflight:   inflight,
 		Records:    f.records,
+		Rate:       f.rate,
+		Duration:   duration,
 		Fields:     f.fields,
 		MQTT: simulate.MQTTOptions{
 			Addr:     f.mqtt,
@@ -308,7 +327,7 @@ func (f *simFlags) runLoad(ctx context.Context, url string, tc *tls.Config, ids 
 		Settle:    f.settle,
 		ServerPID: f.serverPID,
 		Hold:      f.hold,
-		MaxWait:   f.duration,
+		MaxWait:   maxWait,
 		Log:       log,
 	})
 	if res != nil {
