@@ -363,7 +363,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", status, err)
 	}
-	r := runner{Announcer: a, timer: time.NewTimer(time.Hour), known: make(map[string]*car)}
+	r := a.newRunner()
 	defer r.timer.Stop()
 	defer func() {
 		for _, c := range r.known {
@@ -389,16 +389,15 @@ func (a *Announcer) Run(ctx context.Context) error {
 	var birthAt time.Time
 	for {
 		now = time.Now()
-		r.collect(ctx, now)
-		r.announceDue(ctx, now)
+		next := r.step(ctx, now)
 		if !birthAt.IsZero() && !now.Before(birthAt) {
 			birthAt = time.Time{}
 			r.republishAll(ctx)
+			if err := r.saveIfChanged(); err != nil {
+				a.log.Warn("save discovery state", "err", err)
+			}
+			next = r.nextDue()
 		}
-		if err := r.saveIfChanged(); err != nil {
-			a.log.Warn("save discovery state", "err", err)
-		}
-		next := r.nextDue()
 		if !birthAt.IsZero() && (next.IsZero() || birthAt.Before(next)) {
 			next = birthAt
 		}
@@ -428,6 +427,21 @@ type runner struct {
 	timer   *time.Timer
 	known   map[string]*car // cars with a subscription to their discovery topic
 	changed bool            // the state file is out of date
+}
+
+func (a *Announcer) newRunner() *runner {
+	return &runner{Announcer: a, timer: time.NewTimer(time.Hour), known: make(map[string]*car)}
+}
+
+// step takes the news, publishes what is due at now and saves the state
+// file; it returns when the next car is due (zero when none is).
+func (r *runner) step(ctx context.Context, now time.Time) time.Time {
+	r.collect(ctx, now)
+	r.announceDue(ctx, now)
+	if err := r.saveIfChanged(); err != nil {
+		r.log.Warn("save discovery state", "err", err)
+	}
+	return r.nextDue()
 }
 
 // collect takes the news of every car and the messages on their

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -499,5 +500,45 @@ func TestNewNeedsAvailability(t *testing.T) {
 	e := newEnv(t)
 	if _, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge); err == nil {
 		t.Error("New accepted a bridge without availability topic")
+	}
+}
+
+// BenchmarkWakeKnownCars is the announcer's work for a record that brings
+// news (here a new software version) while 1,000 cars are known and
+// announced: what Observe does and the step of Run's loop it wakes. Its
+// cost must not grow with the fleet.
+func BenchmarkWakeKnownCars(b *testing.B) {
+	const cars = 1000
+	e := newEnv(b)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	recs := make([]*telemetry.Record, cars)
+	for i := range recs {
+		recs[i] = golden(b, "06_v_many_fields", telemetry.TopicV, fmt.Sprintf("5YJ3E1EA7KF%06d", i))
+		a.Observe(recs[i])
+	}
+	r := a.newRunner()
+	defer r.timer.Stop()
+	now := time.Now()
+	r.step(ctx, now)
+	now = now.Add(a.maxWait())
+	r.step(ctx, now) // every car announced
+	if len(r.known) != cars {
+		b.Fatalf("%d cars known, want %d", len(r.known), cars)
+	}
+	version := make([]telemetry.Datum, 1)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		version[0] = datum(telemetry.FieldVersion, telemetry.StringValue(fmt.Sprintf("2026.2.%d", i)))
+		a.Observe(&telemetry.Record{VIN: recs[i%cars].VIN, Topic: telemetry.TopicV, Data: version})
+		if r.step(ctx, now).IsZero() {
+			b.Fatal("the car with news is not due")
+		}
+		i++
 	}
 }
