@@ -542,3 +542,42 @@ func BenchmarkWakeKnownCars(b *testing.B) {
 		i++
 	}
 }
+
+// TestWakeTouchesOnlyCarsWithNews: Run's step looks at the cars that have
+// news, and the due queue holds exactly the cars not yet announced.
+func TestWakeTouchesOnlyCarsWithNews(t *testing.T) {
+	e := newEnv(t)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	vins := []string{"5YJ3E1EA7KF000003", "5YJ3E1EA7KF000002", "5YJ3E1EA7KF000001"}
+	for _, vin := range vins {
+		a.Observe(data(vin, datum(telemetry.FieldSoc, telemetry.IntValue(80))))
+	}
+	r := a.newRunner()
+	defer r.timer.Stop()
+	now := time.Now()
+	if next := r.step(ctx, now); len(r.queue) != 3 || !next.Equal(now.Add(a.debounce)) {
+		t.Fatalf("after first sight: %d cars queued, next due %v; want 3, in one debounce", len(r.queue), next)
+	}
+	now = now.Add(a.debounce)
+	if next := r.step(ctx, now); len(r.queue) != 0 || !next.IsZero() {
+		t.Fatalf("after announcing: %d cars queued, next due %v; want none", len(r.queue), next)
+	}
+	// Nothing new: no car is queued for Run.
+	a.Observe(data(vins[0], datum(telemetry.FieldSoc, telemetry.IntValue(81))))
+	if len(a.pending) != 0 {
+		t.Errorf("a record without news queued %d cars", len(a.pending))
+	}
+	// A new version: that car alone.
+	a.Observe(data(vins[1], datum(telemetry.FieldVersion, telemetry.StringValue("2026.2.1"))))
+	if len(a.pending) != 1 || a.pending[0].vin != vins[1] {
+		t.Fatalf("pending %d cars, want %s alone", len(a.pending), vins[1])
+	}
+	if r.step(ctx, now); len(r.queue) != 1 || r.queue[0].vin != vins[1] || len(a.pending) != 0 {
+		t.Errorf("queue %d cars, pending %d; want %s alone queued", len(r.queue), len(a.pending), vins[1])
+	}
+}
