@@ -84,6 +84,9 @@ type LoadConfig struct {
 	// ServerPID, when set, is the server process whose CPU time and
 	// memory are read from /proc.
 	ServerPID int
+	// BrokerPID, when set, is an MQTT broker process (such as the
+	// mosquitto the server publishes to) whose CPU time is read as well.
+	BrokerPID int
 	// Hold keeps the cars connected this long before the timed part (and
 	// before the server's memory with connections is read).
 	Hold time.Duration
@@ -126,6 +129,14 @@ type LoadResult struct {
 
 	MQTT   *MQTTResult   `json:"mqtt,omitempty"`
 	Server *ServerResult `json:"server,omitempty"`
+	Broker *BrokerResult `json:"broker,omitempty"`
+}
+
+// BrokerResult is an external broker's CPU time during the timed part.
+type BrokerResult struct {
+	PID            int     `json:"pid"`
+	CPUSeconds     float64 `json:"cpu_s"`
+	CPUSecsPer100k float64 `json:"cpu_s_per_100k_records"`
 }
 
 // MQTTResult is what the MQTT subscriber counted during the timed part.
@@ -330,6 +341,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if err := sample(&before); err != nil {
 		return nil, err
 	}
+	var brokerBefore, brokerAfter procSample
+	if cfg.BrokerPID != 0 {
+		if brokerBefore, err = readProc(cfg.BrokerPID); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	self, _ := readProc(os.Getpid())
 
 	// The timed part.
@@ -365,6 +382,12 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		cfg.ServerPID = 0
 	}
 	selfAfter, _ := readProc(os.Getpid())
+	if cfg.BrokerPID != 0 {
+		if brokerAfter, err = readProc(cfg.BrokerPID); err != nil {
+			log.Warn("no broker figures", "err", err)
+			cfg.BrokerPID = 0
+		}
+	}
 	// Once every car has stopped, their measurements may be read.
 	stop()
 	running.Wait()
@@ -430,6 +453,13 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		}
 		s.KBPerConnection = round(float64(connected.rssKB-idle.rssKB)/float64(len(cars)), 1)
 		res.Server = s
+	}
+	if cfg.BrokerPID != 0 {
+		b := &BrokerResult{PID: cfg.BrokerPID, CPUSeconds: round(float64(brokerAfter.cpuTicks-brokerBefore.cpuTicks)/clockTicksPerSecond, 2)}
+		if res.Records > 0 {
+			b.CPUSecsPer100k = round(b.CPUSeconds/float64(res.Records)*100_000, 3)
+		}
+		res.Broker = b
 	}
 	if !complete {
 		return res, fmt.Errorf("%w: %d of %d records acknowledged", ErrIncomplete, res.Records, total)
@@ -765,6 +795,9 @@ func (r *LoadResult) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  server rss   idle %.1f MB, %.1f MB with %d cars (%.1f KB each), %.1f MB at the end, peak %.1f MB\n",
 			s.RSSIdleMB, s.RSSConnectedMB, r.Cars, s.KBPerConnection, s.RSSEndMB, s.PeakRSSMB)
+	}
+	if br := r.Broker; br != nil {
+		fmt.Fprintf(&b, "  broker cpu   pid %d: %.2f s, %.3f CPU-s per 100k records\n", br.PID, br.CPUSeconds, br.CPUSecsPer100k)
 	}
 	_, err := w.Write(b.Bytes())
 	return err

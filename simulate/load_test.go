@@ -75,6 +75,7 @@ func TestLoadAgainstIngest(t *testing.T) {
 	cfg := loadConfig(t, ts, cars)
 	cfg.Inflight, cfg.Records = 8, records
 	cfg.ServerPID = os.Getpid() // the server runs in this process
+	cfg.BrokerPID = os.Getpid() // as would a broker
 	res, err := RunLoad(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +90,9 @@ func TestLoadAgainstIngest(t *testing.T) {
 	s := res.Server
 	if s == nil || s.CPUSeconds < 0 || s.RSSIdleMB <= 0 || s.PeakRSSMB < s.RSSEndMB || s.PID != os.Getpid() {
 		t.Errorf("server figures %+v: want sane values", s)
+	}
+	if br := res.Broker; br == nil || br.PID != os.Getpid() || br.CPUSeconds < 0 {
+		t.Errorf("broker figures %+v: want sane values", br)
 	}
 	// Each car sent distinct txids: the server acknowledged every frame once.
 	if st := ts.srv.Stats(); st.Acks != cars*records || st.Unacknowledged != 0 {

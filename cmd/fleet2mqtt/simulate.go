@@ -40,12 +40,12 @@ type simFlags struct {
 	mqtt, mqttTopic        string
 	mqttQoS                uint
 	mqttUser, mqttPassword string
-	serverPID              int
+	serverPID, brokerPID   int
 	settle, hold           time.Duration
 }
 
 // simLoadOnly are the flags that only mean something with --load.
-var simLoadOnly = []string{"inflight", "records", "rate", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "settle", "hold"}
+var simLoadOnly = []string{"inflight", "records", "rate", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "broker-pid", "settle", "hold"}
 
 // simScenarioOnly are the flags that only mean something without --load.
 var simScenarioOnly = []string{"scenario", "speed", "interval", "legacy-strings", "seed", "network"}
@@ -77,6 +77,7 @@ func (f *simFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.mqttUser, "mqtt-username", "", "load: MQTT user name")
 	fl.StringVar(&f.mqttPassword, "mqtt-password", "", "load: MQTT password (default: $FLEET2MQTT_MQTT_PASSWORD)")
 	fl.IntVar(&f.serverPID, "server-pid", 0, "load: `pid` of the server, to report its CPU time per 100k records and its memory")
+	fl.IntVar(&f.brokerPID, "broker-pid", 0, "load: `pid` of an external MQTT broker, to report its CPU time per 100k records")
 	fl.DurationVar(&f.settle, "settle", simulate.DefaultSettle, "load: how long the MQTT count must stay unchanged to be final")
 	fl.DurationVar(&f.hold, "hold", 0, "load: keep the cars connected this long before sending")
 }
@@ -127,6 +128,8 @@ func (f *simFlags) check(set map[string]bool) error {
 			return fmt.Errorf("--mqtt-qos %d: must be 0, 1 or 2", f.mqttQoS)
 		case f.serverPID < 0:
 			return fmt.Errorf("--server-pid %d: not a process id", f.serverPID)
+		case f.brokerPID < 0:
+			return fmt.Errorf("--broker-pid %d: not a process id", f.brokerPID)
 		}
 		return nil
 	}
@@ -326,6 +329,7 @@ func (f *simFlags) runLoad(ctx context.Context, url string, tc *tls.Config, ids 
 		},
 		Settle:    f.settle,
 		ServerPID: f.serverPID,
+		BrokerPID: f.brokerPID,
 		Hold:      f.hold,
 		MaxWait:   maxWait,
 		Log:       log,
