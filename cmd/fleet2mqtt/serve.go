@@ -25,6 +25,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
@@ -207,7 +208,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	removeLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted (leftovers.go)
+	atomicfile.RemoveLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted
 	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
