@@ -27,6 +27,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/health"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -573,9 +574,9 @@ func (a *app) wait() error {
 
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	guard := newWebGuard(a.cfg) // Host check; /metrics for loopback or the token (health.go)
-	mux.Handle("GET /healthz", guard.host(http.HandlerFunc(a.healthz)))
-	mux.Handle("GET /metrics", guard.metrics(a.metrics.handler()))
+	guard := health.NewGuard(a.cfg.HTTP.Listen, a.cfg.Setup.PublicHostname, a.cfg.HTTP.MetricsToken) // Host check; /metrics for loopback or the token
+	mux.Handle("GET "+health.Path, guard.Host(health.Handler(a.retainedSaveFailing)))
+	mux.Handle("GET /metrics", guard.Metrics(a.metrics.handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }
