@@ -42,11 +42,11 @@ func startDemoCommands(ctx context.Context, cfg *config.Config) (*demoCommands, 
 
 // use points a's engine at the fake Fleet API.
 func (d *demoCommands) use(a *app) {
-	a.cmd.engine.config = func() (vcmd.Config, error) {
+	a.cmd.UseEngine(func() (vcmd.Config, error) {
 		limit := a.cfg.Commands.RateLimit
 		return vcmd.Config{Key: d.fleet.Key, Transport: d.fleet.Owner, SessionDir: filepath.Join(a.cfg.DataDir, "commands"),
 			PairingDomain: fakefleet.Domain, RateLimit: &limit, Logger: a.log.With("component", "commands")}, nil
-	}
+	})
 }
 
 // add makes the simulated cars cars of the fake owner, paired.

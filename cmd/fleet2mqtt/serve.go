@@ -22,6 +22,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/command/service"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
@@ -145,7 +146,7 @@ type app struct {
 	// cert is where the vehicle listener's certificate comes from.
 	cert certs.Source
 	// cmd is vehicle commands (command.go).
-	cmd *vehicleCommands
+	cmd *service.Service
 	// activity is the derived state (activity.go).
 	activity derivedState
 	// haStatus follows Home Assistant's status topic for the setup page.
@@ -259,13 +260,13 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		ServerCAPEM:       a.cert.CA,
 		Announcer:         announcer,
 		PasswordOut:       os.Stderr,
-		Commands:          a.cmd.forSetup(),
+		Commands:          a.cmd.ForSetup(),
 		HomeAssistantSeen: a.haStatus.Seen,
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
 	}
-	a.cmd.useSetupSession(a.wizard)
+	a.cmd.UseSetupSession(a.wizard)
 	fallback := http.NewServeMux()
 	public := a.wizard.PublicHandler() // the public key and the owner login's callback
 	fallback.Handle(fleetapi.PublicKeyPath, public)
@@ -355,7 +356,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 		},
 		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
-		a.cmd.component(fail), // vehicle commands: MQTT topics, proxy API
+		a.cmd.Component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
 			if a.announcer == nil {
 				return nil
@@ -418,22 +419,8 @@ func (a *app) brokerComponent() supervise.Component {
 // vehicleListener listens on vehicle.listen and serves the cars until
 // stopped.
 func (a *app) vehicleListener(fail func(error)) supervise.Component {
-	var serve supervise.Component
-	return supervise.Component{
-		Name: "vehicle listener",
-		Start: func(ctx context.Context) error {
-			ln, err := net.Listen("tcp", a.cfg.Vehicle.Listen)
-			if err != nil {
-				return fmt.Errorf("vehicle.listen: %w", err)
-			}
-			a.vehicleAddr = ln.Addr().String()
-			serve = supervise.Background("vehicle listener", func(ctx context.Context) error {
-				return a.vehicle.Serve(ctx, ln)
-			}, fail)
-			return serve.Start(ctx)
-		},
-		Stop: func(ctx context.Context) error { return serve.Stop(ctx) },
-	}
+	l := supervise.Listener{Addr: a.cfg.Vehicle.Listen, Key: "vehicle.listen", Listening: func(addr string) { a.vehicleAddr = addr }}
+	return supervise.Serve("vehicle listener", l, a.vehicle.Serve, fail)
 }
 
 // webListener serves the setup page, health and metrics on http.listen;
@@ -442,24 +429,8 @@ func (a *app) webListener(fail func(error)) supervise.Component {
 	if a.cfg.HTTP.Listen == "" {
 		return supervise.Component{Name: "web listener"}
 	}
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
-	return supervise.Component{
-		Name: "web listener",
-		Start: func(context.Context) error {
-			ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
-			if err != nil {
-				return fmt.Errorf("http.listen: %w", err)
-			}
-			a.httpAddr = ln.Addr().String()
-			go func() {
-				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-					fail(fmt.Errorf("web listener: %w", err))
-				}
-			}()
-			return nil
-		},
-		Stop: srv.Shutdown,
-	}
+	l := supervise.Listener{Addr: a.cfg.HTTP.Listen, Key: "http.listen", Listening: func(addr string) { a.httpAddr = addr }}
+	return supervise.HTTP("web listener", l, &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}, fail)
 }
 
 // replicaStates is what a replica's announcer drives: after Home
