@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
+	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
+	"github.com/fleet2mqtt/fleet2mqtt/command/service"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 )
 
@@ -59,14 +62,21 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, cfg.Vehicle.TLS.ClientCAFiles = "", "", nil
 	demoActivity(&cfg, *speed)
 
+	// Commands go to a fake Tesla whose cars are the simulated cars;
+	// anonymous clients from this machine may command, as they may connect.
+	cfg.Commands.Enabled, cfg.Commands.AllowAnonymous = true, true
 	log := cfg.Log.Logger(stderr)
-	cmds, err := startDemoCommands(ctx, &cfg)
+	fake, err := fakefleet.StartDemo(ctx, filepath.Join(cfg.DataDir, "fake-tesla"))
 	if err != nil {
 		log.Error("cannot start the fake Fleet API for commands", "err", err)
 		return 1
 	}
-	defer cmds.close()
-	a, err := start(ctx, cfg, log, cmds.use)
+	defer fake.Close()
+	a, err := start(ctx, cfg, log, func(a *app) {
+		a.cmd.UseEngine(func() (vcmd.Config, error) {
+			return fake.EngineConfig(service.SessionDir(cfg.DataDir), cfg.Commands.RateLimit, a.log.With("component", "commands")), nil
+		})
+	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -76,10 +86,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot create the simulated cars", "err", err)
 		return 1
 	}
-	cmds.add(fleet)
+	for _, c := range fleet {
+		fake.Add(c.VIN())
+	}
 	a.demoBanner(stdout, fleet, sc, *speed)
 
-	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator"), Remote: cmds.remote})
+	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator"), Remote: fake.Remote})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("simulated cars stopped", "err", err)
 	}

@@ -167,7 +167,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range adjust { // the demo's parts (demo_commands.go)
+	for _, f := range adjust { // the demo's parts (demo.go)
 		f(a)
 	}
 	failed := make(chan error, 1)
