@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
@@ -21,7 +20,6 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
-	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/command/service"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
@@ -251,8 +249,8 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	} else if cfg.HomeAssistant.Enabled {
 		log.Info("home assistant discovery is off: mqtt.compat.exclusive publishes none of the topics it announces")
 	}
-	tc, err := a.vehicleTLS()
-	if err != nil {
+	var tc *tls.Config
+	if a.cert, tc, err = vehicleCerts(cfg).Listener(log); err != nil {
 		return nil, err
 	}
 	a.haStatus = announce.NewStatusWatch(a.broker, cfg.Discovery().StatusTopicOrDefault(), nil)
@@ -474,66 +472,15 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	return b, "", nil
 }
 
-// vehicleTLS builds the TLS configuration of the vehicle listener and
-// sets a.cert: a certificate obtained by ACME (vehicle.acme), or the
-// configured certificate files (followed when renewed), and the vehicle
-// CA bundles, or else a development PKI kept in the data directory, so
-// that fleet2mqtt starts with no configuration at all and simulated cars
-// can connect to it.
-func (a *app) vehicleTLS() (*tls.Config, error) {
-	cfg, log := a.cfg, a.log
-	var dev *certs.Bundle
-	devBundle := func() (*certs.Bundle, error) {
-		var err error
-		if dev == nil {
-			dev, err = certs.EnsureDevDir(cfg.DevPKIDir(), log)
-		}
-		return dev, err
-	}
-	switch {
-	case cfg.Vehicle.ACME.Enabled:
+// vehicleCerts is where the vehicle listener's certificate and the cars'
+// authorities come from.
+func vehicleCerts(cfg config.Config) certs.Vehicle {
+	v := certs.Vehicle{Files: cfg.Vehicle.TLS, DevDir: cfg.DevPKIDir(), Section: "vehicle"}
+	if cfg.Vehicle.ACME.Enabled {
 		ac := cfg.ACME()
-		m, err := acme.New(ac, acme.WithLogger(log.With("component", "acme")))
-		if err != nil {
-			return nil, configerr.Prefix("vehicle.acme", err)
-		}
-		log.Info("vehicle certificate by ACME", "hosts", strings.Join(m.Hosts(), ","), "directory", ac.Directory(), "cache", ac.CacheDir)
-		a.cert = m
-	case cfg.Vehicle.TLS.CertFile != "":
-		f, err := certs.NewFiles(cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, certs.FilesOptions{
-			Listener: "vehicle listener", CertKey: "vehicle.cert_file", KeyKey: "vehicle.key_file",
-			Recheck: certs.DefaultRecheck, Log: log,
-		})
-		if err != nil {
-			return nil, configerr.Prefix("vehicle", err)
-		}
-		a.cert = f
-	default:
-		b, err := devBundle()
-		if err != nil {
-			return nil, err
-		}
-		a.cert = &certs.Static{Cert: b.Server, CAPEM: b.ServerCA.CertPEM}
-		log.Warn("no vehicle.cert_file: serving a development certificate that real cars do not accept",
-			"ca", filepath.Join(cfg.DevPKIDir(), certs.CAFile))
+		v.ACME = &ac
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	a.cert.Configure(tc)
-	pool, err := cfg.Vehicle.TLS.ClientCAs()
-	if err != nil {
-		return nil, configerr.Prefix("vehicle", err)
-	}
-	if pool == nil {
-		b, err := devBundle()
-		if err != nil {
-			return nil, err
-		}
-		pool = b.VehicleCA.Pool()
-		log.Warn("no vehicle.client_ca_files: only simulated cars with development certificates can connect; add Tesla's vehicle CA bundle for real cars",
-			"vehicle_ca", filepath.Join(cfg.DevPKIDir(), certs.VehicleCAFile))
-	}
-	tc.ClientCAs = pool
-	return tc, nil
+	return v
 }
 
 // wait blocks until the app has stopped and returns why, nil for a clean
