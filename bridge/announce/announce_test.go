@@ -581,3 +581,18 @@ func TestWakeTouchesOnlyCarsWithNews(t *testing.T) {
 		t.Errorf("queue %d cars, pending %d; want %s alone queued", len(r.queue), len(a.pending), vins[1])
 	}
 }
+
+// TestRemoval: each car's discovery config emptied, retained, at QoS 1.
+func TestRemoval(t *testing.T) {
+	cfg := discovery.DefaultConfig()
+	msgs := Removal(cfg, "VIN1", "VIN2")
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for i, vin := range []string{"VIN1", "VIN2"} {
+		m := msgs[i]
+		if m.Topic != discovery.Topic(cfg, vin) || len(m.Payload) != 0 || !m.Retain || m.QoS != 1 {
+			t.Errorf("%s: %+v", vin, m)
+		}
+	}
+}

@@ -235,7 +235,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
 		if cfg.MQTT.Replica != "" {
-			states = replicaStates{a.bridge}
+			states = bridge.ReplicaStates{Bridge: a.bridge} // only the cars streaming to this replica
 		}
 		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version(),
 			Activity: cfg.Activity.Enabled, Currency: cfg.Activity.Currency, StreamingCost: true},
@@ -384,20 +384,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 func (a *app) brokerComponent() supervise.Component {
 	switch b := a.broker.(type) {
 	case *external.Client:
-		var stop context.CancelFunc
-		return supervise.Component{
-			Name: "external broker",
-			Start: func(ctx context.Context) error {
-				var clientCtx context.Context
-				clientCtx, stop = context.WithCancel(context.WithoutCancel(ctx))
-				if err := b.Start(clientCtx); err != nil {
-					stop()
-					return fmt.Errorf("external broker: %w", err)
-				}
-				return nil
-			},
-			Stop: func(context.Context) error { stop(); <-b.Done(); return nil },
-		}
+		return b.Component()
 	case *embedded.Broker:
 		return supervise.Component{
 			Name: "embedded broker",
@@ -429,20 +416,6 @@ func (a *app) webListener(fail func(error)) supervise.Component {
 	}
 	l := supervise.Listener{Addr: a.cfg.HTTP.Listen, Key: "http.listen", Listening: func(addr string) { a.httpAddr = addr }}
 	return supervise.HTTP("web listener", l, &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}, fail)
-}
-
-// replicaStates is what a replica's announcer drives: after Home
-// Assistant's birth message it republishes the values of the cars that
-// stream to this replica only. A car that moved to another replica has
-// newer values there, which this replica's would overwrite (and its
-// connected would read false).
-type replicaStates struct{ *bridge.Bridge }
-
-func (s replicaStates) Republish(ctx context.Context, vin string) error {
-	if !s.Streams(vin) {
-		return nil
-	}
-	return s.Bridge.Republish(ctx, vin)
 }
 
 // newBroker makes the configured broker, not started yet, and says where
