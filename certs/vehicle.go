@@ -51,7 +51,7 @@ func (v Vehicle) Listener(log *slog.Logger) (Source, *tls.Config, error) {
 	var src Source
 	switch {
 	case v.ACME != nil:
-		m, err := acme.New(*v.ACME, acme.WithLogger(log.With("component", "acme")))
+		m, err := acme.New(*v.ACME, log.With("component", "acme"))
 		if err != nil {
 			return nil, nil, configerr.Prefix(v.Section+".acme", err)
 		}

@@ -14,7 +14,7 @@ import (
 // client is done when it returns; an unreachable broker is named.
 func TestPublishOnce(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	c, err := New(Config{URL: broker.URL(), ClientID: "once"}, WithLogger(quietLogger()))
+	c, err := New(Config{URL: broker.URL(), ClientID: "once"}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestPublishOnce(t *testing.T) {
 		t.Error("not retained")
 	}
 
-	c, err = New(Config{URL: "mqtt://127.0.0.1:1", ClientID: "nowhere"}, WithLogger(quietLogger()), withBackoff(fastBackoff))
+	c, err = New(Config{URL: "mqtt://127.0.0.1:1", ClientID: "nowhere"}, quietLogger(), withBackoff(fastBackoff))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestPublishOnce(t *testing.T) {
 // TestComponent: the client connects on Start and is done after Stop.
 func TestComponent(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	c, err := New(Config{URL: broker.URL(), ClientID: "component"}, WithLogger(quietLogger()))
+	c, err := New(Config{URL: broker.URL(), ClientID: "component"}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"os"
 
 	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
@@ -16,20 +17,21 @@ import (
 // runCommand implements `fleet2mqtt command`.
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return vcmd.RunCLI(ctx, args, stdout, stderr, vcmd.CLIEnv{
-		Resolve: func(_ context.Context, f vcmd.CLIFlags) (vcmd.Config, error) {
+		Resolve: func(_ context.Context, f vcmd.CLIFlags) (vcmd.Config, *slog.Logger, error) {
 			if f.Config == "" {
 				f.Config = os.Getenv("FLEET2MQTT_CONFIG")
 			}
 			cfg, err := config.Load(f.Config)
-			if err != nil {
-				return vcmd.Config{}, err
+			if err == nil {
+				err = cfg.Validate()
 			}
-			if err := cfg.Validate(); err != nil {
-				return vcmd.Config{}, err
+			if err != nil {
+				return vcmd.Config{}, nil, err
 			}
 			creds := commandCredentials(cfg)
 			creds.KeyFile, creds.TokenFile, creds.API = f.Key, f.TokenFile, f.API
-			return creds.EngineConfig(cfg.Log.Logger(stderr))
+			ec, err := creds.EngineConfig()
+			return ec, cfg.Log.Logger(stderr), err
 		},
 	})
 }

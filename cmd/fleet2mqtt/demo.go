@@ -74,7 +74,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer fake.Close()
 	a, err := start(ctx, cfg, log, func(a *app) {
 		a.cmd.UseEngine(func() (vcmd.Config, error) {
-			return fake.EngineConfig(service.SessionDir(cfg.DataDir), cfg.Commands.RateLimit, a.log.With("component", "commands")), nil
+			return fake.EngineConfig(service.SessionDir(cfg.DataDir), cfg.Commands.RateLimit), nil
 		})
 	})
 	if err != nil {

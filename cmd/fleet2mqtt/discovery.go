@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,7 +103,7 @@ func removeCars(ctx context.Context, cfg config.Config, vins []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := external.New(ec)
+	c, err := external.New(ec, slog.Default())
 	if err != nil {
 		return err
 	}

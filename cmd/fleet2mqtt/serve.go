@@ -240,7 +240,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version(),
 			Activity: cfg.Activity.Enabled, Currency: cfg.Activity.Currency, StreamingCost: true},
 			published, a.broker, states,
-			announce.WithLogger(log.With("component", "homeassistant")),
+			log.With("component", "homeassistant"),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
 		if err != nil {
 			return nil, err
@@ -270,7 +270,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	fallback.Handle(fleetapi.PublicKeyPath, public)
 	fallback.Handle(setup.CallbackPath, public)
 	a.vehicle, err = ingest.New(cfg.Vehicle.Config, tc, a.recordPath(),
-		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
+		log.With("component", "vehicle"), ingest.WithFallback(fallback))
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +425,7 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	m := cfg.MQTT
 	log = log.With("component", "mqtt")
 	if m.Broker == config.BrokerExternal {
-		c, err := external.New(m.External, external.WithLogger(log), external.WithStateTopic(m.BridgeStateTopic()))
+		c, err := external.New(m.External, log, external.WithStateTopic(m.BridgeStateTopic()))
 		return c, m.External.URL, err
 	}
 	b, err := embedded.New(m.Embedded, filepath.Join(cfg.DataDir, "mqtt"), m.Prefix, log)

@@ -2,7 +2,6 @@ package fakefleet
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command"
@@ -35,9 +34,9 @@ func StartDemo(ctx context.Context, dir string) (*Demo, error) {
 
 // EngineConfig is the configuration of an engine that commands the
 // fake's cars: sessions cached in sessionDir, limited by limit.
-func (d *Demo) EngineConfig(sessionDir string, limit command.RateLimit, log *slog.Logger) command.Config {
+func (d *Demo) EngineConfig(sessionDir string, limit command.RateLimit) command.Config {
 	return command.Config{Key: d.Key, Transport: d.Owner, SessionDir: sessionDir,
-		PairingDomain: Domain, RateLimit: &limit, Logger: log}
+		PairingDomain: Domain, RateLimit: &limit}
 }
 
 // Add makes the simulated cars vins cars of the fake owner, paired.

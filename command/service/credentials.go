@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -100,7 +99,7 @@ func (c Credentials) key() (*ecdsa.PrivateKey, error) {
 
 // EngineConfig is the engine's configuration from the setup page's
 // data; the error says which step of the page is missing.
-func (c Credentials) EngineConfig(log *slog.Logger) (command.Config, error) {
+func (c Credentials) EngineConfig() (command.Config, error) {
 	key, err := c.key()
 	if err != nil {
 		return command.Config{}, err
@@ -124,7 +123,6 @@ func (c Credentials) EngineConfig(log *slog.Logger) (command.Config, error) {
 		PairingDomain: domain,
 		RateLimit:     &limit,
 		WakeTimeout:   c.Settings.WakeTimeout,
-		Logger:        log,
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command"
@@ -16,6 +17,7 @@ import (
 type lazyEngine struct {
 	config  func() (command.Config, error)
 	metrics command.Metrics
+	log     *slog.Logger
 
 	mu     sync.Mutex
 	engine *command.Engine
@@ -35,7 +37,7 @@ func (l *lazyEngine) get() (*command.Engine, error) {
 		return nil, err
 	}
 	cfg.Metrics = l.metrics
-	e, err := command.New(cfg)
+	e, err := command.New(cfg, l.log)
 	if err != nil {
 		return nil, err
 	}

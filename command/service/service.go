@@ -73,7 +73,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg.Credentials.Settings, creds: cfg.Credentials, section: cfg.Section,
 		counters: command.NewCounters(nil), log: log}
-	s.engine = &lazyEngine{config: func() (command.Config, error) { return s.creds.EngineConfig(log) }, metrics: s.counters}
+	s.engine = &lazyEngine{config: s.creds.EngineConfig, metrics: s.counters, log: log}
 	if !s.cfg.Enabled {
 		return s, nil
 	}
@@ -84,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	var err error
 	s.handler, err = cmdmqtt.New(cmdmqtt.Config{Prefix: cfg.Prefix, Settings: s.cfg, Engine: s.engine,
-		Source: source, Publisher: cfg.Broker, QoS: cfg.QoS, Logger: log})
+		Source: source, Publisher: cfg.Broker, QoS: cfg.QoS}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -170,14 +170,14 @@ func (s *Service) Component(fail func(error)) supervise.Component {
 // setup page's data for each request (the owner may log in after the
 // start).
 func (s *Service) proxyServer(fail func(error)) (supervise.Component, error) {
-	h, err := proxy.New(proxy.Config{Settings: s.cfg, Engine: s.engine, FleetAPI: s.creds.fleetAPIBase, Logger: s.log,
+	h, err := proxy.New(proxy.Config{Settings: s.cfg, Engine: s.engine, FleetAPI: s.creds.fleetAPIBase,
 		Via: func(token string) command.Transport {
 			client, region, _, err := s.creds.client()
 			if err != nil {
 				return failingTransport{err}
 			}
 			return client.Owner(fleetapi.BearerToken(token), region)
-		}})
+		}}, s.log)
 	if err != nil {
 		return supervise.Component{}, err
 	}

@@ -21,7 +21,7 @@ import (
 func TestEngineConfigSaysWhatIsMissing(t *testing.T) {
 	dir := t.TempDir()
 	c := Credentials{DataDir: dir}
-	if _, err := c.EngineConfig(nil); err == nil || !strings.Contains(err.Error(), "--key") {
+	if _, err := c.EngineConfig(); err == nil || !strings.Contains(err.Error(), "--key") {
 		t.Errorf("no key: %v", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "setup"), 0o700); err != nil {
@@ -30,11 +30,11 @@ func TestEngineConfigSaysWhatIsMissing(t *testing.T) {
 	if _, _, err := fleetapi.LoadOrCreateKey(setup.KeyPath(dir)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.EngineConfig(nil); err == nil || !strings.Contains(err.Error(), "client id") {
+	if _, err := c.EngineConfig(); err == nil || !strings.Contains(err.Error(), "client id") {
 		t.Errorf("no client id: %v", err)
 	}
 	c.Setup.ClientID = "client"
-	if _, err := c.EngineConfig(nil); err == nil || !strings.Contains(err.Error(), "--token-file") {
+	if _, err := c.EngineConfig(); err == nil || !strings.Contains(err.Error(), "--token-file") {
 		t.Errorf("no token: %v", err)
 	}
 	c.TokenFile = filepath.Join(dir, "token.json")
@@ -42,7 +42,7 @@ func TestEngineConfigSaysWhatIsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Settings.RateLimit = command.RateLimit{Commands: 7}
-	cfg, err := c.EngineConfig(nil)
+	cfg, err := c.EngineConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
