@@ -72,7 +72,7 @@ func BenchmarkExecute(b *testing.B) {
 			if bc.dir {
 				cfg.SessionDir = b.TempDir()
 			}
-			e, err := command.New(cfg, nil)
+			e, err := command.New(cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
@@ -36,9 +35,8 @@ type CLIEnv struct {
 	// defaults and returns the engine's configuration: Key, Transport
 	// (client.Owner(fleetapi.FileTokenStore{Path: token file}, region),
 	// with WithAPI when API is set), SessionDir (<data_dir>/commands),
-	// PairingDomain, RateLimit and Metrics; and the logger the engine
-	// logs to.
-	Resolve func(ctx context.Context, flags CLIFlags) (Config, *slog.Logger, error)
+	// PairingDomain, RateLimit, Metrics and Logger.
+	Resolve func(ctx context.Context, flags CLIFlags) (Config, error)
 }
 
 const cliUsage = `usage: fleet2mqtt command [--config F] [--key KEY.pem] [--token-file F] [--api URL] [--only-if-awake] VIN NAME [JSON]
@@ -91,12 +89,12 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env CL
 		fmt.Fprintln(stderr, "fleet2mqtt command: not wired (no Resolve)")
 		return 1
 	}
-	cfg, log, err := env.Resolve(ctx, f)
+	cfg, err := env.Resolve(ctx, f)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet2mqtt command: %v\n", err)
 		return 1
 	}
-	e, err := New(cfg, log)
+	e, err := New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet2mqtt command: %v\n", err)
 		return 1

@@ -28,7 +28,7 @@
 //	owner := client.Owner(fleetapi.FileTokenStore{Path: tokenPath}, region)
 //	engine, _ := command.New(command.Config{Key: key, Transport: owner,
 //		SessionDir: filepath.Join(dataDir, "commands"), PairingDomain: domain,
-//		Metrics: counters}, log)
+//		Metrics: counters, Logger: log})
 //	res := engine.Execute(ctx, command.Request{VIN: vin, Name: "charge_start", Who: "mqtt:alice"})
 //
 // A Tesla-proxy-compatible API uses the caller's own token for one

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 
 	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
@@ -17,7 +16,7 @@ import (
 // runCommand implements `fleet2mqtt command`.
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return vcmd.RunCLI(ctx, args, stdout, stderr, vcmd.CLIEnv{
-		Resolve: func(_ context.Context, f vcmd.CLIFlags) (vcmd.Config, *slog.Logger, error) {
+		Resolve: func(_ context.Context, f vcmd.CLIFlags) (vcmd.Config, error) {
 			if f.Config == "" {
 				f.Config = os.Getenv("FLEET2MQTT_CONFIG")
 			}
@@ -26,12 +25,13 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				err = cfg.Validate()
 			}
 			if err != nil {
-				return vcmd.Config{}, nil, err
+				return vcmd.Config{}, err
 			}
 			creds := commandCredentials(cfg)
 			creds.KeyFile, creds.TokenFile, creds.API = f.Key, f.TokenFile, f.API
 			ec, err := creds.EngineConfig()
-			return ec, cfg.Log.Logger(stderr), err
+			ec.Logger = cfg.Log.Logger(stderr)
+			return ec, err
 		},
 	})
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
 
-	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	"github.com/fleet2mqtt/fleet2mqtt/command/service"
@@ -105,23 +103,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // demoCars makes n simulated cars with certificates from the development
 // vehicle CA of a's data directory.
 func demoCars(a *app, n int) ([]*simulate.Car, error) {
-	pki, err := certs.LoadDir(a.cfg.DevPKIDir())
+	o := simulate.Options{Server: a.vehicleAddr, ServerName: "127.0.0.1", CertDir: a.cfg.DevPKIDir(), Cars: n, Network: "wifi"}
+	target, err := o.Target(a.log)
 	if err != nil {
 		return nil, err
 	}
-	ids, _, err := simulate.Identities(pki, n)
-	if err != nil {
-		return nil, err
-	}
-	tc := &tls.Config{RootCAs: pki.ServerCA.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	base := simulate.CarConfig{URL: "wss://" + a.vehicleAddr + "/", TLS: tc, NetworkInterface: "wifi"}
-	cars := make([]*simulate.Car, len(ids))
-	for i, id := range ids {
-		if cars[i], err = simulate.NewCar(simulate.CarConfigFor(base, id)); err != nil {
-			return nil, err
-		}
-	}
-	return cars, nil
+	return o.NewCars(target, nil)
 }
 
 func (a *app) demoBanner(w io.Writer, cars []*simulate.Car, sc simulate.Scenario, speed float64) {

@@ -30,7 +30,6 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
-	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // serveFlags are the flags of serve and demo: a config file and the
@@ -284,39 +283,17 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 // and acts once the stages after it have succeeded, so that what is
 // counted, shown and announced has been published.
 func (a *app) recordPath() ingest.Sink {
-	return stages{
+	return ingest.Stages{
 		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
 		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
-	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
-}
-
-// stages are steps of the record path, in delivery order; each wraps the
-// steps after it.
-type stages []func(next ingest.Sink) ingest.Sink
-
-// to joins the stages, ending in last.
-func (s stages) to(last ingest.Sink) ingest.Sink {
-	for i := len(s) - 1; i >= 0; i-- {
-		last = s[i](last)
-	}
-	return last
+	}.To(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
 }
 
 // seenBySetupPage tells the setup page about every record the bridge
 // published.
-func (a *app) seenBySetupPage(next ingest.Sink) ingest.Sink {
-	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
-		if err := next.Handle(ctx, rec); err != nil {
-			return err
-		}
-		if rec.Topic != telemetry.TopicConnectivity {
-			a.wizard.RecordSeen(rec.VIN, rec.ReceivedAt)
-		}
-		return nil
-	})
-}
+func (a *app) seenBySetupPage(next ingest.Sink) ingest.Sink { return a.wizard.Tee(next) }
 
 // announce lets the announcer mark the cars and signals it sees; it
 // passes records through when discovery is off.

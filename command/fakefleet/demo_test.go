@@ -42,7 +42,7 @@ func TestDemo(t *testing.T) {
 	if d.Remote(vin) == nil {
 		t.Fatal("no remote for the added car")
 	}
-	e, err := command.New(d.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}), nil)
+	e, err := command.New(d.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}))
 	if err != nil {
 		t.Fatal(err)
 	}
