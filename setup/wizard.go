@@ -55,6 +55,9 @@ type Deps struct {
 	// page of the setup says so and, when not, what to do. nil: unknown,
 	// and the page says it cannot tell. It must not block.
 	HomeAssistantSeen func() (at time.Time, ok bool)
+	// Activity, when set, is what the cars do: the page per car with its
+	// drives, charges, places and streaming cost (step_history.go).
+	Activity Activity
 }
 
 // Announcer is what the setup page tells Home Assistant discovery

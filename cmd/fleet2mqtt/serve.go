@@ -254,6 +254,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		ServerCAPEM: a.cert.CA,
 		Announcer:   announcer,
 		PasswordOut: os.Stderr,
+		Activity:    a.setupActivity(),
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
