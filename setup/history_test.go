@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/streamcost"
@@ -390,4 +392,45 @@ func samePlace(a, b activity.Place) bool {
 		bp = *b.PricePerKWh
 	}
 	return a.Name == b.Name && a.Latitude == b.Latitude && a.Longitude == b.Longitude && a.Radius == b.Radius && ap == bp
+}
+
+// TestBrowserHistory walks a car's page on a phone in Chromium: from the
+// nav to the car, its tables laid out one card per row without sideways
+// scrolling, and the car's position added as a place.
+func TestBrowserHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	fa := newFakeActivity(t)
+	h := newHarness(t, harnessOptions{activity: fa})
+	ctx := newBrowser(t)
+	b := &browserRun{t: t, ctx: ctx, h: h, base: h.srv.URL + "/"}
+	b.do("log in", chromedp.Navigate(b.base+"history"), chromedp.WaitVisible(chromedp.CSS("#password")),
+		chromedp.SendKeys(chromedp.CSS("#password"), testPassword),
+		chromedp.Click(chromedp.CSS("main form button")),
+		chromedp.WaitVisible(chromedp.CSS("nav.links a")))
+	b.do("the nav", chromedp.Click(chromedp.CSS("nav.links a")), chromedp.WaitVisible(chromedp.CSS(`main a[href^="history?vin="]`)))
+	b.do("the car", chromedp.Click(chromedp.CSS(`main a[href^="history?vin="]`)), chromedp.WaitVisible(chromedp.CSS("#drives")))
+	b.screenshot("history")
+	if got := b.text("#drives td[data-label='From → to']"); got != "Home → Work" {
+		t.Errorf("drive's route %q", got)
+	}
+	layout, err := chromedp.Run(ctx, chromedp.Evaluate[[]any](`[document.documentElement.scrollWidth, window.innerWidth,
+		getComputedStyle(document.querySelector('#drives thead')).position,
+		getComputedStyle(document.querySelector('#drives td'), '::before').content]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layout[0].(float64) > layout[1].(float64) || layout[2] != "absolute" || layout[3] != `"Started"` {
+		t.Errorf("phone layout (scroll width, width, header position, label): %v", layout)
+	}
+	b.do("add a place", chromedp.SendKeys(chromedp.CSS("#place-name"), "Office"),
+		chromedp.Click(chromedp.CSS("#places form button")), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	b.waitText(".flash", "“Office” is a place now")
+	b.waitText("#places", "Added here")
+	b.screenshot("history-place-added")
+	if got := fa.ownerPlaces(); len(got) != 1 || got[0].Name != "Office" || got[0].Latitude != 52.52 || got[0].Longitude != 13.552 {
+		t.Errorf("applied places %+v", got)
+	}
+	t.Logf("screenshots in %s", t.ArtifactDir())
 }
