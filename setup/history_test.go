@@ -434,3 +434,29 @@ func TestBrowserHistory(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", t.ArtifactDir())
 }
+
+// TestVerifyLinksHistory: once a chosen car has sent a record, the last
+// step links its page, and the car is named as on the account.
+func TestVerifyLinksHistory(t *testing.T) {
+	fa := newFakeActivity(t)
+	fa.sessions, fa.est = nil, nil // nothing kept or measured yet
+	h := newHarness(t, harnessOptions{activity: fa})
+	h.w.flow.store.update(func(st *state) error {
+		st.Vehicles = []*vehicle{{VIN: testVIN, DisplayName: "Red Rocket", Selected: true}}
+		st.Cars = map[string]*car{testVIN: {Status: carActive}}
+		return nil
+	})
+	if d := h.w.flow.verifyView(); len(d.Cars) != 1 || d.Cars[0].History != "" {
+		t.Fatalf("before a record: %+v", d.Cars)
+	}
+	if h.w.flow.historyShown() {
+		t.Error("the nav links the cars' page before any car streamed")
+	}
+	h.w.RecordSeen(testVIN, time.Now())
+	if d := h.w.flow.verifyView(); len(d.Cars) != 1 || d.Cars[0].History != "history?vin="+testVIN {
+		t.Fatalf("after a record: %+v", d.Cars)
+	}
+	if c, ok := h.w.flow.historyCar(testVIN); !ok || c.Name != "Red Rocket" {
+		t.Errorf("car %+v %v", c, ok)
+	}
+}
