@@ -259,6 +259,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		PasswordOut:       os.Stderr,
 		Commands:          a.cmd.forSetup(),
 		HomeAssistantSeen: a.haStatus.Seen,
+		Activity:          a.setupActivity(),
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
