@@ -49,7 +49,13 @@ func (c *Config) Validate() error {
 	if st := c.HomeAssistant.StatusTopicOrDefault(); st == c.MQTT.Prefix || strings.HasPrefix(st, c.MQTT.Prefix+"/") {
 		return fmt.Errorf("homeassistant.status_topic: %q is under mqtt.prefix %q, where only fleet2mqtt publishes: use Home Assistant's birth topic, such as \"homeassistant/status\"", st, c.MQTT.Prefix)
 	}
-	return c.MQTT.validate()
+	if err := c.MQTT.validate(); err != nil {
+		return err
+	}
+	if c.MQTT.Broker == BrokerEmbedded && c.MQTT.Embedded.StallTimeout >= c.Vehicle.HandleTimeout {
+		return fmt.Errorf("mqtt.embedded.stall_timeout: %v is not shorter than vehicle.handle_timeout %v: a stuck subscriber would leave every car's records unacknowledged before it is disconnected", c.MQTT.Embedded.StallTimeout, c.Vehicle.HandleTimeout)
+	}
+	return nil
 }
 
 // DiscoveryEnabled reports whether cars are announced to Home Assistant:

@@ -202,6 +202,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if q, ok := a.broker.(queue); ok {
 		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
 	}
+	if eb, ok := a.broker.(*embedded.Broker); ok {
+		a.metrics.watchEmbedded(eb)
+	}
 	published := instrumentedBroker{a.broker, a.metrics}
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
