@@ -156,7 +156,7 @@ func TestQoS1AtSaturation(t *testing.T) {
 func TestStuckSubscribers(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxQueued = 100
-	cfg.StallTimeout = 200 * time.Millisecond
+	cfg.StallTimeout = 2 * time.Second // far longer than a reading client ever pauses
 	broker, logs := startLoggedBroker(t, cfg)
 	stuck0 := dialRawID(t, broker, "stuck-qos0", 4, true, packets.Properties{})
 	stuck0.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 0})
@@ -172,8 +172,12 @@ func TestStuckSubscribers(t *testing.T) {
 	payload := bytes.Repeat([]byte("y"), 1000)
 	published := make(chan error, 1)
 	go func() { published <- burst(context.Background(), broker, 4, n, 1, payload) }()
-	for range n {
-		reader.next(t)
+	for i := range n {
+		select {
+		case <-reader.msgs:
+		case <-time.After(wait):
+			t.Fatalf("the subscriber that reads got %d messages of %d; broker log:\n%s", i, n, logs.String())
+		}
 	}
 	if err := <-published; err != nil {
 		t.Fatal(err)

@@ -109,6 +109,7 @@ type fanout struct {
 	holding atomic.Int32  // senders holding messages back for a receive maximum
 	waiters atomic.Int32  // publishers waiting for a subscriber's progress
 	waits   atomic.Int64  // times a publisher waited for a subscriber
+	full    atomic.Int32  // senders whose backlog is full
 
 	quit     chan struct{} // closed when the broker closes: waiting publishers give up
 	quitOnce sync.Once
@@ -138,9 +139,10 @@ const writeChunk = 64 << 10
 
 // inflightCost is what a QoS 1 or 2 message waiting for its
 // acknowledgement counts in a subscriber's backlog bytes: mochi keeps a
-// packet structure of about 800 bytes for it in the client's in-flight
-// store (its payload is shared by every subscriber).
-const inflightCost = 1 << 10
+// packet structure of 800 bytes for it in a map, the client's in-flight
+// store, which with the map's slack makes about 2 KiB (the payload is
+// shared by every subscriber).
+const inflightCost = 2 << 10
 
 // backlogLimits bound one subscriber's backlog (see fanout).
 type backlogLimits struct {
@@ -399,7 +401,12 @@ func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *pa
 		return nil
 	}
 	s.mu.Lock()
-	for !s.dead && s.full() {
+	for !s.dead {
+		if !s.full() {
+			s.setFull(false)
+			break
+		}
+		s.setFull(true)
 		if s.stalled(f.limits.stall) {
 			st := s.kickLocked()
 			s.mu.Unlock()
@@ -413,40 +420,77 @@ func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *pa
 		}
 	}
 	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+	if !s.dead && s.full() {
+		// Full from now: its stall clock runs even before a publisher
+		// waits for it, so that many clients stuck at once are all
+		// disconnected after one stall timeout, not one after another.
+		s.setFull(true)
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// setFull notes whether the backlog is full: the start of the stall clock,
+// and, for OnQosComplete, how many clients have a full backlog. s.mu is
+// held.
+func (s *sender) setFull(full bool) {
+	switch {
+	case full && s.fullSince.IsZero():
+		s.fullSince = time.Now()
+		s.f.full.Add(1)
+	case !full && !s.fullSince.IsZero():
+		s.fullSince = time.Time{}
+		s.f.full.Add(-1)
+	}
+}
+
+// backlog returns how many messages and bytes wait for the client (see
+// fanout). s.mu is held.
+func (s *sender) backlog() (msgs, bytes int) {
+	inflight := s.cl.State.Inflight.Len()
+	return s.queued0 + inflight, s.bytes + inflight*inflightCost
 }
 
 // full reports whether the backlog is at one of its bounds. An empty
 // backlog is never full, whatever the size of the message to come. s.mu
 // is held.
 func (s *sender) full() bool {
-	inflight := s.cl.State.Inflight.Len()
-	msgs := s.queued0 + inflight
-	if msgs == 0 && s.bytes == 0 {
-		return false
+	msgs, bytes := s.backlog()
+	return (msgs > 0 || bytes > 0) && (msgs >= s.f.limits.msgs || bytes >= s.f.limits.bytes)
+}
+
+// roomy reports whether the backlog is below three quarters of both its
+// bounds: publishers that wait are woken only then, so that each wake-up
+// lets them deliver a good share, not one message each. s.mu is held.
+func (s *sender) roomy() bool {
+	msgs, bytes := s.backlog()
+	return msgs < s.f.limits.msgs-s.f.limits.msgs/4 && bytes < s.f.limits.bytes-s.f.limits.bytes/4
+}
+
+// stallStart is when the client's current stall began: the later of the
+// time its backlog was found full and its last progress. s.mu is held.
+func (s *sender) stallStart() time.Time {
+	if s.lastProgress.After(s.fullSince) {
+		return s.lastProgress
 	}
-	return msgs >= s.f.limits.msgs || s.bytes+inflight*inflightCost >= s.f.limits.bytes
+	return s.fullSince
 }
 
 // stalled reports whether the backlog has been full for the stall timeout
 // with no progress. s.mu is held.
 func (s *sender) stalled(timeout time.Duration) bool {
-	return !s.fullSince.IsZero() && time.Since(s.fullSince) >= timeout
+	return !s.fullSince.IsZero() && time.Since(s.stallStart()) >= timeout
 }
 
 // awaitProgress waits, with s.mu released, until the client makes
 // progress, its connection ends, or the stall timeout since its backlog
 // was found full has passed. s.mu is held on entry and on return.
 func (s *sender) awaitProgress(ctx context.Context) error {
-	if s.fullSince.IsZero() {
-		s.fullSince = time.Now()
-	}
 	if s.progress == nil {
 		s.progress = make(chan struct{})
 	}
 	progress, stop := s.progress, s.stop
-	left := s.f.limits.stall - time.Since(s.fullSince)
+	left := s.f.limits.stall - time.Since(s.stallStart())
 	s.mu.Unlock()
 	s.f.waiters.Add(1)
 	s.f.waits.Add(1)
@@ -468,9 +512,21 @@ func (s *sender) awaitProgress(ctx context.Context) error {
 }
 
 // progressed notes that the client took something from its backlog, and
-// wakes the publishers waiting for it. s.mu is held.
+// wakes the publishers waiting for it once there is room. s.mu is held.
 func (s *sender) progressed() {
-	s.fullSince = time.Time{}
+	if s.fullSince.IsZero() && s.progress == nil {
+		return // nobody waits, and the backlog was not full: nothing to note
+	}
+	s.lastProgress = time.Now()
+	if !s.roomy() {
+		return
+	}
+	s.setFull(false)
+	s.wakeWaiters()
+}
+
+// wakeWaiters wakes the publishers waiting for the client. s.mu is held.
+func (s *sender) wakeWaiters() {
 	if s.progress != nil {
 		close(s.progress)
 		s.progress = nil
@@ -488,7 +544,7 @@ type stuckBacklog struct {
 // kickLocked ends the sender of a stuck client and returns its backlog.
 // s.mu is held.
 func (s *sender) kickLocked() stuckBacklog {
-	st := stuckBacklog{unwritten0: s.queued0, bytes: s.bytes, inflight: s.cl.State.Inflight.Len(), stalled: time.Since(s.fullSince)}
+	st := stuckBacklog{unwritten0: s.queued0, bytes: s.bytes, inflight: s.cl.State.Inflight.Len(), stalled: time.Since(s.stallStart())}
 	s.endLocked()
 	return st
 }
@@ -699,10 +755,11 @@ type sender struct {
 	dead    bool       // the connection failed or ended
 
 	// The backlog (see fanout), besides the client's in-flight store.
-	bytes     int           // bytes encoded and not yet written (in buf, or being written)
-	queued0   int           // QoS 0 packets not yet written
-	fullSince time.Time     // when a publisher found the backlog full, if nothing moved since
-	progress  chan struct{} // closed at the next progress; nil while nobody waits
+	bytes        int           // bytes encoded and not yet written (in buf, or being written)
+	queued0      int           // QoS 0 packets not yet written
+	fullSince    time.Time     // when the backlog was found full; zero once there is room again
+	lastProgress time.Time     // the client's last progress while its backlog was full
+	progress     chan struct{} // closed when there is room again; nil while nobody waits
 }
 
 // sender returns the sender of cl, starting it on first use, or nil when
@@ -764,7 +821,8 @@ func (s *sender) endLocked() {
 	if !s.dead {
 		s.dead = true
 		s.buf, s.n, s.n0 = nil, 0, 0
-		s.progressed()          // waiting publishers look again, and find it dead
+		s.setFull(false)
+		s.wakeWaiters()         // they look again, and find it dead
 		if len(s.waiting) > 0 { // in flight: resent if the session resumes
 			s.waiting = nil
 			s.f.holding.Add(-1)
@@ -895,7 +953,7 @@ func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
 // that the client acknowledged a message, and wakes the publishers that
 // wait for its backlog to shrink.
 func (f *fanout) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
-	if f.holding.Load() == 0 && f.waiters.Load() == 0 {
+	if f.holding.Load() == 0 && f.full.Load() == 0 {
 		return
 	}
 	f.smu.Lock()
