@@ -261,7 +261,18 @@ func (f *fanout) publish(ctx context.Context, topic string, payload []byte, qos 
 	for _, in := range r.inline {
 		in.Handler(f.inlineClient(), in.Subscription, pk)
 	}
+	// First to every client with room, then, waiting, to those without:
+	// so that clients stuck at the same time find their backlogs full at
+	// the same time, and are disconnected after one stall timeout, not
+	// one after another.
+	var full []int
 	for i := range r.targets {
+		t := &r.targets[i]
+		if !f.tryDeliver(t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids) {
+			full = append(full, i)
+		}
+	}
+	for _, i := range full {
 		t := &r.targets[i]
 		if err := f.deliver(ctx, t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids); err != nil {
 			return true, err
@@ -389,6 +400,23 @@ func (f *fanout) invalidate() {
 	f.mu.Unlock()
 }
 
+// tryDeliver is deliver for a client whose backlog is not full; it
+// reports false, having done nothing, when it is.
+func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) bool {
+	if s == nil {
+		f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dead && s.full() {
+		s.setFull(true)
+		return false
+	}
+	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+	return true
+}
+
 // deliver hands pk to one client at the QoS of its subscription (capped by
 // the message's) with the given retain flag and subscription identifiers.
 // s is the client's sender, nil when it is offline. While the client's
@@ -420,12 +448,6 @@ func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *pa
 		}
 	}
 	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
-	if !s.dead && s.full() {
-		// Full from now: its stall clock runs even before a publisher
-		// waits for it, so that many clients stuck at once are all
-		// disconnected after one stall timeout, not one after another.
-		s.setFull(true)
-	}
 	s.mu.Unlock()
 	return nil
 }
@@ -591,6 +613,12 @@ func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, s
 		}
 		if s.mustWait(cl) {
 			s.wait(d)
+			// An acknowledgement that came between mustWait and wait
+			// found nothing held back (OnQosComplete reads holding
+			// first) and released nothing: look again, now that
+			// holding counts this client, or its window shrinks by one
+			// for good.
+			s.release(cl)
 			return
 		}
 	} else if !online {
