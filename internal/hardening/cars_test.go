@@ -239,6 +239,9 @@ func (p *pool) stream(ctx context.Context, interval time.Duration, n int) {
 			for sent := 0; n < 0 || sent < n; sent++ {
 				seq := int(p.next[i].Load()) + 1 // one sender per car
 				if _, err := c.SendData(ctx, p.record(i, seq)); err != nil {
+					if ctx.Err() == nil {
+						p.t.Logf("car %s stops sending: %v", c.VIN(), err)
+					}
 					return
 				}
 				p.next[i].Store(int64(seq))
@@ -639,6 +642,7 @@ func subscribeProcess(t *testing.T, addr string) *subscriber {
 // subscribeProcessQoS is subscribeProcess at the given QoS (0 or 1).
 func subscribeProcessQoS(t *testing.T, addr string, qos int) *subscriber {
 	t.Helper()
+
 	bin, err := exec.LookPath("mosquitto_sub")
 	if err != nil {
 		t.Logf("no mosquitto_sub (Debian package mosquitto-clients): subscribing in-process")
