@@ -117,7 +117,7 @@ type fanout struct {
 	mu     sync.RWMutex
 	routes map[string]*route
 
-	smu     sync.Mutex
+	smu     sync.RWMutex
 	senders map[*mqtt.Client]*sender
 	closed  bool
 
@@ -489,17 +489,15 @@ func (s *sender) roomy() bool {
 	return msgs < s.f.limits.msgs-s.f.limits.msgs/4 && bytes < s.f.limits.bytes-s.f.limits.bytes/4
 }
 
-// stallStart is when the client's current stall began: the later of the
-// time its backlog was found full and its last progress. s.mu is held.
-func (s *sender) stallStart() time.Time {
-	if s.lastProgress.After(s.fullSince) {
-		return s.lastProgress
-	}
-	return s.fullSince
-}
+// stallStart is when the client's current stall began: its last progress,
+// or when its backlog last went from empty to not empty. Its backlog
+// need not have been full all that time: clients stuck at the same moment
+// fill up one after another while publishers wait for the first, and are
+// then all found stalled together. s.mu is held.
+func (s *sender) stallStart() time.Time { return s.lastProgress }
 
-// stalled reports whether the backlog has been full for the stall timeout
-// with no progress. s.mu is held.
+// stalled reports whether the backlog is full and the client has made no
+// progress for the stall timeout. s.mu is held.
 func (s *sender) stalled(timeout time.Duration) bool {
 	return !s.fullSince.IsZero() && time.Since(s.stallStart()) >= timeout
 }
@@ -536,10 +534,10 @@ func (s *sender) awaitProgress(ctx context.Context) error {
 // progressed notes that the client took something from its backlog, and
 // wakes the publishers waiting for it once there is room. s.mu is held.
 func (s *sender) progressed() {
-	if s.fullSince.IsZero() && s.progress == nil {
-		return // nobody waits, and the backlog was not full: nothing to note
-	}
 	s.lastProgress = time.Now()
+	if s.fullSince.IsZero() && s.progress == nil {
+		return // nobody waits, and the backlog was not full
+	}
 	if !s.roomy() {
 		return
 	}
@@ -603,6 +601,9 @@ func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, s
 	}
 	closed := cl.Closed()
 	online := s != nil && !s.dead && !closed
+	if online && s.bytes == 0 && cl.State.Inflight.Len() == 0 {
+		s.lastProgress = time.Now() // an empty backlog: the stall clock starts with this message
+	}
 	if !online && (d.qos == 0 || !closed || sessionEnds(cl)) {
 		return // nothing to keep for a connection that is gone, or a broker that closes
 	}
@@ -786,7 +787,7 @@ type sender struct {
 	bytes        int           // bytes encoded and not yet written (in buf, or being written)
 	queued0      int           // QoS 0 packets not yet written
 	fullSince    time.Time     // when the backlog was found full; zero once there is room again
-	lastProgress time.Time     // the client's last progress while its backlog was full
+	lastProgress time.Time     // the client's last progress (see stallStart)
 	progress     chan struct{} // closed when there is room again; nil while nobody waits
 }
 
@@ -803,7 +804,7 @@ func (f *fanout) sender(cl *mqtt.Client) *sender {
 	if f.closed || cl.Closed() || cl.Net.Conn == nil {
 		return nil
 	}
-	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{}), lastProgress: time.Now()}
 	f.senders[cl] = s
 	go s.run()
 	return s
@@ -981,12 +982,9 @@ func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
 // that the client acknowledged a message, and wakes the publishers that
 // wait for its backlog to shrink.
 func (f *fanout) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
-	if f.holding.Load() == 0 && f.full.Load() == 0 {
-		return
-	}
-	f.smu.Lock()
+	f.smu.RLock()
 	s := f.senders[cl]
-	f.smu.Unlock()
+	f.smu.RUnlock()
 	if s != nil {
 		s.mu.Lock()
 		s.release(cl)
