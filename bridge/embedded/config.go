@@ -54,7 +54,7 @@ type Config struct {
 	MaxQueued int `yaml:"max_queued"`
 	// MaxQueuedBytes bounds the same backlog in bytes: messages not yet
 	// written to the connection count their encoded size, each QoS 1 or 2
-	// message waiting for its acknowledgement inflightCost (1 KiB, what
+	// message waiting for its acknowledgement inflightCost (2 KiB, what
 	// the broker holds for it). The broker's memory for subscribers that
 	// fall behind is at most about MaxQueuedBytes × subscribers (plus the
 	// retained messages sent on subscribe). At least 1 MiB (the largest
