@@ -452,9 +452,8 @@ func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *pa
 	return nil
 }
 
-// setFull notes whether the backlog is full: the start of the stall clock,
-// and, for OnQosComplete, how many clients have a full backlog. s.mu is
-// held.
+// setFull notes whether the backlog is full (stalled and progressed look
+// at it), and counts the clients whose backlog is full. s.mu is held.
 func (s *sender) setFull(full bool) {
 	switch {
 	case full && s.fullSince.IsZero():
@@ -978,9 +977,9 @@ func (f *fanout) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 func (f *fanout) OnClientExpired(*mqtt.Client)                { f.invalidate() }
 func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
 
-// OnQosComplete sends what waited for the client's receive maximum, now
-// that the client acknowledged a message, and wakes the publishers that
-// wait for its backlog to shrink.
+// OnQosComplete notes the client's progress (see stallStart), sends what
+// waited for its receive maximum now that it acknowledged a message, and
+// wakes the publishers that wait for its backlog to shrink.
 func (f *fanout) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
 	f.smu.RLock()
 	s := f.senders[cl]

@@ -726,8 +726,7 @@ func TestReceiveMaximumUnderLoad(t *testing.T) {
 	sub.subscribe(t, "other/#")
 	pub := mustDial(t, addr, nil)
 
-	// Fewer than mochi's MaximumInflight (8192) in all: past it the broker
-	// drops messages for a subscriber that falls behind, by design.
+	// Fewer than max_queued in all, so that the publishers rarely wait.
 	const batches, batch, others = 200, 20, 1000
 	errs := make(chan error, 2)
 	go func() {
