@@ -165,6 +165,9 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		SysTopicResendInterval: 10,
 		Logger:                 slog.New(quiet{logger.Handler()}).With("component", "mqtt-broker"),
 	})
+	if err := stopRetainedSweep(server); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	b := &Broker{
 		cfg:       cfg,
 		log:       logger,

@@ -1086,14 +1086,15 @@ func (f *fanout) sendRetained(cl *mqtt.Client, sub packets.Subscription, topics 
 	if sub.Identifier > 0 && cl.Properties.ProtocolVersion == 5 {
 		ids = []int{sub.Identifier}
 	}
+	now := time.Now().Unix()
 	const chunk = 256 // messages queued per lock, so that live ones are not held up long
 	for len(topics) > 0 {
 		n := min(chunk, len(topics))
 		s.mu.Lock()
 		for _, t := range topics[:n] {
 			pk, ok := f.server.Topics.Retained.Get(t)
-			if !ok || len(pk.Payload) == 0 || !f.mayRead(cl, t) {
-				continue
+			if !ok || len(pk.Payload) == 0 || !f.mayRead(cl, t) || (pk.Expiry > 0 && pk.Expiry < now) {
+				continue // gone, not for this client, or expired (see stopRetainedSweep)
 			}
 			f.deliverLocked(cl, s, &pk, sub.Qos, true, ids)
 		}
