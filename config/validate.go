@@ -64,7 +64,13 @@ func (c *Config) Validate() error {
 	if c.MQTT.TeslaMate.Enabled && !c.Activity.Enabled {
 		return errors.New("mqtt.teslamate.enabled: true needs activity.enabled: true (TeslaMate's topics are made from the derived state)")
 	}
-	return c.MQTT.validate()
+	if err := c.MQTT.validate(); err != nil {
+		return err
+	}
+	if c.MQTT.Broker == BrokerEmbedded && c.MQTT.Embedded.StallTimeout >= c.Vehicle.HandleTimeout {
+		return fmt.Errorf("mqtt.embedded.stall_timeout: %v is not shorter than vehicle.handle_timeout %v: a stuck subscriber would leave every car's records unacknowledged before it is disconnected", c.MQTT.Embedded.StallTimeout, c.Vehicle.HandleTimeout)
+	}
+	return nil
 }
 
 // validateCommands checks the commands section and that the MQTT users

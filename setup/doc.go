@@ -24,6 +24,12 @@
 // asks for the command scopes and asks again for those an older login
 // lacks (prompt_missing_scopes).
 //
+// Off the steps, with Deps.Activity, a page per car that streams
+// (step_history.go): its drives and charges, totals per month, CSV and
+// JSON downloads, its stream's measured cost, and its places, where the
+// owner adds the car's position as a place (places.go; kept in the state,
+// read at the start with OwnerPlaces).
+//
 // # Wiring
 //
 //	w, err := setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
@@ -74,7 +80,8 @@
 //
 // Everything lives in <data dir>/setup (mode 0700), each file written
 // atomically with mode 0600: state.json (answers, results, the client
-// secret, the cars and their pushed configs), owner-token.json (the
+// secret, the cars and their pushed configs, the places added on the
+// page), owner-token.json (the
 // owner's OAuth tokens), private-key.pem (the application's key) and
 // password.json (the generated password's PBKDF2 hash). Secrets are never
 // logged and never shown on the page.

@@ -300,6 +300,9 @@ type fieldsData struct {
 	Estimate     estimate
 	Cars         int
 	DeltaNote    string
+	// Measured is what each car's stream costs as measured (next to
+	// Estimate, the bound of the selection).
+	Measured []measuredCost
 }
 
 type presetView struct {

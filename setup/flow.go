@@ -35,6 +35,9 @@ type flow struct {
 	pairMu   sync.Mutex
 	pairPoll time.Time // last question
 	pairErr  error     // its answer, while it is fresh
+
+	// placesMu serialises the owner's changes to the places (places.go).
+	placesMu sync.Mutex
 }
 
 // teslaTimeout bounds one step's conversation with Tesla.

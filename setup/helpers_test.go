@@ -74,6 +74,8 @@ type harnessOptions struct {
 	vehicleListen string
 	// commands is Deps.Commands (nil: commands off).
 	commands Commands
+	// activity is Deps.Activity.
+	activity Activity
 }
 
 // harness is the setup page against a fake Tesla, all on loopback: the
@@ -194,6 +196,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		PasswordOut:     h.pwOut,
 		Announcer:       (*announcerRecorder)(h),
 		Commands:        o.commands,
+		Activity:        o.activity,
 	}
 	timing := Timing{Now: o.now, PagePoll: o.pagePoll, TeslaPoll: time.Nanosecond}
 	w, err := New(cfg, h.dir, deps, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), WithTiming(timing))

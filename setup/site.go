@@ -57,7 +57,7 @@ func (s *site) handler() http.Handler {
 		loginPage{s},
 		appStep{s}, keyStep{s}, registerStep{s}, ownerStep{s}, vehiclesStep{s},
 		pairingStep{s}, fieldsStep{s}, pushStep{s}, verifyStep{s},
-		commandsStep{s},
+		commandsStep{s}, historyStep{s},
 	} {
 		res.mount(mux)
 	}
@@ -85,7 +85,7 @@ func (p publicKey) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // pageNames are the templates under web/, each rendered inside
 // web/layout.html.
-var pageNames = []string{"notfound", "login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify", "commands"}
+var pageNames = []string{"notfound", "login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify", "commands", "history"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := make(map[string]*template.Template, len(pageNames))
@@ -124,7 +124,9 @@ type page struct {
 	// Root leads from the page's address to the setup's top level
 	// ("../../" on a deep path that does not exist); "" on every page.
 	Root string
-	Data any
+	// HistoryNav links the cars' pages (step_history.go).
+	HistoryNav bool
+	Data       any
 }
 
 // problem is an error as the page shows it.
@@ -202,6 +204,7 @@ func (s *site) render(rw http.ResponseWriter, r *http.Request, status int, name 
 		p.CSRF = info.sess.csrf
 		p.Authed = info.sess.authed
 		p.Password = !info.ingress
+		p.HistoryNav = p.Authed && s.flow.historyShown()
 		if p.Flash == "" {
 			s.sessions.update(info.sess, func(sess *session) { p.Flash, sess.flash = sess.flash, "" })
 		}

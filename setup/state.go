@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -53,6 +54,9 @@ type state struct {
 	Fields          map[string]fleetapi.FieldConfig `json:"fields,omitempty"`
 	// Cars holds, per VIN, what was pushed and how the car took it.
 	Cars map[string]*car `json:"cars,omitempty"`
+	// Places are the places the owner added on the page (places.go),
+	// next to the configuration file's.
+	Places []activity.Place `json:"places,omitempty"`
 }
 
 // keyCheck records that the public key was fetched from the public URL.

@@ -28,6 +28,7 @@ func (f *flow) fieldsView(sel *selection) *fieldsData {
 		old = st.oldFirmware()
 	})
 	d := fieldsView(*sel, cars)
+	d.Measured = f.measuredCosts()
 	if old != "" {
 		d.DeltaNote = "The software of " + old + " is older than " + fleetapi.MinimumDeltaFirmware + " and ignores minimum changes: they are left out of the config until it is updated."
 	}
@@ -96,4 +97,31 @@ func (s fieldsStep) submit(rw http.ResponseWriter, r *http.Request) {
 func (s fieldsStep) estimate(rw http.ResponseWriter, r *http.Request) {
 	sel, _ := parseSelection(r.PostForm)
 	writeJSON(rw, http.StatusOK, s.flow.estimate(sel))
+}
+
+// measuredCost is one car's stream as measured, for the signal step.
+type measuredCost struct {
+	Name, Text, Top, Link string
+}
+
+// measuredCosts are the cars' measured streaming costs (Deps.Activity).
+func (f *flow) measuredCosts() []measuredCost {
+	var out []measuredCost
+	for _, c := range f.historyCars() {
+		e, ok := f.deps.Activity.StreamingEstimate(c.VIN)
+		if !ok {
+			continue
+		}
+		m := measuredCost{Name: c.Name, Link: c.Link,
+			Text: "about " + measured(e)}
+		var top []string
+		for _, s := range e.Top {
+			top = append(top, s.Signal)
+		}
+		if len(top) > 0 {
+			m.Top = "Most sent: " + strings.Join(top, ", ") + "."
+		}
+		out = append(out, m)
+	}
+	return out
 }

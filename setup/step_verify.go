@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,10 +32,14 @@ type verifyCar struct {
 	Record    pollItem
 	Exp       string
 	Removable bool
+	// History links the car's page of drives and charges ("" until
+	// there is one).
+	History string
 }
 
 func (f *flow) verifyView() *verifyData {
 	d := &verifyData{Port: f.cfg.Port, HomeAssistant: f.homeAssistantItem()}
+	history := f.historyCars()
 	f.store.read(func(st *state) {
 		d.Host, d.Done = f.host(st), f.done(st, stepVerify)
 		for _, v := range st.selected() {
@@ -44,6 +49,9 @@ func (f *flow) verifyView() *verifyData {
 			}
 			vc := verifyCar{VIN: v.VIN, Name: v.name(), Removable: c.Config != nil && c.Status != carRemoved}
 			vc.Config, vc.Errors, vc.Record = f.carItems(d.Host, v.VIN, c)
+			if i := slices.IndexFunc(history, func(h historyCar) bool { return h.VIN == v.VIN }); i >= 0 {
+				vc.History = history[i].Link
+			}
 			if c.Config != nil {
 				vc.Exp = time.Unix(c.Config.Exp, 0).Local().Format("2 Jan 2006")
 			}

@@ -62,6 +62,9 @@ type Deps struct {
 	// "flash the lights" test through it. nil: commands are off, and the
 	// section says how to turn them on.
 	Commands Commands
+	// Activity, when set, is what the cars do: the page per car with its
+	// drives, charges, places and streaming cost (step_history.go).
+	Activity Activity
 }
 
 // Commands is what the setup page needs of vehicle commands

@@ -29,9 +29,13 @@
 //
 // Delivery: Publish returns once the broker has taken the messages (kept
 // the retained ones, queued them for every subscriber). A subscriber that
-// reads more slowly than the cars send fills its queue (Config.MaxQueued
-// messages); the broker then drops messages for that
-// subscriber only, and logs it. The bridge's messages do not take mochi's
+// reads more slowly than the cars send fills its backlog (Config.MaxQueued
+// messages, Config.MaxQueuedBytes bytes); Publish then waits for it, so
+// that the cars' acknowledgements slow down to its pace and nothing is
+// lost. A subscriber that reads nothing for Config.StallTimeout while its
+// backlog is full is disconnected, with a log line naming it, and the
+// cars carry on (see fanout). Messages the broker does drop are counted
+// by reason (Dropped) and logged with their counts. The bridge's messages do not take mochi's
 // general publish path, which costs some 25 allocations per message and
 // subscriber, but a direct one (fanout.go): a cached subscriber lookup per
 // topic, one encoding per subscriber into a buffer that is written with
@@ -81,6 +85,13 @@ var (
 	ErrNotRunning = errors.New("embedded broker not running")
 )
 
+// maxPacketSize is the largest packet a client may send, and the least
+// max_queued_bytes (a subscriber's backlog must hold one message).
+const (
+	maxPacketSize  = 1 << 20
+	minQueuedBytes = maxPacketSize
+)
+
 // maxPacketIDs is how many QoS 1 and 2 messages may be in flight to one
 // client at most: packet identifiers are 16-bit and never 0.
 const maxPacketIDs = 65535
@@ -102,6 +113,7 @@ type Broker struct {
 	store  *store // nil without persistence
 	quota  *retainQuota
 	fan    *fanout // delivers what the bridge publishes
+	drops  *drops  // counts and logs the messages given up
 
 	mu      sync.RWMutex // guards running against Publish
 	running bool
@@ -146,7 +158,7 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	// A client may not make the broker allocate more than this for one
 	// packet, whatever length it announces (the largest message the bridge
 	// publishes, a car's Home Assistant discovery config, is ~100 KB).
-	caps.MaximumPacketSize = 1 << 20
+	caps.MaximumPacketSize = maxPacketSize
 	// How far a subscriber may fall behind before the broker drops
 	// messages for it (Config.MaxQueued): mochi's 8192 are about a second
 	// of a thousand cars.
@@ -162,6 +174,9 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		SysTopicResendInterval: 10,
 		Logger:                 slog.New(quiet{logger.Handler()}).With("component", "mqtt-broker"),
 	})
+	if err := stopRetainedSweep(server); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	b := &Broker{
 		cfg:       cfg,
 		log:       logger,
@@ -173,15 +188,16 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	}
 	b.guard.server = server
 	b.guard.protect(prefix)
-	drops := newDropWatch(logger)
+	b.drops = newDrops(logger.With("component", "mqtt-broker"))
 	var retainedChanged func()
 	if cfg.Persist {
 		b.store = newStore(dataDir, b.guard.bridgesOwn, logger)
 		retainedChanged = b.store.changed
 	}
-	b.fan = newFanout(server, b.guard.mayRead, b.guard.bridgeOnly, drops.OnPublishDropped, retainedChanged)
+	limits := backlogLimits{msgs: cfg.MaxQueued, bytes: cfg.MaxQueuedBytes, stall: cfg.StallTimeout}
+	b.fan = newFanout(server, b.guard.mayRead, b.guard.bridgeOnly, b.drops, logger.With("component", "mqtt-broker"), limits, retainedChanged)
 	b.quota = newRetainQuota(cfg.ClientRetainedMessages, cfg.ClientRetainedBytes, b.guard.bridgesOwn, logger)
-	hooks := []mqtt.Hook{b.guard, drops, b.fan, &sysRefusal{}, &ownedGuard{guard: b.guard}, b.quota}
+	hooks := []mqtt.Hook{b.guard, b.drops, b.fan, &sysRefusal{}, &ownedGuard{guard: b.guard}, b.quota}
 	if b.store != nil {
 		hooks = append(hooks, b.store)
 	}
@@ -346,6 +362,7 @@ func (b *Broker) Addr(listener string) string {
 // Close disconnects every client, closes the listeners and saves the
 // retained messages. Publish fails afterwards.
 func (b *Broker) Close() error {
+	b.fan.stopWaiting() // publishers waiting for a subscriber hold b.mu
 	b.mu.Lock()
 	wasRunning := b.running && !b.closed
 	b.closed, b.running = true, false
@@ -358,6 +375,7 @@ func (b *Broker) Close() error {
 	// a Close that waits for it.
 	err := b.server.Close()
 	b.fan.close()
+	b.drops.close()
 	if b.store != nil {
 		close(b.stop)
 		<-b.done
@@ -370,7 +388,10 @@ func (b *Broker) Close() error {
 
 // Publish hands msgs to the broker, which keeps the retained ones and
 // queues every message for its subscribers; it returns once all are
-// accepted. The broker copies what it keeps, so msgs may be reused
+// accepted. It waits while a subscriber's backlog is full (see the package
+// doc), and fails when ctx ends first: the messages may then have reached
+// some subscribers and not others, and the caller leaves the record
+// unacknowledged for the car to send again. The broker copies what it keeps, so msgs may be reused
 // afterwards. The messages bypass mochi's publish path and its publish
 // hooks (see fanout); a topic with shared subscriptions, which mochi
 // serves better, goes through mochi.
@@ -390,7 +411,13 @@ func (b *Broker) Publish(ctx context.Context, msgs []pubsub.Message) error {
 		if err := validPublish(m.Topic, m.Payload, m.QoS); err != nil {
 			return fmt.Errorf("publish %s: %w", m.Topic, err)
 		}
-		if b.fan.publish(m.Topic, m.Payload, m.QoS, m.Retain, now) {
+		done, err := b.fan.publish(ctx, m.Topic, m.Payload, m.QoS, m.Retain, now)
+		if err != nil {
+			atomic.AddInt64(&b.server.Info.PacketsReceived, direct)
+			atomic.AddInt64(&b.server.Info.MessagesReceived, direct)
+			return fmt.Errorf("publish %s: waiting for a subscriber that reads slowly: %w", m.Topic, err)
+		}
+		if done {
 			direct++
 			continue
 		}
@@ -428,3 +455,11 @@ func (b *Broker) Subscribe(ctx context.Context, filter string, handle func(topic
 	})
 	return nil
 }
+
+// Dropped returns how many messages the broker gave up for a subscriber
+// so far, for reason (one of DropReasons).
+func (b *Broker) Dropped(reason DropReason) int64 { return b.drops.count(reason) }
+
+// Waits returns how many times a publisher waited for a subscriber whose
+// backlog was full.
+func (b *Broker) Waits() int64 { return b.fan.waits.Load() }

@@ -43,14 +43,13 @@ type Config struct {
 	// crash, changes of the last interval are lost (the cars send their
 	// state again). Default 10s.
 	PersistInterval time.Duration `yaml:"persist_interval"`
-	// MaxQueued is how far one subscriber may fall behind before the
-	// broker drops messages for it (and logs it): the most messages that
-	// may wait for it, QoS 1 and 2 ones unacknowledged or held back for its
-	// receive maximum, and messages not yet written to its connection.
-	// From 1 to 65535 (the most packet identifiers there are); default
-	// 32768. A QoS 1 or 2 message waiting costs about 1 KB, so a stalled
-	// QoS 1 subscriber may hold about MaxQueued KB until it catches up or
-	// its connection ends.
+	// MaxQueued is how many messages one subscriber may fall behind
+	// before the bridge's publish waits for it (see docs/topics.md,
+	// "Delivery"): QoS 1 and 2 messages unacknowledged or held back for
+	// its receive maximum, and messages not yet written to its
+	// connection. It also bounds what a persistent session keeps while
+	// its client is offline. From 1 to 65535 (the most packet identifiers
+	// there are); default 32768.
 	MaxQueued int `yaml:"max_queued"`
 	// ClientRetainedMessages and ClientRetainedBytes bound the retained
 	// messages that MQTT clients keep on topics outside the bridge's own
@@ -61,6 +60,21 @@ type Config struct {
 	// message is delivered but not kept). Defaults 10000 and 32 MiB.
 	ClientRetainedMessages int   `yaml:"client_retained_messages"`
 	ClientRetainedBytes    int64 `yaml:"client_retained_bytes"`
+	// MaxQueuedBytes bounds the same backlog in bytes: messages not yet
+	// written to the connection count their encoded size, each QoS 1 or 2
+	// message waiting for its acknowledgement inflightCost (2 KiB, what
+	// the broker holds for it). The broker's memory for subscribers that
+	// fall behind is at most about MaxQueuedBytes × subscribers (plus the
+	// retained messages sent on subscribe). At least 1 MiB (the largest
+	// packet); default 4 MiB.
+	MaxQueuedBytes int `yaml:"max_queued_bytes"`
+	// StallTimeout is how long a subscriber whose backlog is full may
+	// make no progress (read nothing, acknowledge nothing) before it is
+	// disconnected, so that the cars, whose records wait for it, carry
+	// on. Its persistent session keeps its QoS 1 and 2 messages (up to
+	// MaxQueued). Shorter than vehicle.handle_timeout; at least 100ms;
+	// default 5s.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // TLSConfig is the MQTT over TLS listener.
@@ -129,6 +143,8 @@ func DefaultConfig() Config {
 		Persist:         true,
 		PersistInterval: 10 * time.Second,
 		MaxQueued:       32768,
+		MaxQueuedBytes:  4 << 20,
+		StallTimeout:    5 * time.Second,
 
 		ClientRetainedMessages: 10000,
 		ClientRetainedBytes:    32 << 20,
@@ -197,6 +213,12 @@ func (c Config) Validate() error {
 	}
 	if c.ClientRetainedBytes < 0 {
 		return configerr.Errorf("client_retained_bytes", "%d is negative: use 0 (clients keep no retained messages) or more", c.ClientRetainedBytes)
+	}
+	if c.MaxQueuedBytes < minQueuedBytes {
+		return configerr.Errorf("max_queued_bytes", "%d is too small: use at least %d (1 MiB, the largest packet)", c.MaxQueuedBytes, minQueuedBytes)
+	}
+	if c.StallTimeout < 100*time.Millisecond {
+		return configerr.Errorf("stall_timeout", "%v is too short: use at least 100ms (default 5s)", c.StallTimeout)
 	}
 	return nil
 }

@@ -2,6 +2,9 @@ package embedded
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -63,6 +66,29 @@ import (
 //
 // A topic with shared subscriptions ($share/…) is left to mochi, which
 // chooses the group member.
+//
+// # Back-pressure
+//
+// A subscriber's backlog is what waits for it: messages not yet written to
+// its connection, and QoS 1 and 2 messages not yet acknowledged (or held
+// back for its receive maximum). It is bounded in messages (max_queued)
+// and in bytes (max_queued_bytes: unwritten messages count their encoded
+// size, messages in flight inflightCost each). When a message of the
+// bridge would go to a subscriber whose backlog is full, the publisher
+// waits until the subscriber makes progress (the kernel takes another
+// chunk of its buffer, or it acknowledges a message), at most until its
+// context ends: the record is then not acknowledged to the car, which
+// keeps it and sends it again. So a subscriber that reads slowly slows the
+// cars' acknowledgements down to its pace, as with an external broker,
+// and loses nothing. A subscriber whose backlog stays full with no
+// progress for stall_timeout is stuck: the publisher that finds it so
+// disconnects it (logging its client id, address and backlog) and goes
+// on. Its persistent session keeps its QoS 1 and 2 messages, up to
+// max_queued, as MQTT intends; its unwritten QoS 0 messages, and the
+// messages of a session that ends with the connection, are counted as
+// dropped (DropStuckSubscriber). Retained messages sent on subscribe do
+// not wait: they come on top of the bound, and are bounded by the
+// retained store.
 type fanout struct {
 	mqtt.HookBase
 
@@ -71,23 +97,27 @@ type fanout struct {
 	mayRead func(cl *mqtt.Client, topic string) bool
 	// bridgeOnly reports whether only the bridge may publish on a topic.
 	bridgeOnly func(topic string) bool
-	// dropped is told of a message dropped for a client whose queue is
-	// full.
-	dropped func(cl *mqtt.Client, pk packets.Packet)
+	// drops counts and logs the messages given up for a client.
+	drops *drops
+	log   *slog.Logger
 	// retainedChanged is told that the retained messages changed; may be
 	// nil.
 	retainedChanged func()
-	// maxPending is how many messages may wait for one client before
-	// further ones are dropped for it (mochi's MaximumClientWritesPending).
-	maxPending int
+	limits          backlogLimits
 
 	gen     atomic.Uint64 // numbers the states of subscriptions and sessions
 	holding atomic.Int32  // senders holding messages back for a receive maximum
+	waiters atomic.Int32  // publishers waiting for a subscriber's progress
+	waits   atomic.Int64  // times a publisher waited for a subscriber
+	full    atomic.Int32  // senders whose backlog is full
+
+	quit     chan struct{} // closed when the broker closes: waiting publishers give up
+	quitOnce sync.Once
 
 	mu     sync.RWMutex
 	routes map[string]*route
 
-	smu     sync.Mutex
+	smu     sync.RWMutex
 	senders map[*mqtt.Client]*sender
 	closed  bool
 
@@ -101,6 +131,28 @@ const maxRoutes = 1 << 15
 
 // maxKeptBuffer is the largest write buffer a sender keeps between writes.
 const maxKeptBuffer = 256 << 10
+
+// writeChunk is the most a sender writes with one system call, so that a
+// subscriber reading slowly but steadily shows its progress (and the
+// publishers waiting for it move on) at least every writeChunk bytes.
+const writeChunk = 64 << 10
+
+// inflightCost is what a QoS 1 or 2 message waiting for its
+// acknowledgement counts in a subscriber's backlog bytes: mochi keeps a
+// packet structure of 800 bytes for it in a map, the client's in-flight
+// store, which with the map's slack makes about 2 KiB (the payload is
+// shared by every subscriber).
+const inflightCost = 2 << 10
+
+// backlogLimits bound one subscriber's backlog (see fanout).
+type backlogLimits struct {
+	msgs  int           // max_queued
+	bytes int           // max_queued_bytes
+	stall time.Duration // stall_timeout
+}
+
+// errStuck is why a stuck subscriber's connection is closed.
+var errStuck = errors.New("subscriber read nothing for stall_timeout while its backlog was full")
 
 // route is where the messages of one topic go.
 type route struct {
@@ -138,14 +190,16 @@ type retainRequest struct {
 }
 
 func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bridgeOnly func(string) bool,
-	dropped func(*mqtt.Client, packets.Packet), retainedChanged func()) *fanout {
+	drops *drops, log *slog.Logger, limits backlogLimits, retainedChanged func()) *fanout {
 	return &fanout{
 		server:          server,
 		mayRead:         mayRead,
 		bridgeOnly:      bridgeOnly,
-		dropped:         dropped,
+		drops:           drops,
+		log:             log,
 		retainedChanged: retainedChanged,
-		maxPending:      int(server.Options.Capabilities.MaximumClientWritesPending),
+		limits:          limits,
+		quit:            make(chan struct{}),
 		routes:          make(map[string]*route),
 		senders:         make(map[*mqtt.Client]*sender),
 		requests:        make(map[*mqtt.Client][]retainRequest),
@@ -177,11 +231,13 @@ func validPublish(topic string, payload []byte, qos byte) error {
 // publish delivers one message of the bridge, created at now (Unix
 // seconds). It reports false, having done nothing, when the topic has
 // shared subscriptions: the caller then publishes through mochi. The
-// payload is copied.
-func (f *fanout) publish(topic string, payload []byte, qos byte, retain bool, now int64) bool {
+// payload is copied. It waits while a subscriber's backlog is full (see
+// fanout), and fails when ctx ends or the broker closes meanwhile; the
+// message may then have reached some subscribers but not all.
+func (f *fanout) publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool, now int64) (bool, error) {
 	r := f.route(topic)
 	if r.mochi {
-		return false
+		return false, nil
 	}
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain},
@@ -196,7 +252,7 @@ func (f *fanout) publish(topic string, payload []byte, qos byte, retain bool, no
 		// since its retained messages may have been read before.
 		if r.gen != f.gen.Load() {
 			if r = f.route(topic); r.mochi {
-				return false
+				return false, nil
 			}
 		}
 	} else if len(payload) > 0 {
@@ -205,11 +261,24 @@ func (f *fanout) publish(topic string, payload []byte, qos byte, retain bool, no
 	for _, in := range r.inline {
 		in.Handler(f.inlineClient(), in.Subscription, pk)
 	}
+	// First to every client with room, then, waiting, to those without:
+	// so that clients stuck at the same time find their backlogs full at
+	// the same time, and are disconnected after one stall timeout, not
+	// one after another.
+	var full []int
 	for i := range r.targets {
 		t := &r.targets[i]
-		f.deliver(t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids)
+		if !f.tryDeliver(t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids) {
+			full = append(full, i)
+		}
 	}
-	return true
+	for _, i := range full {
+		t := &r.targets[i]
+		if err := f.deliver(ctx, t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }
 
 // keepRetained keeps the message pk, with a copy of payload, in mochi's
@@ -331,15 +400,192 @@ func (f *fanout) invalidate() {
 	f.mu.Unlock()
 }
 
-// deliver hands pk to one client at the QoS of its subscription (capped by
-// the message's) with the given retain flag and subscription identifiers.
-// s is the client's sender, nil when it is offline.
-func (f *fanout) deliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) {
-	if s != nil {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+// tryDeliver is deliver for a client whose backlog is not full; it
+// reports false, having done nothing, when it is.
+func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) bool {
+	if s == nil {
+		f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dead && s.full() {
+		s.setFull(true)
+		return false
 	}
 	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+	return true
+}
+
+// deliver hands pk to one client at the QoS of its subscription (capped by
+// the message's) with the given retain flag and subscription identifiers.
+// s is the client's sender, nil when it is offline. While the client's
+// backlog is full it waits for the client's progress, and disconnects a
+// client that makes none for the stall timeout (see fanout); it fails
+// when ctx ends or the broker closes first.
+func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) error {
+	if s == nil {
+		f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+		return nil
+	}
+	s.mu.Lock()
+	for !s.dead {
+		if !s.full() {
+			s.setFull(false)
+			break
+		}
+		s.setFull(true)
+		if s.stalled(f.limits.stall) {
+			st := s.kickLocked()
+			s.mu.Unlock()
+			f.disconnectStuck(cl, st)
+			s.mu.Lock()
+			break
+		}
+		if err := s.awaitProgress(ctx); err != nil { // unlocks and locks s.mu
+			s.mu.Unlock()
+			return err
+		}
+	}
+	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+	s.mu.Unlock()
+	return nil
+}
+
+// setFull notes whether the backlog is full (stalled and progressed look
+// at it), and counts the clients whose backlog is full. s.mu is held.
+func (s *sender) setFull(full bool) {
+	switch {
+	case full && s.fullSince.IsZero():
+		s.fullSince = time.Now()
+		s.f.full.Add(1)
+	case !full && !s.fullSince.IsZero():
+		s.fullSince = time.Time{}
+		s.f.full.Add(-1)
+	}
+}
+
+// backlog returns how many messages and bytes wait for the client (see
+// fanout). s.mu is held.
+func (s *sender) backlog() (msgs, bytes int) {
+	inflight := s.cl.State.Inflight.Len()
+	return s.queued0 + inflight, s.bytes + inflight*inflightCost
+}
+
+// full reports whether the backlog is at one of its bounds. An empty
+// backlog is never full, whatever the size of the message to come. s.mu
+// is held.
+func (s *sender) full() bool {
+	msgs, bytes := s.backlog()
+	return (msgs > 0 || bytes > 0) && (msgs >= s.f.limits.msgs || bytes >= s.f.limits.bytes)
+}
+
+// roomy reports whether the backlog is below three quarters of both its
+// bounds: publishers that wait are woken only then, so that each wake-up
+// lets them deliver a good share, not one message each. s.mu is held.
+func (s *sender) roomy() bool {
+	msgs, bytes := s.backlog()
+	return msgs < s.f.limits.msgs-s.f.limits.msgs/4 && bytes < s.f.limits.bytes-s.f.limits.bytes/4
+}
+
+// stallStart is when the client's current stall began: its last progress,
+// or when its backlog last went from empty to not empty. Its backlog
+// need not have been full all that time: clients stuck at the same moment
+// fill up one after another while publishers wait for the first, and are
+// then all found stalled together. s.mu is held.
+func (s *sender) stallStart() time.Time { return s.lastProgress }
+
+// stalled reports whether the backlog is full and the client has made no
+// progress for the stall timeout. s.mu is held.
+func (s *sender) stalled(timeout time.Duration) bool {
+	return !s.fullSince.IsZero() && time.Since(s.stallStart()) >= timeout
+}
+
+// awaitProgress waits, with s.mu released, until the client makes
+// progress, its connection ends, or the stall timeout since its backlog
+// was found full has passed. s.mu is held on entry and on return.
+func (s *sender) awaitProgress(ctx context.Context) error {
+	if s.progress == nil {
+		s.progress = make(chan struct{})
+	}
+	progress, stop := s.progress, s.stop
+	left := s.f.limits.stall - time.Since(s.stallStart())
+	s.mu.Unlock()
+	s.f.waiters.Add(1)
+	s.f.waits.Add(1)
+	timer := time.NewTimer(max(left, 0))
+	var err error
+	select {
+	case <-progress:
+	case <-stop:
+	case <-timer.C:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-s.f.quit:
+		err = ErrNotRunning
+	}
+	timer.Stop()
+	s.f.waiters.Add(-1)
+	s.mu.Lock()
+	return err
+}
+
+// progressed notes that the client took something from its backlog, and
+// wakes the publishers waiting for it once there is room. s.mu is held.
+func (s *sender) progressed() {
+	s.lastProgress = time.Now()
+	if s.fullSince.IsZero() && s.progress == nil {
+		return // nobody waits, and the backlog was not full
+	}
+	if !s.roomy() {
+		return
+	}
+	s.setFull(false)
+	s.wakeWaiters()
+}
+
+// wakeWaiters wakes the publishers waiting for the client. s.mu is held.
+func (s *sender) wakeWaiters() {
+	if s.progress != nil {
+		close(s.progress)
+		s.progress = nil
+	}
+}
+
+// stuckBacklog is what a stuck client held when it was disconnected.
+type stuckBacklog struct {
+	unwritten0 int // QoS 0 messages not written
+	bytes      int // bytes not written
+	inflight   int // QoS 1 and 2 messages unacknowledged
+	stalled    time.Duration
+}
+
+// kickLocked ends the sender of a stuck client and returns its backlog.
+// s.mu is held.
+func (s *sender) kickLocked() stuckBacklog {
+	st := stuckBacklog{unwritten0: s.queued0, bytes: s.bytes, inflight: s.cl.State.Inflight.Len(), stalled: time.Since(s.stallStart())}
+	s.endLocked()
+	return st
+}
+
+// disconnectStuck closes the connection of a stuck client (mochi then
+// ends or keeps its session) and says so.
+func (f *fanout) disconnectStuck(cl *mqtt.Client, st stuckBacklog) {
+	cl.Stop(errStuck) // closes the connection: a write blocked on it returns
+	lost := st.unwritten0
+	kept := 0
+	if st.inflight > 0 {
+		if sessionEnds(cl) {
+			lost += st.inflight
+		} else {
+			kept = st.inflight
+		}
+	}
+	f.log.Warn("MQTT subscriber reads too slowly: it read nothing for stall_timeout while its backlog was full, so the broker disconnected it and the cars carry on",
+		"client", cl.ID, "remote", cl.Net.Remote, "stall_timeout", f.limits.stall,
+		"backlog_bytes", st.bytes+st.inflight*inflightCost, "backlog_messages", st.unwritten0+st.inflight,
+		"kept_in_session", kept, "dropped", lost)
+	f.drop(cl, DropStuckSubscriber, lost)
 }
 
 // deliverLocked is deliver with s.mu held (when s is not nil).
@@ -354,12 +600,11 @@ func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, s
 	}
 	closed := cl.Closed()
 	online := s != nil && !s.dead && !closed
+	if online && s.bytes == 0 && cl.State.Inflight.Len() == 0 {
+		s.lastProgress = time.Now() // an empty backlog: the stall clock starts with this message
+	}
 	if !online && (d.qos == 0 || !closed || sessionEnds(cl)) {
 		return // nothing to keep for a connection that is gone, or a broker that closes
-	}
-	if online && s.n >= f.maxPending {
-		f.drop(cl, pk, d) // a client that reads too slowly
-		return
 	}
 	if d.qos > 0 {
 		var ok bool
@@ -368,6 +613,12 @@ func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, s
 		}
 		if s.mustWait(cl) {
 			s.wait(d)
+			// An acknowledgement that came between mustWait and wait
+			// found nothing held back (OnQosComplete reads holding
+			// first) and released nothing: look again, now that
+			// holding counts this client, or its window shrinks by one
+			// for good.
+			s.release(cl)
 			return
 		}
 	} else if !online {
@@ -385,9 +636,15 @@ func (s *sender) write(cl *mqtt.Client, pk *packets.Packet, d delivery) {
 		// Too large for the client ([MQTT-3.1.2-24]): mochi drops it too.
 		s.buf = s.buf[:start]
 		s.f.untrack(cl, d)
+		s.f.drop(cl, DropTooLarge, 1)
 		return
 	}
 	s.n++
+	s.bytes += len(s.buf) - start
+	if d.qos == 0 {
+		s.n0++
+		s.queued0++
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -466,13 +723,13 @@ func (d delivery) packet(pk *packets.Packet) packets.Packet {
 func (f *fanout) track(cl *mqtt.Client, pk *packets.Packet, d delivery) (uint16, bool) {
 	if cl.State.Inflight.Len() >= int(f.server.Options.Capabilities.MaximumInflight) {
 		atomic.AddInt64(&f.server.Info.InflightDropped, 1)
-		f.dropped(cl, d.packet(pk))
+		f.drop(cl, DropSessionFull, 1)
 		return 0, false
 	}
 	id, err := cl.NextPacketID()
 	if err != nil {
 		atomic.AddInt64(&f.server.Info.InflightDropped, 1)
-		f.dropped(cl, d.packet(pk))
+		f.drop(cl, DropSessionFull, 1)
 		return 0, false
 	}
 	d.id = uint16(id)
@@ -493,10 +750,11 @@ func (f *fanout) untrack(cl *mqtt.Client, d delivery) {
 	}
 }
 
-// drop gives up a message for a client whose queue is full.
-func (f *fanout) drop(cl *mqtt.Client, pk *packets.Packet, d delivery) {
-	atomic.AddInt64(&f.server.Info.MessagesDropped, 1)
-	f.dropped(cl, d.packet(pk))
+// drop counts n messages given up for cl, for mochi's $SYS statistics
+// too.
+func (f *fanout) drop(cl *mqtt.Client, reason DropReason, n int) {
+	atomic.AddInt64(&f.server.Info.MessagesDropped, int64(n))
+	f.drops.add(cl, reason, n)
 }
 
 // sessionEnds reports whether cl's session ends with its connection (so
@@ -520,8 +778,16 @@ type sender struct {
 	mu      sync.Mutex // held while a message is added; orders a client's messages
 	buf     []byte     // encoded packets waiting to be written
 	n       int        // packets in buf
+	n0      int        // QoS 0 packets in buf
 	waiting []delivery // held back for the client's receive maximum, in flight
 	dead    bool       // the connection failed or ended
+
+	// The backlog (see fanout), besides the client's in-flight store.
+	bytes        int           // bytes encoded and not yet written (in buf, or being written)
+	queued0      int           // QoS 0 packets not yet written
+	fullSince    time.Time     // when the backlog was found full; zero once there is room again
+	lastProgress time.Time     // the client's last progress (see stallStart)
+	progress     chan struct{} // closed when there is room again; nil while nobody waits
 }
 
 // sender returns the sender of cl, starting it on first use, or nil when
@@ -537,7 +803,7 @@ func (f *fanout) sender(cl *mqtt.Client) *sender {
 	if f.closed || cl.Closed() || cl.Net.Conn == nil {
 		return nil
 	}
-	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{}), lastProgress: time.Now()}
 	f.senders[cl] = s
 	go s.run()
 	return s
@@ -554,8 +820,13 @@ func (f *fanout) endSender(cl *mqtt.Client) {
 	}
 }
 
+// stopWaiting makes publishers that wait for a subscriber give up: the
+// broker is closing.
+func (f *fanout) stopWaiting() { f.quitOnce.Do(func() { close(f.quit) }) }
+
 // close stops every sender; the broker is going away.
 func (f *fanout) close() {
+	f.stopWaiting()
 	f.smu.Lock()
 	f.closed = true
 	senders := f.senders
@@ -570,9 +841,16 @@ func (f *fanout) close() {
 func (s *sender) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.endLocked()
+}
+
+// endLocked is end with s.mu held.
+func (s *sender) endLocked() {
 	if !s.dead {
 		s.dead = true
-		s.buf, s.n = nil, 0
+		s.buf, s.n, s.n0 = nil, 0, 0
+		s.setFull(false)
+		s.wakeWaiters()         // they look again, and find it dead
 		if len(s.waiting) > 0 { // in flight: resent if the session resumes
 			s.waiting = nil
 			s.f.holding.Add(-1)
@@ -599,19 +877,31 @@ func (s *sender) run() {
 			return
 		}
 		out, s.buf = s.buf, out[:0]
-		n := s.n
-		s.n = 0
+		n, n0 := s.n, s.n0
+		s.n, s.n0 = 0, 0
 		s.mu.Unlock()
 		if n == 0 {
 			continue
 		}
-		written, err := s.cl.Net.Conn.Write(out)
-		atomic.AddInt64(&info.BytesSent, int64(written))
-		if err != nil {
-			// The connection is broken; mochi's reader ends the client.
-			// Messages in flight stay in its store for a resumed session.
-			s.end()
-			return
+		for off := 0; off < len(out); {
+			end := min(off+writeChunk, len(out))
+			written, err := s.cl.Net.Conn.Write(out[off:end])
+			atomic.AddInt64(&info.BytesSent, int64(written))
+			if err != nil {
+				// The connection is broken; mochi's reader ends the
+				// client. Messages in flight stay in its store for a
+				// resumed session.
+				s.end()
+				return
+			}
+			off = end
+			s.mu.Lock()
+			s.bytes -= written
+			if off == len(out) {
+				s.queued0 -= n0
+			}
+			s.progressed()
+			s.mu.Unlock()
 		}
 		atomic.AddInt64(&info.PacketsSent, int64(n))
 		atomic.AddInt64(&info.MessagesSent, int64(n))
@@ -687,18 +977,17 @@ func (f *fanout) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 func (f *fanout) OnClientExpired(*mqtt.Client)                { f.invalidate() }
 func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
 
-// OnQosComplete sends what waited for the client's receive maximum, now
-// that the client acknowledged a message.
+// OnQosComplete notes the client's progress (see stallStart), sends what
+// waited for its receive maximum now that it acknowledged a message, and
+// wakes the publishers that wait for its backlog to shrink.
 func (f *fanout) OnQosComplete(cl *mqtt.Client, _ packets.Packet) {
-	if f.holding.Load() == 0 {
-		return
-	}
-	f.smu.Lock()
+	f.smu.RLock()
 	s := f.senders[cl]
-	f.smu.Unlock()
+	f.smu.RUnlock()
 	if s != nil {
 		s.mu.Lock()
 		s.release(cl)
+		s.progressed()
 		s.mu.Unlock()
 	}
 }
@@ -797,14 +1086,15 @@ func (f *fanout) sendRetained(cl *mqtt.Client, sub packets.Subscription, topics 
 	if sub.Identifier > 0 && cl.Properties.ProtocolVersion == 5 {
 		ids = []int{sub.Identifier}
 	}
+	now := time.Now().Unix()
 	const chunk = 256 // messages queued per lock, so that live ones are not held up long
 	for len(topics) > 0 {
 		n := min(chunk, len(topics))
 		s.mu.Lock()
 		for _, t := range topics[:n] {
 			pk, ok := f.server.Topics.Retained.Get(t)
-			if !ok || len(pk.Payload) == 0 || !f.mayRead(cl, t) {
-				continue
+			if !ok || len(pk.Payload) == 0 || !f.mayRead(cl, t) || (pk.Expiry > 0 && pk.Expiry < now) {
+				continue // gone, not for this client, or expired (see stopRetainedSweep)
 			}
 			f.deliverLocked(cl, s, &pk, sub.Qos, true, ids)
 		}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -553,38 +552,27 @@ func TestUnsubscribe(t *testing.T) {
 	c.expectNext("marker", "m")
 }
 
-// TestQueueFull: a client whose queue is full loses messages, which are
-// counted and reported, and taken back out of its in-flight store.
-func TestQueueFull(t *testing.T) {
-	broker := startBroker(t, testConfig(), "")
-	c := dialRaw(t, broker, 5, packets.Properties{})
+// TestOfflineSessionFull: a persistent session whose client is away keeps
+// QoS 1 messages up to max_queued; the others are dropped and counted.
+func TestOfflineSessionFull(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueued = 2
+	broker := startBroker(t, cfg, "")
+	props := packets.Properties{SessionExpiryInterval: 600, SessionExpiryIntervalFlag: true}
+	c := dialRawID(t, broker, "away", 5, true, props)
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
-	cl := serverClient(t, broker, c.id)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.conn.Close()
+	waitFor(t, "the client to be offline", func() bool { return serverClient(t, broker, "away").Closed() })
 
-	f := broker.fan
-	var mu sync.Mutex
-	var dropped []string
-	f.dropped = func(cl *mqtt.Client, pk packets.Packet) {
-		mu.Lock()
-		dropped = append(dropped, string(pk.Payload))
-		mu.Unlock()
-	}
-	f.maxPending = 2
-	// A sender that is never written out, in place of the client's.
-	s := &sender{f: f, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{})}
-	before := broker.server.Info.MessagesDropped
 	for i := range 3 {
-		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: socTopic, Payload: []byte(strconv.Itoa(i))}
-		f.deliver(cl, s, &pk, 1, false, nil)
+		publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 1})
 	}
-	if !slices.Equal(dropped, []string{"2"}) {
-		t.Errorf("dropped %q, want the third message", dropped)
+	if n := serverClient(t, broker, "away").State.Inflight.Len(); n != 2 {
+		t.Errorf("%d messages kept for the offline session, want max_queued (2)", n)
 	}
-	if n := broker.server.Info.MessagesDropped - before; n != 1 {
-		t.Errorf("%d drops counted", n)
-	}
-	if n := cl.State.Inflight.Len(); n != 2 {
-		t.Errorf("%d messages in flight, want the 2 queued", n)
+	if n := broker.Dropped(DropSessionFull); n != 1 {
+		t.Errorf("%d drops counted as session_full, want 1", n)
 	}
 }
 
@@ -738,8 +726,7 @@ func TestReceiveMaximumUnderLoad(t *testing.T) {
 	sub.subscribe(t, "other/#")
 	pub := mustDial(t, addr, nil)
 
-	// Fewer than mochi's MaximumInflight (8192) in all: past it the broker
-	// drops messages for a subscriber that falls behind, by design.
+	// Fewer than max_queued in all, so that the publishers rarely wait.
 	const batches, batch, others = 200, 20, 1000
 	errs := make(chan error, 2)
 	go func() {

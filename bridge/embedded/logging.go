@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -33,43 +34,124 @@ func (q quiet) Handle(ctx context.Context, r slog.Record) error {
 func (q quiet) WithAttrs(attrs []slog.Attr) slog.Handler { return quiet{q.Handler.WithAttrs(attrs)} }
 func (q quiet) WithGroup(name string) slog.Handler       { return quiet{q.Handler.WithGroup(name)} }
 
-// dropWatch logs when the broker drops messages for a subscriber whose
-// queue is full (a client that reads too slowly), at most once a minute
-// per client.
-type dropWatch struct {
+// DropReason says why the broker gave up a message for a subscriber.
+type DropReason string
+
+// Why messages are dropped. The bridge's messages are never dropped for a
+// connected subscriber that reads: the publisher waits for it instead
+// (see fanout).
+const (
+	// DropStuckSubscriber: messages a subscriber was disconnected with,
+	// because it read nothing for stall_timeout while its backlog was
+	// full: its QoS 0 messages not yet written, and its QoS 1 and 2 ones
+	// when its session ends with the connection.
+	DropStuckSubscriber DropReason = "stuck_subscriber"
+	// DropSessionFull: a QoS 1 or 2 message for a session that holds
+	// max_queued unacknowledged ones already (an offline persistent
+	// session, or retained messages sent on subscribe).
+	DropSessionFull DropReason = "session_full"
+	// DropTooLarge: a message larger than the subscriber's maximum packet
+	// size (MQTT 5), which MQTT says to drop.
+	DropTooLarge DropReason = "packet_too_large"
+	// DropQueueFull: a message of another MQTT client (not the bridge's),
+	// delivered by mochi, which drops it when the subscriber's queue is
+	// full.
+	DropQueueFull DropReason = "queue_full"
+)
+
+// DropReasons lists every DropReason, for metrics.
+var DropReasons = []DropReason{DropStuckSubscriber, DropSessionFull, DropTooLarge, DropQueueFull}
+
+// dropLogInterval is the least time between two log lines about dropped
+// messages.
+const dropLogInterval = 5 * time.Second
+
+// drops counts the messages the broker drops, by reason, and logs them
+// with the real counts: the first drop at once, then at most once per
+// dropLogInterval while drops go on, and what is left when the broker
+// closes. It is also the hook mochi tells of the messages its own publish
+// path drops.
+type drops struct {
 	mqtt.HookBase
-	log *slog.Logger
+	log      *slog.Logger
+	interval time.Duration
 
-	mu     sync.Mutex
-	counts map[string]int
-	logged map[string]time.Time
+	total map[DropReason]*atomic.Int64 // made once, one counter per reason
+
+	mu      sync.Mutex
+	pending map[dropKey]int64 // dropped since the last log line
+	remote  map[string]string // client id → address, for the log line
+	timer   *time.Timer       // the next log line, while drops are pending
+	last    time.Time         // when the last line was logged
 }
 
-func newDropWatch(log *slog.Logger) *dropWatch {
-	return &dropWatch{log: log, counts: make(map[string]int), logged: make(map[string]time.Time)}
+type dropKey struct {
+	client string
+	reason DropReason
 }
 
-func (d *dropWatch) ID() string { return "fleet2mqtt-drop-watch" }
-
-func (d *dropWatch) Provides(b byte) bool {
-	return b == mqtt.OnPublishDropped || b == mqtt.OnDisconnect
+func newDrops(log *slog.Logger) *drops {
+	d := &drops{log: log, interval: dropLogInterval, total: make(map[DropReason]*atomic.Int64),
+		pending: make(map[dropKey]int64), remote: make(map[string]string)}
+	for _, r := range DropReasons {
+		d.total[r] = new(atomic.Int64)
+	}
+	return d
 }
 
-func (d *dropWatch) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+// add counts n messages dropped for cl.
+func (d *drops) add(cl *mqtt.Client, reason DropReason, n int) {
+	if n <= 0 {
+		return
+	}
+	d.total[reason].Add(int64(n))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.counts[cl.ID]++
-	if now := time.Now(); now.Sub(d.logged[cl.ID]) >= time.Minute {
-		d.log.Warn("MQTT client reads too slowly; the broker dropped messages for it",
-			"client", cl.ID, "remote", cl.Net.Remote, "dropped", d.counts[cl.ID])
-		d.logged[cl.ID] = now
-		d.counts[cl.ID] = 0
+	d.pending[dropKey{cl.ID, reason}] += int64(n)
+	d.remote[cl.ID] = cl.Net.Remote
+	if d.timer == nil {
+		d.timer = time.AfterFunc(max(d.interval-time.Since(d.last), 0), d.flush)
 	}
 }
 
-func (d *dropWatch) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+// count returns how many messages were dropped for reason so far.
+func (d *drops) count(reason DropReason) int64 { return d.total[reason].Load() }
+
+// flush logs the pending drops, one line per client and reason.
+func (d *drops) flush() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.counts, cl.ID)
-	delete(d.logged, cl.ID)
+	d.timer = nil
+	if len(d.pending) == 0 {
+		return
+	}
+	var since time.Duration
+	if !d.last.IsZero() {
+		since = time.Since(d.last).Round(time.Millisecond)
+	}
+	for k, n := range d.pending {
+		d.log.Warn("MQTT broker dropped messages for a subscriber",
+			"client", k.client, "remote", d.remote[k.client], "reason", string(k.reason), "dropped", n,
+			"since_last_report", since, "dropped_total", d.total[k.reason].Load())
+	}
+	clear(d.pending)
+	clear(d.remote)
+	d.last = time.Now()
 }
+
+// close logs what is pending now.
+func (d *drops) close() {
+	d.mu.Lock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.mu.Unlock()
+	d.flush()
+}
+
+func (d *drops) ID() string { return "fleet2mqtt-drops" }
+
+func (d *drops) Provides(b byte) bool { return b == mqtt.OnPublishDropped }
+
+// OnPublishDropped is told of messages mochi's own publish path drops.
+func (d *drops) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) { d.add(cl, DropQueueFull, 1) }

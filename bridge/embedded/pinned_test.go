@@ -45,6 +45,9 @@ func TestPinnedMochi(t *testing.T) {
 		{"retainquota.go", []string{
 			"OnPublish still runs after the ACL check and before the retained message is kept; a packets.Code error still answers an MQTT 5 QoS 1 or 2 publish with that reason code and drops it, and a packet returned with Retain cleared is delivered but not kept",
 		}},
+		{"sweep.go", []string{
+			"Server still has the field loop *loop with retainedExpiry *time.Ticker, whose only work is clearExpiredRetainedMessages (a copy of every retained message under the index's lock, once a second); if mochi makes the sweep cheap or optional, use that instead",
+		}},
 		{"deadline.go", []string{
 			"mochi still sets no deadline on an accepted connection before its CONNECT, and still replaces the deadline with one from the client's keepalive once CONNECT is read (else connectDeadline would cut clients off after defaultConnectTimeout)",
 			"listeners.NewNet still serves the net.Listener it is given, so that the deadline and TLS wrapping apply",

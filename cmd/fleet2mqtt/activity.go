@@ -11,6 +11,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 )
 
@@ -36,6 +37,10 @@ type derivedState struct {
 	derived *bridge.Derived
 	history *history.Store
 	cost    *streamCost
+	// configPlaces are the configuration file's places, and loc the zone
+	// of the monthly totals, for the setup page (activity_setup.go).
+	configPlaces []activity.Place
+	loc          *time.Location
 }
 
 // buildActivity makes the streaming cost meter, and with activity.enabled
@@ -54,6 +59,13 @@ func (a *app) buildActivity() error {
 	acfg, err := a.cfg.ActivityConfig()
 	if err != nil {
 		return err
+	}
+	// The places the owner added on the setup page join the file's.
+	a.activity.configPlaces, a.activity.loc = acfg.Places, acfg.Location()
+	if owner, err := setup.OwnerPlaces(a.cfg.DataDir); err != nil {
+		a.log.Warn("the places added on the setup page are left out", "err", err)
+	} else {
+		acfg.Places = mergePlaces(acfg.Places, owner, a.log)
 	}
 	h, err := history.Open(filepath.Join(a.cfg.DataDir, historyFile))
 	if err != nil {

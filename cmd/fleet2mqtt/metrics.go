@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -103,6 +104,24 @@ func (m *metrics) watchBridge(b *bridge.Bridge) {
 		counter("bridge_fields_refused_total", "Data items left out because their car already has 1,024 distinct fields (each would be a new retained topic); the records are acknowledged.", func(s bridge.Stats) int64 { return s.FieldsRefused }),
 		counter("bridge_names_refused_total", "Alerts and errors left out because their car already has 256 distinct alert and error names; the records are acknowledged.", func(s bridge.Stats) int64 { return s.NamesRefused }),
 	)
+}
+
+// watchEmbedded exports what the embedded broker drops, by reason, and
+// how often publishing waited for a subscriber that reads slowly.
+func (m *metrics) watchEmbedded(b *embedded.Broker) {
+	dropped := make([]prometheus.Collector, 0, len(embedded.DropReasons)+1)
+	for _, r := range embedded.DropReasons {
+		dropped = append(dropped, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "fleet2mqtt", Name: "mqtt_dropped_messages_total",
+			Help:        "Messages the embedded broker gave up for a subscriber, by reason (stuck_subscriber: disconnected after reading nothing for stall_timeout; session_full: an offline session holds max_queued; packet_too_large; queue_full: another client's message).",
+			ConstLabels: prometheus.Labels{"reason": string(r)},
+		}, func() float64 { return float64(b.Dropped(r)) }))
+	}
+	dropped = append(dropped, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "fleet2mqtt", Name: "mqtt_publish_waits_total",
+		Help: "Times publishing waited for an embedded broker subscriber whose backlog was full (max_queued, max_queued_bytes): back-pressure, which slows acknowledgements to the cars.",
+	}, func() float64 { return float64(b.Waits()) }))
+	m.reg.MustRegister(dropped...)
 }
 
 // queue is a broker client that holds messages while it waits for the

@@ -219,6 +219,9 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if p, ok := a.broker.(persister); ok {
 		a.metrics.watchStore(p)
 	}
+	if eb, ok := a.broker.(*embedded.Broker); ok {
+		a.metrics.watchEmbedded(eb)
+	}
 	published := instrumentedBroker{a.broker, a.metrics}
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
@@ -259,6 +262,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		PasswordOut:       os.Stderr,
 		Commands:          a.cmd.ForSetup(),
 		HomeAssistantSeen: a.haStatus.Seen,
+		Activity:          a.setupActivity(),
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err

@@ -103,8 +103,8 @@ func TestSetupPageAccess(t *testing.T) {
 			"every page of the setup wizard (GET), every form (POST) and every script request (Accept: application/json) without logging in",
 			"pages send to the login page (303), forms and script requests get 401; nothing of the configuration shows")
 		b := newBrowser(t, base, "")
-		gets := []string{"/", "/app", "/key", "/register", "/owner", "/vehicles", "/pairing", "/pairing-status", "/fields", "/push", "/verify", "/verify-status", "/callback?code=x&state=y"}
-		posts := []string{"/app", "/key", "/register", "/owner", "/vehicles", "/fields", "/estimate", "/push", "/remove", "/logout"}
+		gets := []string{"/", "/app", "/key", "/register", "/owner", "/vehicles", "/pairing", "/pairing-status", "/fields", "/push", "/verify", "/verify-status", "/history", "/history?vin=5YJ3E1EA7KF000001", "/history.csv?vin=5YJ3E1EA7KF000001", "/history.json?vin=5YJ3E1EA7KF000001", "/callback?code=x&state=y"}
+		posts := []string{"/app", "/key", "/register", "/owner", "/vehicles", "/fields", "/estimate", "/push", "/remove", "/places", "/logout"}
 		for _, p := range gets {
 			table.attacks.Add(2)
 			code, loc, body := b.do("GET", p, nil, nil)

@@ -121,6 +121,9 @@ type poolConfig struct {
 	MaxBackoff time.Duration
 	// ConnectLimit bounds TLS handshakes under way while the pool connects.
 	ConnectLimit int
+	// Window is how many records a car keeps unacknowledged at most
+	// (simulate's default when 0).
+	Window int
 }
 
 // pool is many simulated cars streaming numbered records.
@@ -156,6 +159,7 @@ func newPool(t *testing.T, cfg poolConfig) *pool {
 			URL:        cfg.URL,
 			TLS:        cfg.TLS,
 			AckTimeout: cfg.AckTimeout,
+			Window:     cfg.Window,
 			MinBackoff: 100 * time.Millisecond,
 			MaxBackoff: max(cfg.MaxBackoff, 100*time.Millisecond),
 			OnAck:      func(m *simulate.Message, _ time.Duration) { p.led.ack(vin, m) },
@@ -235,6 +239,9 @@ func (p *pool) stream(ctx context.Context, interval time.Duration, n int) {
 			for sent := 0; n < 0 || sent < n; sent++ {
 				seq := int(p.next[i].Load()) + 1 // one sender per car
 				if _, err := c.SendData(ctx, p.record(i, seq)); err != nil {
+					if ctx.Err() == nil {
+						p.t.Logf("car %s stops sending: %v", c.VIN(), err)
+					}
 					return
 				}
 				p.next[i].Store(int64(seq))
@@ -629,6 +636,13 @@ func (g *gate) setOpen(open bool) {
 // documents). Without mosquitto_sub it falls back to subscribe.
 func subscribeProcess(t *testing.T, addr string) *subscriber {
 	t.Helper()
+	return subscribeProcessQoS(t, addr, 1)
+}
+
+// subscribeProcessQoS is subscribeProcess at the given QoS (0 or 1).
+func subscribeProcessQoS(t *testing.T, addr string, qos int) *subscriber {
+	t.Helper()
+
 	bin, err := exec.LookPath("mosquitto_sub")
 	if err != nil {
 		t.Logf("no mosquitto_sub (Debian package mosquitto-clients): subscribing in-process")
@@ -636,7 +650,7 @@ func subscribeProcess(t *testing.T, addr string) *subscriber {
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	id := "hardening-sub-" + strconv.Itoa(int(mrand.Int32()))
-	cmd := exec.Command(bin, "-h", host, "-p", port, "-V", "mqttv5", "-i", id, "-q", "1", "-v", "-R",
+	cmd := exec.Command(bin, "-h", host, "-p", port, "-V", "mqttv5", "-i", id, "-q", strconv.Itoa(qos), "-v", "-R",
 		"-t", "tesla/#", "-t", "hardening/probe")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
