@@ -121,10 +121,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-// broker is what the bridge publishes to and listens on.
+// broker is what the bridge publishes to and listens on, and the
+// component that starts and closes it: the embedded broker or the
+// external client (which outlives the context it was started with, so
+// that the cars' last records and the bridge state are published after
+// it ended).
 type broker interface {
 	pubsub.Publisher
 	pubsub.Subscriber
+	Component() supervise.Component
 }
 
 // app is a running fleet2mqtt: its components (see components), stopped
@@ -177,6 +182,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 	g, err := supervise.Start(ctx, a.components(fail)...)
 	if err != nil {
 		return nil, err
+	}
+	if b, ok := a.broker.(*embedded.Broker); ok {
+		a.mqttAddr = b.Addr(embedded.ListenerTCP) // known once it listens
 	}
 	log.Info("fleet2mqtt ready", "version", version(), "startup", time.Since(t0).Round(time.Microsecond),
 		"vehicle", a.vehicleAddr, "mqtt", a.mqttAddr, "http", a.httpAddr)
@@ -314,7 +322,7 @@ func (a *app) announce(next ingest.Sink) ingest.Sink {
 // broker closes last. fail stops the app with an error.
 func (a *app) components(fail func(error)) []supervise.Component {
 	return []supervise.Component{
-		a.brokerComponent(),
+		a.broker.Component(),
 		// A replica watches the others until its own offline is published
 		// (see bridge.Bridge.RunReplicas): it stops after the bridge state.
 		supervise.Background("replicas", func(ctx context.Context) error {
@@ -357,29 +365,6 @@ func (a *app) components(fail func(error)) []supervise.Component {
 		// challenge.
 		supervise.Background("vehicle certificate", a.cert.Run, nil),
 	}
-}
-
-// brokerComponent starts and closes the broker. The external client
-// outlives the context it was started with: the cars' last records and
-// the bridge state are published after it ended.
-func (a *app) brokerComponent() supervise.Component {
-	switch b := a.broker.(type) {
-	case *external.Client:
-		return b.Component()
-	case *embedded.Broker:
-		return supervise.Component{
-			Name: "embedded broker",
-			Start: func(ctx context.Context) error {
-				if err := b.Start(ctx); err != nil {
-					return fmt.Errorf("embedded broker: %w", err)
-				}
-				a.mqttAddr = b.Addr(embedded.ListenerTCP)
-				return nil
-			},
-			Stop: func(context.Context) error { return b.Close() },
-		}
-	}
-	panic(fmt.Sprintf("unknown broker %T", a.broker))
 }
 
 // vehicleListener listens on vehicle.listen and serves the cars until
