@@ -325,12 +325,8 @@ func (a *app) components(fail func(error)) []supervise.Component {
 		a.broker.Component(),
 		// A replica watches the others until its own offline is published
 		// (see bridge.Bridge.RunReplicas): it stops after the bridge state.
-		supervise.Background("replicas", func(ctx context.Context) error {
-			if err := a.bridge.RunReplicas(ctx, a.broker); err != nil {
-				a.log.Warn("cannot watch the other replicas; this one says offline for all when it stops", "err", err)
-			}
-			return nil
-		}, nil),
+		supervise.Background("replicas", func(ctx context.Context) error { return a.bridge.RunReplicas(ctx, a.broker) },
+			a.warn("cannot watch the other replicas; this one says offline for all when it stops")),
 		{
 			Name: "bridge state",
 			Start: func(ctx context.Context) error {
@@ -348,23 +344,21 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			if a.announcer == nil {
 				return nil
 			}
-			if err := a.announcer.Run(ctx); err != nil {
-				a.log.Warn("home assistant discovery stopped", "err", err)
-			}
-			return nil
-		}, nil),
-		supervise.Background("home assistant status", a.watchHomeAssistant, nil), // for the setup page
-		supervise.Background("setup page", func(ctx context.Context) error {
-			if err := a.wizard.Run(ctx); err != nil {
-				a.log.Warn("setup page background work stopped", "err", err)
-			}
-			return nil
-		}, nil),
+			return a.announcer.Run(ctx)
+		}, a.warn("home assistant discovery stopped")),
+		supervise.Background("home assistant status", a.haStatus.Run, // for the setup page
+			a.warn("cannot follow home assistant's status topic; the setup page cannot tell whether it is connected")),
+		supervise.Background("setup page", a.wizard.Run, a.warn("setup page background work stopped")),
 		a.vehicleListener(fail),
 		// ACME obtains the certificate once the listener answers its
 		// challenge.
 		supervise.Background("vehicle certificate", a.cert.Run, nil),
 	}
+}
+
+// warn logs the error of a component that fleet2mqtt runs on without.
+func (a *app) warn(msg string) func(error) {
+	return func(err error) { a.log.Warn(msg, "err", err) }
 }
 
 // vehicleListener listens on vehicle.listen and serves the cars until
