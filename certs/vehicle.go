@@ -58,9 +58,9 @@ func (v Vehicle) Listener(log *slog.Logger) (Source, *tls.Config, error) {
 		log.Info("vehicle certificate by ACME", "hosts", strings.Join(m.Hosts(), ","), "directory", v.ACME.Directory(), "cache", v.ACME.CacheDir)
 		src = m
 	case v.Files.CertFile != "":
-		f, err := NewFiles(v.Files.CertFile, v.Files.KeyFile, FilesOptions{
+		f, err := NewFiles(v.Files.CertFile, v.Files.KeyFile, log, FilesOptions{
 			Listener: "vehicle listener", CertKey: v.Section + ".cert_file", KeyKey: v.Section + ".key_file",
-			Recheck: DefaultRecheck, Log: log,
+			Recheck: DefaultRecheck,
 		})
 		if err != nil {
 			return nil, nil, configerr.Prefix(v.Section, err)

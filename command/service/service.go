@@ -182,8 +182,8 @@ func (s *Service) proxyServer(fail func(error)) (supervise.Component, error) {
 		return supervise.Component{}, err
 	}
 	p := s.cfg.Proxy
-	src, err := certs.NewFiles(p.CertFile, p.KeyFile, certs.FilesOptions{Listener: "proxy API",
-		CertKey: s.key("proxy.cert_file"), KeyKey: s.key("proxy.key_file"), Recheck: certs.DefaultRecheck, Log: s.log})
+	src, err := certs.NewFiles(p.CertFile, p.KeyFile, s.log, certs.FilesOptions{Listener: "proxy API",
+		CertKey: s.key("proxy.cert_file"), KeyKey: s.key("proxy.key_file"), Recheck: certs.DefaultRecheck})
 	if err != nil {
 		return supervise.Component{}, err
 	}
