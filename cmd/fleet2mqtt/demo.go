@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 
 	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
-	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	"github.com/fleet2mqtt/fleet2mqtt/command/service"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/follow"
 )
 
 // runDemo implements `fleet2mqtt demo`: fleet2mqtt on its embedded defaults
@@ -64,7 +64,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// anonymous clients from this machine may command, as they may connect.
 	cfg.Commands.Enabled, cfg.Commands.AllowAnonymous = true, true
 	log := cfg.Log.Logger(stderr)
-	fake, err := fakefleet.StartDemo(ctx, filepath.Join(cfg.DataDir, "fake-tesla"))
+	fake, err := follow.Start(ctx, filepath.Join(cfg.DataDir, "fake-tesla"))
 	if err != nil {
 		log.Error("cannot start the fake Fleet API for commands", "err", err)
 		return 1

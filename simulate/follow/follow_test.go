@@ -1,11 +1,9 @@
-package fakefleet
+package follow
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
-	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
 )
 
@@ -26,31 +24,22 @@ func TestChange(t *testing.T) {
 	}
 }
 
-// TestDemo: an engine configured by EngineConfig commands a car added
-// with Add, which the fake verifies and applies.
-func TestDemo(t *testing.T) {
-	d, err := StartDemo(context.Background(), t.TempDir())
+// TestAdd: an added car is the fake owner's, paired, with a remote.
+func TestAdd(t *testing.T) {
+	f, err := Start(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	defer f.Close()
 	const vin = "5YJ3E1EA7KF000009"
-	if d.Remote(vin) != nil {
+	if f.Remote(vin) != nil {
 		t.Error("a remote for a car not added")
 	}
-	d.Add(vin)
-	if d.Remote(vin) == nil {
+	f.Add(vin)
+	if f.Remote(vin) == nil {
 		t.Fatal("no remote for the added car")
 	}
-	e, err := command.New(d.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := e.Execute(context.Background(), command.Request{VIN: vin, Name: "set_charge_limit", Args: []byte(`{"percent":66}`)})
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if got := d.Server.Car(vin).State().ChargeLimit; got != 66 {
-		t.Errorf("charge limit %d, want 66", got)
+	if f.Server.Car(vin) == nil {
+		t.Error("the added car is not the fake owner's")
 	}
 }

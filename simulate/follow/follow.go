@@ -1,46 +1,42 @@
-package fakefleet
+// Package follow makes simulated cars follow the fake Tesla's cars
+// (command/fakefleet): what a signed command changes in a fake car
+// reaches the simulated car of the same VIN, whose stream then shows it.
+// `fleet2mqtt demo` runs it, so that a command on MQTT or from Home
+// Assistant changes the car's stream.
+package follow
 
 import (
 	"context"
 	"sync"
 
-	"github.com/fleet2mqtt/fleet2mqtt/command"
+	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 )
 
-// Demo is the fake Tesla of `fleet2mqtt demo`: its cars are the
-// simulated cars, paired with its key, and each simulated car follows
-// what a command changed in its fake car (Remote), so that a command on
-// MQTT or from Home Assistant changes the car's stream.
-type Demo struct {
-	*Fleet
+// Fleet is a running fake Tesla whose cars are simulated cars, paired
+// with its key; each simulated car follows its fake car (Remote).
+type Fleet struct {
+	*fakefleet.Fleet
 
 	mu      sync.Mutex
 	remotes map[string]*simulate.Remote
 }
 
-// StartDemo starts the fake with no cars, its owner's token in dir.
-// Close stops it.
-func StartDemo(ctx context.Context, dir string) (*Demo, error) {
-	f, err := Start(ctx, Options{Dir: dir})
+// Start starts the fake with no cars, its owner's token in dir. Close
+// stops it.
+func Start(ctx context.Context, dir string) (*Fleet, error) {
+	f, err := fakefleet.Start(ctx, fakefleet.Options{Dir: dir})
 	if err != nil {
 		return nil, err
 	}
-	d := &Demo{Fleet: f, remotes: map[string]*simulate.Remote{}}
+	d := &Fleet{Fleet: f, remotes: map[string]*simulate.Remote{}}
 	f.Server.OnCarChange(d.follow)
 	return d, nil
 }
 
-// EngineConfig is the configuration of an engine that commands the
-// fake's cars: sessions cached in sessionDir, limited by limit.
-func (d *Demo) EngineConfig(sessionDir string, limit command.RateLimit) command.Config {
-	return command.Config{Key: d.Key, Transport: d.Owner, SessionDir: sessionDir,
-		PairingDomain: Domain, RateLimit: &limit}
-}
-
 // Add makes the simulated cars vins cars of the fake owner, paired.
-func (d *Demo) Add(vins ...string) {
+func (d *Fleet) Add(vins ...string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, vin := range vins {
@@ -50,14 +46,14 @@ func (d *Demo) Add(vins ...string) {
 }
 
 // Remote is what the simulated car vin follows; nil for a car not added.
-func (d *Demo) Remote(vin string) *simulate.Remote {
+func (d *Fleet) Remote(vin string) *simulate.Remote {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.remotes[vin]
 }
 
 // follow tells the simulated car what a command changed in the fake car.
-func (d *Demo) follow(vin string, old, now fleetapitest.CarState) {
+func (d *Fleet) follow(vin string, old, now fleetapitest.CarState) {
 	if r := d.Remote(vin); r != nil {
 		r.Apply(change(old, now))
 	}
