@@ -21,7 +21,9 @@ type Usage struct {
 	Wakes    int `json:"wakes"`
 }
 
-func (u Usage) plus(v Usage) Usage { return Usage{Commands: u.Commands + v.Commands, Wakes: u.Wakes + v.Wakes} }
+func (u Usage) plus(v Usage) Usage {
+	return Usage{Commands: u.Commands + v.Commands, Wakes: u.Wakes + v.Wakes}
+}
 
 // months holds usage by month ("2026-12") and VIN.
 type months map[string]map[string]Usage
@@ -86,7 +88,7 @@ type Counters struct {
 	mu      sync.Mutex
 	saved   months      // the file as last read or written
 	stamp   fs.FileInfo // of that file; nil before
-	pending months // counted here, not yet written
+	pending months      // counted here, not yet written
 	timer   *time.Timer
 	closed  bool
 }
