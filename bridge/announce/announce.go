@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -116,10 +117,18 @@ type car struct {
 	dropEpoch int
 
 	// Run's goroutine only.
-	fresh       bool              // not announced since it was first seen
-	announced   map[string]string // components that may be in Home Assistant, key → platform
-	topic       string            // where the last config went
-	hash        uint64            // of the last config
+	fresh     bool              // not announced since it was first seen
+	announced map[string]string // components that may be in Home Assistant, key → platform
+	// unconfirmed are the components removed since Home Assistant's last
+	// birth message, key → platform. A Home Assistant that was not
+	// connected then (the embedded broker starts with fleet2mqtt, and
+	// start-up removes what the configuration no longer wants) only gets
+	// the retained config that followed the removal, which does not name
+	// them, and keeps their entities: the answer to its birth removes
+	// them again.
+	unconfirmed map[string]string
+	topic       string // where the last config went
+	hash        uint64 // of the last config
 	sent        [sentHashes]sentPayload
 	nsent       int       // payloads published so far; sent is a ring of the last ones
 	removalAt   int       // the first payload that removes dropped, -1 when none is on its way
@@ -703,7 +712,19 @@ func (r *runner) vehicle(c *car) discovery.Vehicle {
 func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	v := r.vehicle(c)
 	topic := discovery.Topic(r.cfg, c.vin)
-	msgs := discovery.RemoveMessages(r.cfg, r.br, v, c.announced)
+	announced := c.announced
+	if force && len(c.unconfirmed) > 0 {
+		announced = maps.Clone(c.announced)
+		if announced == nil {
+			announced = make(map[string]string, len(c.unconfirmed))
+		}
+		for k, p := range c.unconfirmed {
+			if _, ok := announced[k]; !ok {
+				announced[k] = p
+			}
+		}
+	}
+	msgs := discovery.RemoveMessages(r.cfg, r.br, v, announced)
 	removing := len(msgs) > 0
 	if !removing {
 		msgs = discovery.Messages(r.cfg, r.br, v)
@@ -747,6 +768,19 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	comps, err := discovery.ParseAnnounced(config)
 	if err != nil {
 		return fmt.Errorf("read back own config: %w", err)
+	}
+	switch {
+	case force:
+		c.unconfirmed = nil // Home Assistant is listening
+	case removing:
+		for k, p := range announced {
+			if _, ok := comps[k]; !ok {
+				if c.unconfirmed == nil {
+					c.unconfirmed = make(map[string]string)
+				}
+				c.unconfirmed[k] = p
+			}
+		}
 	}
 	c.announced, c.topic, c.hash = comps, topic, hash
 	r.changed = true
