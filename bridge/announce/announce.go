@@ -119,9 +119,9 @@ type car struct {
 	// Run's goroutine only.
 	fresh     bool              // not announced since it was first seen
 	announced map[string]string // components that may be in Home Assistant, key → platform
-	// unconfirmed are the components removed since Home Assistant's last
-	// birth message, key → platform. A Home Assistant that was not
-	// connected then (the embedded broker starts with fleet2mqtt, and
+	// unconfirmed are the components removed before Home Assistant first
+	// said online to this run, key → platform. A Home Assistant that was
+	// not connected then (the embedded broker starts with fleet2mqtt, and
 	// start-up removes what the configuration no longer wants) only gets
 	// the retained config that followed the removal, which does not name
 	// them, and keeps their entities: the answer to its birth removes
@@ -437,6 +437,9 @@ type runner struct {
 	timer   *time.Timer
 	known   map[string]*car // cars with a subscription to their discovery topic
 	changed bool            // the state file is out of date
+	// heard: Home Assistant has said online since this run started, so
+	// it is listening; until then a removal may go unseen (unconfirmed).
+	heard bool
 }
 
 // collect takes the news of every car and the messages on their
@@ -677,6 +680,7 @@ func (r *runner) republishAll(ctx context.Context) {
 			r.log.Warn("republish car values", "vin", c.vin, "err", err)
 		}
 	}
+	r.heard = true
 	r.log.Info("announced to home assistant again after its start", "cars", len(cars))
 }
 
@@ -772,7 +776,7 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	switch {
 	case force:
 		c.unconfirmed = nil // Home Assistant is listening
-	case removing:
+	case removing && !r.heard:
 		for k, p := range announced {
 			if _, ok := comps[k]; !ok {
 				if c.unconfirmed == nil {
