@@ -248,7 +248,8 @@ func (d *demo) mqttAddr() string { return "127.0.0.1:" + strconv.Itoa(d.mqttPort
 
 // writeConfig writes the configuration: Home Assistant's user may
 // command; commands on or off (the demo turns them on whatever this
-// says), the access category on or off.
+// says), the access category on or off. The test sends its nine commands
+// back to back, more than the default burst of five.
 func (d *demo) writeConfig(commands, access bool) {
 	d.t.Helper()
 	cfg := fleetConfig(d.dataDir, d.vehicleAddr, d.httpAddr, fmt.Sprintf(`  embedded:
@@ -261,6 +262,8 @@ commands:
   mqtt_users: [%s]
   categories:
     access: %t
+  rate_limit:
+    burst: 20
 `, d.mqttPort, mqttUser, mqttPassword, commands, mqttUser, access))
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		d.t.Fatal(err)

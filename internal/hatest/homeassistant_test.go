@@ -67,6 +67,13 @@ func TestEmbeddedBroker(t *testing.T) {
 	dev := waitDevice(t, ha, ws, cfg)
 
 	t.Run("entities", func(t *testing.T) { checkEntities(t, ha, ws, dev, cfg) })
+	t.Run("no controls with commands off", func(t *testing.T) {
+		for key, e := range componentsOf(t, ws, dev) {
+			if strings.HasPrefix(key, "control_") {
+				t.Errorf("commands are off (the default), yet Home Assistant has the control %s (%s)", e.EntityID, key)
+			}
+		}
+	})
 	t.Run("states", func(t *testing.T) {
 		checkStates(t, ha, ws, dev, cfg, func(topic string) string { return retained(t, mqttAddr, topic, mqttUser, mqttPassword) })
 	})
