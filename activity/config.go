@@ -12,8 +12,14 @@ import (
 // key relative to this struct ("drive_grace", "places[1].radius"); the
 // program's configuration prefixes its own path.
 type Config struct {
-	// Places are named circles (Home, Work); see Place.
-	Places []Place `yaml:"places"`
+	// Enabled derives and publishes status, place, drives and charges
+	// (read by the program, not by a Tracker). Default true.
+	Enabled bool `yaml:"enabled"`
+	// Places are named circles (Home, Work); see Place. The program's
+	// configuration file holds them at its top level (places), where the
+	// TeslaMate layout's geofence reads them too, so they are not a key
+	// of this section.
+	Places []Place `yaml:"-"`
 	// DriveGrace is how long the gear must stay in P before a drive ends,
 	// so that a short stop (a parcel drop, a drive-through) does not split
 	// a drive. Default 3m.
@@ -43,7 +49,47 @@ type Config struct {
 	// totals, such as Europe/Berlin. Default: the machine's zone.
 	TimeZone string `yaml:"time_zone"`
 
+	// History is how long ended sessions are kept (read by the program).
+	History HistoryConfig `yaml:"history"`
+	// StreamingBudgetDollars warns when a car's estimated monthly
+	// streaming bill (Tesla's price per signal) exceeds it, in US$; 0
+	// (default) never warns (read by the program).
+	StreamingBudgetDollars float64 `yaml:"streaming_budget_dollars"`
+
 	loc *time.Location
+}
+
+// HistoryConfig is how long the history of sessions is kept.
+type HistoryConfig struct {
+	// RetentionDays deletes sessions that ended longer ago; default 730
+	// (two years). 0 in the file means the default.
+	RetentionDays int `yaml:"retention_days"`
+}
+
+// DefaultRetentionDays is how long sessions are kept by default.
+const DefaultRetentionDays = 730
+
+// DefaultConfig returns the settings the program runs with when its
+// configuration file says nothing: enabled, with the default thresholds.
+func DefaultConfig() Config {
+	return Config{
+		Enabled:       true,
+		DriveGrace:    DefaultDriveGrace,
+		ChargeGrace:   DefaultChargeGrace,
+		DriveTimeout:  DefaultDriveTimeout,
+		UpdateTimeout: DefaultUpdateTimeout,
+		StaleAfter:    DefaultStaleAfter,
+		History:       HistoryConfig{RetentionDays: DefaultRetentionDays},
+	}
+}
+
+// Retention returns how long sessions are kept.
+func (c *Config) Retention() time.Duration {
+	d := c.History.RetentionDays
+	if d <= 0 {
+		d = DefaultRetentionDays
+	}
+	return time.Duration(d) * 24 * time.Hour
 }
 
 // Defaults of Config.
@@ -81,6 +127,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PricePerKWh != nil && !(*c.PricePerKWh >= 0 && !math.IsInf(*c.PricePerKWh, 0)) {
 		return fmt.Errorf("price_per_kwh: %v is negative: use 0 for free charging", *c.PricePerKWh)
+	}
+	if c.History.RetentionDays < 0 {
+		return fmt.Errorf("history.retention_days: %d is negative: use a number of days such as %d (the default)", c.History.RetentionDays, DefaultRetentionDays)
+	}
+	if b := c.StreamingBudgetDollars; !(b >= 0 && !math.IsInf(b, 0)) {
+		return fmt.Errorf("streaming_budget_dollars: %v is negative: use US$ per month per car, or 0 for no warning", b)
 	}
 	if err := ValidatePlaces(c.Places); err != nil {
 		return err

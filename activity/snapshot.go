@@ -74,8 +74,8 @@ func (t *Tracker) Restore(data []byte) error {
 	for _, sv := range s.Values {
 		f, ok := telemetry.FieldByName(sv.Field)
 		si, kept := slot(f)
-		if !ok || !kept {
-			continue // a signal this version no longer keeps
+		if !ok || !kept || si >= t.keep {
+			continue // a signal this version (or this tracker) does not keep
 		}
 		vals.v[si] = restoreValue(f, sv.Text)
 	}

@@ -1,7 +1,6 @@
 package activity
 
 import (
-	"math"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -59,6 +58,19 @@ type Tracker struct {
 	st     state
 	// place is the index of st.Place in cfg.Places, -1 for none.
 	place int
+	// keep is how many of viewFields the tracker keeps: the rules'
+	// (ruleFields), or all of them (KeepEveryValue).
+	keep int
+	// from is where the car was before the record at hand.
+	from from
+}
+
+// from is the place and location before the record at hand, when the
+// record changed the location (set).
+type from struct {
+	set   bool
+	place string
+	loc   telemetry.Value
 }
 
 // state is what a Tracker must remember across a restart (see Snapshot).
@@ -82,14 +94,43 @@ type state struct {
 // NewTracker returns the tracker of the car vin. cfg must have passed
 // Validate and must not change while trackers use it.
 func NewTracker(cfg *Config, vin string) *Tracker {
-	return &Tracker{cfg: cfg, vin: vin, place: -1}
+	return &Tracker{cfg: cfg, vin: vin, place: -1, keep: ruleFields}
 }
+
+// Reconfigure makes the tracker use cfg (validated, not changed while
+// trackers use it) from now on, such as after the owner added a place.
+// The place the car is at is looked up again from its latest location;
+// the returned changes say whether it changed.
+func (t *Tracker) Reconfigure(cfg *Config) Changes {
+	t.cfg = cfg
+	t.place = -1
+	for i := range cfg.Places {
+		if cfg.Places[i].Name == t.st.Place {
+			t.place = i
+		}
+	}
+	if t.place < 0 && t.st.Place != "" {
+		t.st.PreviousPlace, t.st.Place = t.st.Place, ""
+		return ChangedPlace | t.locate()
+	}
+	return t.locate()
+}
+
+// KeepEveryValue makes the tracker keep the latest value of every signal
+// Kept lists, for a layout that shows them (package teslamate). By
+// default it keeps only the signals its rules read, which costs less per
+// record.
+func (t *Tracker) KeepEveryValue() { t.keep = len(viewFields) }
 
 // VIN returns the car's VIN.
 func (t *Tracker) VIN() string { return t.vin }
 
 // Status returns the car's status and since when it holds.
 func (t *Tracker) Status() (Status, time.Time) { return t.st.Status, t.st.Since }
+
+// LastSeen returns when the car was last heard from (its clock): the
+// time of the record that made the latest change.
+func (t *Tracker) LastSeen() time.Time { return t.st.LastSeen }
 
 // Place returns the name of the place the car is at, or "".
 func (t *Tracker) Place() string { return t.st.Place }
@@ -116,8 +157,9 @@ func deref(s *Session) (Session, bool) {
 func (t *Tracker) Driving() bool  { return t.st.Drive != nil }
 func (t *Tracker) Charging() bool { return t.st.Charge != nil }
 
-// Values returns the latest values of the kept signals. The caller must
-// not keep the pointer across calls that change the tracker.
+// Values returns the latest values of the kept signals (see
+// KeepEveryValue). The caller must not keep the pointer across calls that
+// change the tracker.
 func (t *Tracker) Values() *Values { return &t.values }
 
 // Observe takes one record of the car and returns what changed. Records
@@ -189,51 +231,84 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 	if at.Before(t.st.LastRecordAt) {
 		return 0
 	}
-	ch := t.expire(at) // a gap may have ended a drive before this record
+	var ch Changes
+	if t.pending() || at.Sub(t.st.LastRecordAt) >= t.cfg.DriveTimeout {
+		ch = t.expire(at) // a gap may have ended a drive before this record
+	}
 	t.st.LastRecordAt = at
+	// A drive that starts with this record starts where the car was
+	// before it: a car that streams its location every few seconds is
+	// already down the road in the record whose gear says D. t.from
+	// holds that place when the record moves the car.
+	t.from.set = false
 	t.seen(at)
+	touched := false // a rule's input changed
 	if !t.st.Connected {
 		t.st.Connected = true // data proves the stream is up, even without its connectivity record
+		touched = true
 	}
 	located := false
+	invalid := telemetry.InvalidValue() // kept for a float that is NaN or infinite
 	for i := range data {
 		d := &data[i]
 		si, ok := slot(d.Field)
-		if !ok {
+		if !ok || si >= t.keep {
 			continue
 		}
-		v := d.Value
+		v := &d.Value
 		switch v.Kind() {
 		case telemetry.KindNone:
 			continue
 		case telemetry.KindFloatValue:
-			if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
-				v = telemetry.InvalidValue()
+			if f := v.Float(); f-f != 0 { // NaN or infinite
+				v = &invalid
 			}
 		}
-		if t.values.v[si].Equal(v) {
+		kept := &t.values.v[si]
+		if kept.Equal(*v) {
 			continue
 		}
-		t.values.v[si] = v
+		if needsDetach(v) {
+			w := detach(*v)
+			v = &w
+		}
+		if si == vLocation && !t.from.set {
+			t.from = from{set: true, place: t.st.Place, loc: *kept}
+		}
+		*kept = *v
 		ch |= ChangedValues
-		t.accumulate(at, si)
-		if si == vLocation {
+		if si == vSpeed || si >= vACEnergyIn && si <= vFastCharger {
+			t.accumulate(at, si)
+		}
+		switch si {
+		case vLocation:
 			located = true
+		case vGear, vChargeState, vInstallPercent:
+			touched = true
+		case vSpeed:
+			touched = touched || t.values.enum(vGear) < 0 // the speed stands in for the gear
 		}
 	}
 	if located {
 		ch |= t.locate()
 	}
-	if ch == 0 && !t.pending() {
-		// Nothing changed and no grace period runs: no session can open
-		// or end. Only the open sessions' latest record moves.
+	if !touched && !t.pending() && ch&(DriveEnded|ChargeEnded) == 0 {
+		// No rule's input changed, no grace period runs and no session
+		// just timed out: no session can open or end. Only the open
+		// sessions' latest record moves.
 		if d := t.st.Drive; d != nil {
 			d.LastAt = at
 		}
 		if c := t.st.Charge; c != nil {
 			c.LastAt = at
 		}
-		return t.evaluate(at)
+		switch t.st.Status {
+		case StatusDriving, StatusCharging, StatusParked, StatusUpdating:
+			// A record from a car that streams keeps these: only a
+			// rule's input, or time without records, changes them.
+			return ch
+		}
+		return ch | t.evaluate(at)
 	}
 	return ch | t.transitions(at) | t.evaluate(at)
 }
@@ -328,7 +403,12 @@ func (t *Tracker) transitions(at time.Time) Changes {
 	var ch Changes
 	if d := t.st.Drive; d == nil {
 		if t.moving() {
-			t.st.Drive = t.open(KindDrive, at)
+			d := t.open(KindDrive, at)
+			if l := t.from.loc; t.from.set && l.Kind() == telemetry.KindLocationValue {
+				lat, lon := l.Location()
+				d.StartPlace, d.StartLoc = t.from.place, &Location{Latitude: lat, Longitude: lon}
+			}
+			t.st.Drive = d
 			ch |= DriveStarted
 		}
 	} else {

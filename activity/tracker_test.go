@@ -316,6 +316,7 @@ func TestRestartMidDriveContinuesTheDrive(t *testing.T) {
 func TestSnapshotRoundTripsValues(t *testing.T) {
 	cfg := testConfig(t)
 	c := newCar(t, cfg)
+	c.tr.KeepEveryValue()
 	c.send(gear("R"), loc(homeLat, homeLon), num(telemetry.FieldOdometer, 1000.25),
 		telemetry.Datum{Field: telemetry.FieldLocked, Value: telemetry.BoolValue(true)},
 		telemetry.Datum{Field: telemetry.FieldVehicleName, Value: telemetry.StringValue("Blue, 2")},
@@ -326,6 +327,7 @@ func TestSnapshotRoundTripsValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := NewTracker(cfg, testVIN)
+	tr.KeepEveryValue()
 	if err := tr.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
@@ -431,5 +433,23 @@ func TestRestartMidChargeKeepsCountersAndCost(t *testing.T) {
 	}
 	if val(s.EnergyUsedKWh) != 10 || val(s.EnergyAddedKWh) != 9 || val(s.Cost) != *round(5*0.30+5*0.10, 2) || !s.Start.Equal(t0.Add(12*time.Hour)) {
 		t.Errorf("charge across restart: used %v added %v cost %v start %v", val(s.EnergyUsedKWh), val(s.EnergyAddedKWh), val(s.Cost), s.Start)
+	}
+}
+
+// A car that streams its location every few seconds is already out of
+// its place in the record whose gear says D: the drive starts at the
+// place and location before that record.
+func TestDriveStartsWhereTheCarWas(t *testing.T) {
+	c := newCar(t, testConfig(t))
+	c.at(0).send(gear("P"), loc(homeLat, homeLon), num(telemetry.FieldOdometer, 10))
+	c.at(time.Minute).send(gear("D"), loc(homeLat, homeLon+0.01), num(telemetry.FieldOdometer, 10.5))
+	c.at(10*time.Minute).send(gear("P"), loc(workLat, workLon), num(telemetry.FieldOdometer, 16.2))
+	c.at(20 * time.Minute).send(num(telemetry.FieldInsideTemp, 20))
+	s, ok := c.tr.LastDrive()
+	if !ok {
+		t.Fatal("no drive ended")
+	}
+	if s.StartPlace != "Home" || s.StartLocation == nil || s.StartLocation.Longitude != homeLon || s.EndPlace != "Work" {
+		t.Errorf("drive %+v from %+v", s, s.StartLocation)
 	}
 }

@@ -1,6 +1,10 @@
 package activity
 
-import "github.com/fleet2mqtt/fleet2mqtt/telemetry"
+import (
+	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
+)
 
 // viewFields are the signals whose latest value a Tracker keeps: the ones
 // its rules read and the ones the TeslaMate layout publishes. Everything
@@ -89,6 +93,9 @@ const (
 	vSoc
 	vBatteryLevel
 	vInstallPercent
+
+	// ruleFields is how many of viewFields the rules read: the first.
+	ruleFields
 )
 
 // slotOf maps a field number to 1 + its index in viewFields (0: not kept).
@@ -127,7 +134,8 @@ func (vs *Values) Get(f telemetry.Field) telemetry.Value {
 	return telemetry.Value{}
 }
 
-// Kept reports whether a Tracker keeps the latest value of f.
+// Kept reports whether a Tracker that keeps every value (see
+// Tracker.KeepEveryValue) keeps the latest value of f.
 func Kept(f telemetry.Field) bool {
 	_, ok := slot(f)
 	return ok
@@ -149,4 +157,40 @@ func (vs *Values) enum(i int) int32 {
 		return v.EnumNumber()
 	}
 	return -1
+}
+
+// needsDetach reports whether v may refer to the record's memory: a
+// string, or a value parsed from text.
+func needsDetach(v *telemetry.Value) bool {
+	if v.Kind() == telemetry.KindStringValue {
+		return true
+	}
+	_, raw := v.Raw()
+	return raw && v.Kind() != telemetry.KindEnumValue
+}
+
+// detach returns v without references to the record's memory, which the
+// caller may reuse once Observe returns: strings are copied (only when
+// they changed, so a car that repeats its name costs nothing), a value
+// parsed from text keeps its typed value only.
+func detach(v telemetry.Value) telemetry.Value {
+	switch v.Kind() {
+	case telemetry.KindStringValue:
+		return telemetry.StringValue(strings.Clone(v.Str()))
+	case telemetry.KindFloatValue, telemetry.KindIntValue, telemetry.KindBoolValue, telemetry.KindLocationValue:
+		if _, ok := v.Raw(); !ok {
+			return v
+		}
+		switch v.Kind() {
+		case telemetry.KindFloatValue:
+			return telemetry.FloatValue(v.Float())
+		case telemetry.KindIntValue:
+			return telemetry.IntValue(v.Int())
+		case telemetry.KindBoolValue:
+			return telemetry.BoolValue(v.Bool())
+		default:
+			return telemetry.LocationValue(v.Location())
+		}
+	}
+	return v // enums hold catalog names; the other kinds hold no strings
 }

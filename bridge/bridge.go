@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
@@ -33,6 +34,12 @@ type Bridge struct {
 	rep         *replicas // nil for a single instance (replicas.go)
 
 	clock clock // measures the state interval (state.go)
+
+	refused refusedCounts // items left out past a car's limits (limits.go)
+
+	// derived derives each car's status, place and sessions from its
+	// records (derived.go); nil when off.
+	derived *Derived
 
 	mu       sync.RWMutex
 	vehicles map[string]*vehicle
@@ -147,6 +154,24 @@ func (b *Bridge) Handle(ctx context.Context, rec *telemetry.Record) error {
 		b.log.Debug("record topic has no MQTT layout", "vin", rec.VIN, "topic", string(rec.Topic), "txid", rec.TxID)
 		return nil
 	}
+	if d := b.derived; d != nil {
+		c, ch, err := d.observe(v, bt, rec)
+		if c == nil { // no tracker for this car: the signals still go out
+			d.b.log.Warn("cannot derive a car's state", "vin", rec.VIN, "err", err)
+			return b.publish(ctx, v, bt, rec)
+		}
+		if err == nil {
+			err = b.publish(ctx, v, bt, rec)
+		}
+		d.finish(c, ch, err)
+		c.mu.Unlock()
+		return err
+	}
+	return b.publish(ctx, v, bt, rec)
+}
+
+// publish publishes a record's batch.
+func (b *Bridge) publish(ctx context.Context, v *vehicle, bt *batch, rec *telemetry.Record) error {
 	if len(bt.msgs) == 0 {
 		return nil
 	}
@@ -201,6 +226,7 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 		si := v.slot(d.Field)
 		bt.slots = append(bt.slots, si)
 		if si < 0 {
+			b.refuseField(v)
 			continue
 		}
 		s := &v.slots[si]
@@ -218,41 +244,30 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 	for i := range data {
 		d := &data[i]
 		si := bt.slots[i]
-		var s *slot
-		if si >= 0 {
-			s = &v.slots[si]
+		if si < 0 {
+			continue // past maxSlots: left out (see refuseField)
 		}
-		if b.native && d.Value.Kind() != telemetry.KindNone && (s == nil || s.lastValue == int32(i)) {
-			switch {
-			case s == nil: // past maxSlots: no state, a topic made per message
-				bt.begin(v.native+fieldName(d.Field), qos, retain)
-				bt.buf = appendNative(bt.buf, d.Value)
-			default:
-				if s.json == nil || !s.value.Equal(d.Value) {
-					s.value = detach(d.Value)
-					s.json = appendStateValue(s.json[:0], s.value)
-					v.stateChanged()
-				}
-				bt.begin(s.topic, qos, retain)
-				if sameText(d.Value) {
-					bt.buf = append(bt.buf, s.json...) // the payload is the state entry
-				} else {
-					bt.buf = appendNative(bt.buf, d.Value)
-				}
-				published = true
+		s := &v.slots[si]
+		if b.native && d.Value.Kind() != telemetry.KindNone && s.lastValue == int32(i) {
+			if s.json == nil || !s.value.Equal(d.Value) {
+				s.value = detach(d.Value)
+				s.json = appendStateValue(s.json[:0], s.value)
+				v.stateChanged()
 			}
-		}
-		if b.compat && (s == nil || s.last == int32(i)) {
-			var topic string
-			if s != nil {
-				topic = v.compatTopic(si)
+			bt.begin(s.topic, qos, retain)
+			if sameText(d.Value) {
+				bt.buf = append(bt.buf, s.json...) // the payload is the state entry
 			} else {
-				topic = v.compat + "v/" + compatFieldName(d.Field)
+				bt.buf = appendNative(bt.buf, d.Value)
 			}
-			bt.begin(topic, qos, b.cfg.Compat.Retain)
+			published = true
+		}
+		if b.compat && s.last == int32(i) {
+			bt.begin(v.compatTopic(si), qos, b.cfg.Compat.Retain)
 			bt.buf = appendCompatValue(bt.buf, d.Value, d.Field == telemetry.FieldLocation && i == firstLocation)
 		}
 	}
+	b.logRefused(v)
 	if published && b.cfg.StateTopic {
 		b.stateDue(v, bt)
 	}
@@ -312,6 +327,10 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 
 		first := &alerts[run[0]]
 		t := v.nameTopics(first.Name)
+		if t == nil {
+			b.refuseNames(v, len(run))
+			continue
+		}
 		if b.native {
 			// The alert started last is current; of equal starts, the later one.
 			cur := run[0]
@@ -353,6 +372,7 @@ func (b *Bridge) alerts(v *vehicle, bt *batch, alerts []telemetry.Alert) {
 	if b.native {
 		b.appendActiveAlerts(car, bt)
 	}
+	b.logRefused(v)
 }
 
 // groupAlerts fills bt.group with, for each alert, the index of the first
@@ -397,6 +417,10 @@ func (b *Bridge) errs(v *vehicle, bt *batch, errs []telemetry.VehicleError) {
 	for i := range errs {
 		e := &errs[i]
 		t := v.nameTopics(e.Name)
+		if t == nil {
+			b.refuseNames(v, 1)
+			continue
+		}
 		if b.native {
 			bt.begin(v.errorTopic(t), qos, retain)
 			bt.buf = appendNativeError(bt.buf, e, &bt.keys)
@@ -406,20 +430,24 @@ func (b *Bridge) errs(v *vehicle, bt *batch, errs []telemetry.VehicleError) {
 			bt.buf = appendCompatError(bt.buf, e, &bt.keys)
 		}
 	}
+	b.logRefused(v)
 }
 
-// connectivity builds the messages of a connectivity record.
+// connectivity builds the messages of a connectivity record. The native
+// connected topic says whether any of the car's connections is open, so a
+// connection that ends while a newer one streams leaves it true.
 func (b *Bridge) connectivity(v *vehicle, bt *batch, c *telemetry.Connectivity) {
 	if b.native {
+		car := b.car(v)
 		switch c.Status {
 		case telemetry.StatusConnected:
-			bt.begin(v.connectedTopic, b.cfg.QoS, b.cfg.Retain)
-			bt.buf = append(bt.buf, "true"...)
-			b.car(v).connected = 1
+			car.opened(c.ConnectionID)
 		case telemetry.StatusDisconnected:
+			car.closed(c.ConnectionID)
+		}
+		if c.Status == telemetry.StatusConnected || c.Status == telemetry.StatusDisconnected {
 			bt.begin(v.connectedTopic, b.cfg.QoS, b.cfg.Retain)
-			bt.buf = append(bt.buf, "false"...)
-			b.car(v).connected = -1
+			bt.buf = strconv.AppendBool(bt.buf, car.connected > 0)
 		}
 	}
 	if b.compat {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"sync"
@@ -94,32 +95,77 @@ func TestUnknownField(t *testing.T) {
 	})
 }
 
-// TestTooManyFields: past maxSlots distinct fields a vehicle's further
-// fields are still published, in both layouts, but not kept for the state
-// object.
+// TestTooManyFields: past maxSlots distinct fields a vehicle's new fields
+// are left out, in both layouts, and counted; its known fields go on.
 func TestTooManyFields(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Compat.Enabled = true
-	b, r := newTestBridge(t, cfg)
+	var logs strings.Builder
+	r := new(recorder)
+	b, err := New(cfg, r, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec := dataRecord()
 	for f := range telemetry.Field(maxSlots + 2) {
 		rec.Data = append(rec.Data, datum(1000+f, telemetry.IntValue(int64(f))))
 	}
 	handle(t, b, rec)
 	msgs := r.take()
-	if want := 2*(maxSlots+2) + 1; len(msgs) != want {
+	if want := 2*maxSlots + 1; len(msgs) != want {
 		t.Fatalf("%d messages, want %d", len(msgs), want)
 	}
-	last := len(msgs) - 2 // the compatibility message of the last field, then the state
-	if m := msgs[last]; m.Topic != "telemetry/"+vin+"/v/2025" || string(m.Payload) != "1025" {
-		t.Errorf("last field: %s", line(m))
-	}
-	if m := msgs[last-1]; m.Topic != "tesla/"+vin+"/Field(2025)" || string(m.Payload) != "1025" {
-		t.Errorf("last field: %s", line(m))
+	for _, m := range msgs {
+		if strings.Contains(m.Topic, "2024") || strings.Contains(m.Topic, "2025") {
+			t.Errorf("field past the limit published: %s", line(m))
+		}
 	}
 	state := string(msgs[len(msgs)-1].Payload)
 	if strings.Contains(state, "Field(2024)") || !strings.Contains(state, `"Field(2023)":1023}`) {
 		t.Errorf("state ends %s", state[len(state)-40:])
+	}
+	// A known field still goes out; a new one is left out again.
+	handle(t, b, dataRecord(datum(1000, telemetry.IntValue(7)), datum(5000, telemetry.IntValue(8))))
+	diffLines(t, lines(r.take()), []string{ // the state object waits for its interval
+		"tesla/" + vin + "/Field(1000) qos=1 retain=true 7",
+		"telemetry/" + vin + "/v/1000 qos=1 retain=false 7",
+	})
+	if got := b.Stats().FieldsRefused; got != 3 {
+		t.Errorf("FieldsRefused = %d, want 3", got)
+	}
+	if n := strings.Count(logs.String(), "left out"); n != 1 {
+		t.Errorf("%d log lines about fields left out, want 1 (once a minute):\n%s", n, logs.String())
+	}
+}
+
+// TestTooManyNames: past maxNameTopics distinct alert and error names a
+// vehicle's new names are left out and counted; known names go on.
+func TestTooManyNames(t *testing.T) {
+	b, r := newTestBridge(t, DefaultConfig())
+	var alerts []telemetry.Alert
+	for i := range maxNameTopics + 10 {
+		alerts = append(alerts, telemetry.Alert{Name: fmt.Sprintf("a%d", i)})
+	}
+	handle(t, b, &telemetry.Record{VIN: vin, Topic: telemetry.TopicAlerts, Alerts: alerts})
+	topics := map[string]bool{}
+	for _, m := range r.take() {
+		topics[m.Topic] = true
+	}
+	handle(t, b, &telemetry.Record{VIN: vin, Topic: telemetry.TopicErrors, Errors: []telemetry.VehicleError{{Name: "new"}, {Name: "a0"}}})
+	for _, m := range r.take() {
+		topics[m.Topic] = true
+	}
+	if topics["tesla/"+vin+"/alerts/a"+fmt.Sprint(maxNameTopics)] || topics["tesla/"+vin+"/errors/new"] {
+		t.Error("a name past the limit was published")
+	}
+	if !topics["tesla/"+vin+"/alerts/a0"] || !topics["tesla/"+vin+"/errors/a0"] {
+		t.Error("a known name was not published")
+	}
+	if n := len(topics); n != maxNameTopics+2 { // + active_alerts + errors/a0
+		t.Errorf("%d topics, want %d", n, maxNameTopics+2)
+	}
+	if got := b.Stats().NamesRefused; got != 11 {
+		t.Errorf("NamesRefused = %d, want 11", got)
 	}
 }
 
@@ -493,4 +539,26 @@ func TestHandleAllocations(t *testing.T) {
 			t.Errorf("compat %t: %v allocations per record, want 0", compat, allocs)
 		}
 	}
+}
+
+// A car that changes networks opens its next connection before the old one
+// ends: it stays connected until the last one closes.
+func TestConnectivityOverlappingConnections(t *testing.T) {
+	b, r := newTestBridge(t, DefaultConfig())
+	conn := func(id string, s telemetry.Status) {
+		handle(t, b, &telemetry.Record{VIN: vin, Topic: telemetry.TopicConnectivity, Connectivity: telemetry.Connectivity{ConnectionID: id, Status: s}})
+	}
+	conn("wifi", telemetry.StatusConnected)
+	conn("lte", telemetry.StatusConnected)
+	conn("wifi", telemetry.StatusDisconnected) // the old one times out
+	if !b.Streams(vin) {
+		t.Error("Streams = false while the second connection is open")
+	}
+	conn("wifi", telemetry.StatusDisconnected) // said twice: still the same
+	conn("lte", telemetry.StatusDisconnected)
+	if b.Streams(vin) {
+		t.Error("Streams = true after both connections closed")
+	}
+	topic := "tesla/" + vin + "/connected qos=1 retain=true "
+	diffLines(t, lines(r.take()), []string{topic + "true", topic + "true", topic + "true", topic + "true", topic + "false"})
 }

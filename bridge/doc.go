@@ -120,6 +120,16 @@
 // state object is published after the acknowledgement; should that fail
 // (the broker is away), the vehicle's next record publishes it.
 //
+// # What the car is doing
+//
+// With a Derived attached (NewDerived), every record also feeds the car's
+// activity.Tracker, and what it derives goes out in the same publish as
+// the record's signals: tesla/<VIN>/status and status/since, place and
+// place/event, drive/last and drive/event, charge/last and charge/event,
+// and optionally TeslaMate's topics (derived.go). SaveValues and
+// RestoreValues carry the cars' latest values across a restart, so that
+// the first state object after it holds every signal (values.go).
+//
 // # Delivery and concurrency
 //
 // Handle may be called concurrently for different vehicles; records of one

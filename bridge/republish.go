@@ -26,8 +26,40 @@ type carState struct {
 	// the bridge does not know them (a restart forgets them) and leaves
 	// the retained topic alone.
 	alertsKnown bool
-	// connected is whether the car streams: 0 unknown, 1 yes, -1 no.
+	// connected is whether the car streams: 0 unknown, 1 yes (at least
+	// one connection open), -1 no.
 	connected int8
+	// open are the IDs of the car's open connections, oldest first. A car
+	// that changes networks opens its next connection before the old one
+	// ends (that one may only end at the idle timeout), so the car is
+	// connected until the last of them closes. At most maxOpenConns: past
+	// that the oldest, most likely dead, is forgotten.
+	open []string
+}
+
+// maxOpenConns bounds the connections remembered per car.
+const maxOpenConns = 16
+
+// opened notes that connection id of the car opened.
+func (c *carState) opened(id string) {
+	if !slices.Contains(c.open, id) {
+		if len(c.open) >= maxOpenConns {
+			c.open = slices.Delete(c.open, 0, 1)
+		}
+		c.open = append(c.open, strings.Clone(id))
+	}
+	c.connected = 1
+}
+
+// closed notes that connection id of the car closed: the car stays
+// connected while another of its connections is open.
+func (c *carState) closed(id string) {
+	if i := slices.Index(c.open, id); i >= 0 {
+		c.open = slices.Delete(c.open, i, i+1)
+	}
+	if len(c.open) == 0 {
+		c.connected = -1
+	}
 }
 
 // activeAlert is one active alert, kept without memory of the record.

@@ -54,7 +54,7 @@ func (c clock) AfterFunc(d time.Duration, f func()) (stop func() bool) {
 }
 
 // stateChanged notes that a value of the state object changed.
-func (v *vehicle) stateChanged() { v.state.dirty = true }
+func (v *vehicle) stateChanged() { v.state.dirty, v.unsaved = true, true }
 
 // stateUnsent notes that a record's messages did not reach the broker:
 // the state object may not have either, so the next record sends it.

@@ -9,11 +9,14 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
-// Limits on what one vehicle can make the bridge remember. The catalog has
-// a few hundred fields and cars a few dozen alert names; the limits only
-// stop a misbehaving car from growing memory without bound. Past them the
-// bridge still publishes, it just builds topics per message and leaves the
-// field out of the state object.
+// Limits on what one vehicle can make the bridge remember, and publish.
+// The catalog has a few hundred fields and cars a few dozen alert names;
+// the limits only stop a misbehaving car from growing memory, and the
+// broker's retained messages, without bound. Past them the bridge leaves
+// the car's new fields and names out (the fields and names it already
+// knows go on as before), counts them (Stats) and logs them once a minute
+// per car; the records are still acknowledged, so that the car does not
+// send them again and again.
 const (
 	maxSlots      = 1024 // distinct fields per vehicle
 	maxIndexed    = 4096 // fields numbered below this are found by index
@@ -46,6 +49,11 @@ type vehicle struct {
 	seq uint32 // numbers data records, to find the last datum of each field
 
 	state stateSchedule // when the state object goes out (state.go)
+
+	refused refusedItems // left out past the limits, not logged yet (limits.go)
+
+	derived *derivedCar // the car's derived state (derived.go), set on its first record
+	unsaved bool        // a value changed since SaveValues (values.go)
 }
 
 // slot is one field of a vehicle. A car keeps one per field it sent, so
@@ -175,20 +183,21 @@ func (v *vehicle) compatTopic(i int32) string {
 	return v.compatTopics[i]
 }
 
-// nameTopics returns the topics of an alert or error name. Names are
-// remembered up to maxNameTopics; past that, each call makes new topics.
+// nameTopics returns the topics of an alert or error name, or nil for a
+// new name once the vehicle has maxNameTopics of them.
 func (v *vehicle) nameTopics(name string) *nameTopics {
 	if t, ok := v.names[name]; ok {
 		return t
 	}
-	t := &nameTopics{level: topicLevel(name)}
-	if len(v.names) < maxNameTopics {
-		if v.names == nil {
-			v.names = make(map[string]*nameTopics)
-		}
-		// The key must not share memory with the record.
-		v.names[strings.Clone(name)] = t
+	if len(v.names) >= maxNameTopics {
+		return nil
 	}
+	if v.names == nil {
+		v.names = make(map[string]*nameTopics)
+	}
+	t := &nameTopics{level: topicLevel(name)}
+	// The key must not share memory with the record.
+	v.names[strings.Clone(name)] = t
 	return t
 }
 

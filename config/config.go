@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fleet2mqtt/fleet2mqtt/activity"
+	"github.com/fleet2mqtt/fleet2mqtt/activity/teslamate"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
@@ -24,6 +26,8 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 )
 
@@ -50,6 +54,13 @@ type Config struct {
 	// Commands is whether and how fleet2mqtt sends the cars commands
 	// (MQTT, Home Assistant controls, the proxy API). Off by default.
 	Commands command.Settings `yaml:"commands"`
+	// Places are named places (Home, Work): the car's place, the places
+	// of drives and charges, the price of charging there, and the
+	// TeslaMate layout's geofence.
+	Places []activity.Place `yaml:"places"`
+	// Activity derives what each car is doing: status, place, drives and
+	// charging sessions with their history.
+	Activity activity.Config `yaml:"activity"`
 }
 
 // VehicleConfig is the vehicle section: how the listener treats
@@ -75,6 +86,9 @@ type MQTTConfig struct {
 	Embedded embedded.Config `yaml:"embedded"`
 	// External is the user's own broker, used when broker is "external".
 	External external.Config `yaml:"external"`
+	// TeslaMate publishes TeslaMate's MQTT topics too
+	// (teslamate/cars/<id>/…), for tools built on them.
+	TeslaMate teslamate.Config `yaml:"teslamate"`
 }
 
 // Broker choices.
@@ -87,6 +101,16 @@ const (
 type HTTPConfig struct {
 	// Listen is the host:port of the web listener; empty disables it.
 	Listen string `yaml:"listen"`
+	// MetricsToken lets clients that are not on this machine read
+	// /metrics with "Authorization: Bearer <token>" (Prometheus:
+	// authorization.credentials). Empty: /metrics answers only clients on
+	// this machine.
+	MetricsToken secret.Secret `yaml:"metrics_token"`
+	// MetricsVINs labels the per-car metrics with the VIN. Off: the label
+	// is a pseudonym, the first 8 hexadecimal digits of the VIN's SHA-256,
+	// so that what /metrics shows (and what a metrics store keeps) does
+	// not name the car.
+	MetricsVINs bool `yaml:"metrics_vins"`
 }
 
 // LogConfig sets the logger.
@@ -105,16 +129,34 @@ func Default() Config {
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Vehicle: VehicleConfig{Config: ingest.DefaultConfig()},
 		MQTT: MQTTConfig{
-			Config:   bridge.DefaultConfig(),
-			Broker:   BrokerEmbedded,
-			Embedded: embedded.DefaultConfig(),
-			External: external.DefaultConfig(),
+			Config:    bridge.DefaultConfig(),
+			Broker:    BrokerEmbedded,
+			Embedded:  embedded.DefaultConfig(),
+			External:  external.DefaultConfig(),
+			TeslaMate: teslamate.Config{CarIDs: map[string]int{}},
 		},
 		HTTP:          HTTPConfig{Listen: "127.0.0.1:8080"},
 		Setup:         setup.DefaultConfig(),
 		HomeAssistant: discovery.DefaultConfig(),
 		Commands:      command.DefaultSettings(),
+		Places:        []activity.Place{},
+		Activity:      activity.DefaultConfig(),
 	}
+}
+
+// ActivityConfig returns the activity section with the places, validated
+// (defaults filled), for the trackers.
+func (c *Config) ActivityConfig() (activity.Config, error) {
+	a := c.Activity
+	places := append([]activity.Place(nil), c.Places...)
+	if err := activity.ValidatePlaces(places); err != nil {
+		return a, err // its keys are at the top level: places[1].radius
+	}
+	a.Places = places
+	if err := a.Validate(); err != nil {
+		return a, configerr.Prefix("activity", err)
+	}
+	return a, nil
 }
 
 // defaultDataDir is $FLEET2MQTT_DATA_DIR, else the user's data directory

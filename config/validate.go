@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/hostport"
 )
 
 // Validate checks every section, each by its own package's Validate with
@@ -36,8 +36,8 @@ func (c *Config) Validate() error {
 		return configerr.Prefix("vehicle", err)
 	}
 	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			return fmt.Errorf("http.listen: %q is not host:port, e.g. \"127.0.0.1:8080\"", c.HTTP.Listen)
+		if err := hostport.Check(c.HTTP.Listen); err != nil {
+			return fmt.Errorf("http.listen: %w, e.g. \"127.0.0.1:8080\"", err)
 		}
 	}
 	if err := c.Setup.Validate(); err != nil {
@@ -54,6 +54,15 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateCommands(); err != nil {
 		return err
+	}
+	if _, err := c.ActivityConfig(); err != nil {
+		return err
+	}
+	if err := c.MQTT.TeslaMate.Validate(); err != nil {
+		return configerr.Prefix("mqtt.teslamate", err)
+	}
+	if c.MQTT.TeslaMate.Enabled && !c.Activity.Enabled {
+		return errors.New("mqtt.teslamate.enabled: true needs activity.enabled: true (TeslaMate's topics are made from the derived state)")
 	}
 	return c.MQTT.validate()
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -36,6 +37,15 @@ type Bridge struct {
 	// Version is fleet2mqtt's version, announced as the origin's sw
 	// version. Optional.
 	Version string
+	// Activity announces the derived state: status, place, drive and
+	// charge events, the last sessions' figures (see activity.go).
+	Activity bool
+	// Currency is the unit of the last charge's cost (ISO 4217, such as
+	// EUR); empty announces the cost without a unit.
+	Currency string
+	// StreamingCost announces the estimate of the car's monthly
+	// streaming bill.
+	StreamingCost bool
 }
 
 // Origin of the discovery messages, shown in Home Assistant's logs.
@@ -93,6 +103,32 @@ func Topic(cfg Config, vin string) string {
 	return cfg.Prefix + "/device/" + DeviceID(cfg, vin) + "/config"
 }
 
+// Owns reports whether topic is the discovery topic of some car under cfg
+// (Topic for any VIN): the topics this bridge writes and no one else may.
+// Other devices' configs, another installation's (another Instance) and
+// the status topic are not.
+func Owns(cfg Config, topic string) bool {
+	rest, ok := strings.CutPrefix(topic, cfg.Prefix+"/device/"+OriginName+"_")
+	if !ok {
+		return false
+	}
+	if cfg.Instance != "" {
+		if rest, ok = strings.CutPrefix(rest, cfg.Instance+"_"); !ok {
+			return false
+		}
+	}
+	id, ok := strings.CutSuffix(rest, "/config")
+	if !ok || id == "" {
+		return false
+	}
+	for i := 0; i < len(id); i++ { // what DeviceID writes for a VIN
+		if c := id[i]; !isUpper(c) && !isLower(c) && !isDigit(c) && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 // Messages returns the discovery message of a car: one retained
 // device-based discovery config announcing the car as a device with one
 // component per selected signal (see the package documentation). It
@@ -123,6 +159,9 @@ func RemoveMessages(cfg Config, b Bridge, v Vehicle, announced map[string]string
 	current[alertsKey] = true
 	for _, k := range controlKeys(cfg, v) {
 		current[k] = true
+	}
+	for _, e := range derivedEntities(b) {
+		current[e.key] = true
 	}
 	var stale []staleComponent
 	for key, platform := range announced {
@@ -196,8 +235,11 @@ var knownNames = sync.OnceValue(func() map[string]string {
 			names[e.key], names[e.platform] = e.key, e.platform
 		}
 	}
-	for _, p := range []string{"binary_sensor", "sensor"} {
+	for _, p := range []string{"binary_sensor", "sensor", "event"} {
 		names[p] = p
+	}
+	for _, e := range append(activityEntities, streamingCostEntity) {
+		names[e.key] = e.key
 	}
 	return names
 })
@@ -334,6 +376,8 @@ func render(cfg Config, b Bridge, v Vehicle, stale []staleComponent) []byte {
 	buf = append(buf, `,"json_attributes_topic":`...)
 	buf = appendJSONJoin(buf, b.Prefix, "/", v.VIN, "/"+ActiveAlertsLevel)
 	buf = append(buf, `,"name":"Active alerts","value_template":"{{ value_json.count }}","state_class":"measurement","icon":"mdi:alert-circle-outline"}`...)
+
+	buf = appendDerived(buf, b, v, devID, devSlug)
 
 	for _, e := range entities {
 		buf = append(buf, ',')

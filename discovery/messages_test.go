@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"errors"
 	"regexp"
 	"slices"
@@ -365,5 +366,57 @@ func TestJSONEscaping(t *testing.T) {
 	}
 	if got := c.Cmps["Soc"]["default_entity_id"]; got != "sensor.quote_back_line_soc" {
 		t.Errorf("default_entity_id %v", got)
+	}
+}
+
+// TestUnknownFieldsBounded: a car that sends field numbers the catalog
+// does not know (any number of them) gets no entity for them, so its
+// config stays the size of the catalog's: well under the embedded broker's
+// 1 MiB packet limit, the largest message an MQTT client there accepts.
+func TestUnknownFieldsBounded(t *testing.T) {
+	v := Vehicle{VIN: "5YJ3E1EA7KF000001", Streaming: allFields(), Seen: allFields()}
+	catalogOnly := Messages(DefaultConfig(), testBridge, v)[0].Payload
+	for f := telemetry.MaxField + 1; f < telemetry.MaxField+60000; f++ {
+		v.Seen = append(v.Seen, f)
+	}
+	v.Seen = append(v.Seen, -1, 1<<31-1)
+	withUnknown := Messages(DefaultConfig(), testBridge, v)[0].Payload
+	if !bytes.Equal(catalogOnly, withUnknown) {
+		t.Errorf("unknown field numbers changed the config: %d bytes, %d with only the catalog", len(withUnknown), len(catalogOnly))
+	}
+	if bytes.Contains(withUnknown, []byte("Field(")) {
+		t.Error("the config announces a field the catalog does not know")
+	}
+	const limit = 512 << 10 // half the embedded broker's packet limit
+	if len(withUnknown) > limit {
+		t.Errorf("a car's config is %d bytes, over %d", len(withUnknown), limit)
+	}
+	t.Logf("a car with every catalog signal and 60,000 unknown field numbers: config %d bytes", len(withUnknown))
+}
+
+func TestOwns(t *testing.T) {
+	cfg := DefaultConfig()
+	inst := DefaultConfig()
+	inst.Instance = "garage"
+	vin := "5YJ3E1EA7KF000001"
+	for _, tc := range []struct {
+		cfg   Config
+		topic string
+		want  bool
+	}{
+		{cfg, Topic(cfg, vin), true},
+		{cfg, Topic(cfg, "a/b+c"), true}, // escaped VIN characters
+		{inst, Topic(inst, vin), true},
+		{cfg, "homeassistant/status", false},
+		{cfg, "homeassistant/device/zigbee_1/config", false},
+		{cfg, Topic(inst, vin), false}, // another installation's
+		{inst, Topic(cfg, vin), false},
+		{cfg, "homeassistant/device/fleet2mqtt_/config", false},
+		{cfg, "homeassistant/device/fleet2mqtt_" + vin + "/config/x", false},
+		{cfg, "homeassistant/sensor/fleet2mqtt_" + vin + "/config", false},
+	} {
+		if got := Owns(tc.cfg, tc.topic); got != tc.want {
+			t.Errorf("Owns(instance %q, %q) = %v, want %v", tc.cfg.Instance, tc.topic, got, tc.want)
+		}
 	}
 }

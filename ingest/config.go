@@ -1,10 +1,10 @@
 package ingest
 
 import (
-	"net"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/hostport"
 )
 
 // Config is how the vehicle listener treats connections. Its TLS
@@ -50,8 +50,8 @@ func (c Config) Validate() error {
 	if c.Listen == "" {
 		return configerr.Errorf("listen", "must be set, e.g. \":443\"")
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return configerr.Errorf("listen", "%q is not host:port: %w", c.Listen, err)
+	if err := hostport.Check(c.Listen); err != nil {
+		return configerr.Errorf("listen", "%w", err)
 	}
 	for _, d := range []struct {
 		key string

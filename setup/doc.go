@@ -18,6 +18,11 @@
 // Tesla's credit; (8) the config, signed with Tesla.SS256 and pushed; (9)
 // the car's config state, its streaming errors, and the first record
 // arriving, live. Afterwards Run pushes configs again before they expire.
+// Off the steps, the Commands section (step_commands.go) shows which cars
+// can be commanded, the configured categories, a "flash the lights" test
+// through Deps.Commands and the month's command costs; the owner's login
+// asks for the command scopes and asks again for those an older login
+// lacks (prompt_missing_scopes).
 //
 // # Wiring
 //
@@ -30,6 +35,10 @@
 //	vehicleMux.Handle(setup.CallbackPath, public)                   //   the owner login's callback
 //	ingest: for every accepted record, w.RecordSeen(vin, time.Now())
 //	go w.Run(ctx)
+//
+// The command engine sends through w.CommandTransport(fallback), the
+// page's own owner session; other parts read the page's data with
+// LoadCredentials and KeyPath, never its files.
 //
 // # Inside
 //

@@ -72,6 +72,8 @@ type harnessOptions struct {
 	// vehicleListen is where the vehicle listener listens ("" a loopback
 	// port of 127.0.0.1).
 	vehicleListen string
+	// commands is Deps.Commands (nil: commands off).
+	commands Commands
 }
 
 // harness is the setup page against a fake Tesla, all on loopback: the
@@ -191,6 +193,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		CheckHTTPClient: h.vehicle.Client(),
 		PasswordOut:     h.pwOut,
 		Announcer:       (*announcerRecorder)(h),
+		Commands:        o.commands,
 	}
 	timing := Timing{Now: o.now, PagePoll: o.pagePoll, TeslaPoll: time.Nanosecond}
 	w, err := New(cfg, h.dir, deps, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), WithTiming(timing))

@@ -57,6 +57,7 @@ func (s *site) handler() http.Handler {
 		loginPage{s},
 		appStep{s}, keyStep{s}, registerStep{s}, ownerStep{s}, vehiclesStep{s},
 		pairingStep{s}, fieldsStep{s}, pushStep{s}, verifyStep{s},
+		commandsStep{s},
 	} {
 		res.mount(mux)
 	}
@@ -84,7 +85,7 @@ func (p publicKey) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // pageNames are the templates under web/, each rendered inside
 // web/layout.html.
-var pageNames = []string{"notfound", "login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify"}
+var pageNames = []string{"notfound", "login", "app", "key", "register", "owner", "vehicles", "pairing", "fields", "push", "verify", "commands"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := make(map[string]*template.Template, len(pageNames))

@@ -92,6 +92,9 @@ type vehicle struct {
 	Paired       bool   `json:"paired,omitempty"`
 	Firmware     string `json:"firmware,omitempty"`
 	SafetyToggle *bool  `json:"safety_toggle,omitempty"`
+	// ProtocolRequired is vehicle_command_protocol_required: false for a
+	// car that predates the Vehicle Command Protocol (REST commands).
+	ProtocolRequired *bool `json:"protocol_required,omitempty"`
 }
 
 // streams reports whether the car can stream to the application: it holds

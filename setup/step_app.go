@@ -50,7 +50,7 @@ func (f *flow) appView() *appData {
 		HostFromConfig:     f.cfg.PublicHostname,
 		RedirectFromConfig: f.cfg.RedirectURL != "" && !isLegacyRedirect(f.cfg.RedirectURL),
 		ClientIDFromConfig: f.cfg.ClientID != "",
-		Scopes:             []string{"Profile Information", "Vehicle Information", "Vehicle Location"},
+		Scopes:             []string{"Profile Information", "Vehicle Information", "Vehicle Location", "Vehicle Commands", "Vehicle Charging Management"},
 	}
 	f.store.read(func(st *state) {
 		id, secret := f.credentials(st)

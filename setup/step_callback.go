@@ -138,7 +138,11 @@ func (f *flow) startLogin() (string, error) {
 	}
 	l := pendingLogin{state: rand.Text(), nonce: rand.Text(), started: f.timing.Now()}
 	f.logins.add(l, l.started)
-	return client.AuthCodeURL(l.state, l.nonce, fleetapi.AuthURLOptions{ShowKeypairStep: true}), nil
+	// A login that lacks scopes fleet2mqtt asks for now (the command
+	// scopes, for logins made before commands) asks Tesla to show the
+	// owner just those again.
+	reconsent := len(f.missingCommandScopes()) > 0
+	return client.AuthCodeURL(l.state, l.nonce, fleetapi.AuthURLOptions{ShowKeypairStep: true, PromptMissingScopes: reconsent}), nil
 }
 
 // callbackMissing says what keeps Tesla from sending the browser back to

@@ -30,10 +30,14 @@ type ownerData struct {
 	// Since is the latest login outcome the page knows of; its script
 	// waits for a newer one.
 	Since string
+	// MissingScopes are the command scopes the stored login lacks: a
+	// login made before fleet2mqtt asked for them. Logging in again asks
+	// Tesla for just those (prompt_missing_scopes).
+	MissingScopes []string
 }
 
 func (f *flow) ownerView() *ownerData {
-	d := &ownerData{Since: f.loginSeq()}
+	d := &ownerData{Since: f.loginSeq(), MissingScopes: f.missingCommandScopes()}
 	f.store.read(func(st *state) {
 		d.LoggedIn = f.done(st, stepOwner)
 		d.Redirect = f.redirectURL(st)

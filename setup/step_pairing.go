@@ -112,7 +112,7 @@ func (f *flow) pollPairing(ctx context.Context, force bool) error {
 		f.teslaFailed(err)
 		return err
 	}
-	return f.store.update(func(st *state) error {
+	err = f.store.update(func(st *state) error {
 		st.noteOwnerRegion(owner)
 		for _, vin := range vins {
 			v := st.vehicle(vin)
@@ -123,10 +123,14 @@ func (f *flow) pollPairing(ctx context.Context, force bool) error {
 			if info, ok := status.VehicleInfo[vin]; ok {
 				v.Firmware = info.FirmwareVersion
 				v.SafetyToggle = info.SafetyScreenStreamingToggleEnabled
+				required := info.VehicleCommandProtocolRequired
+				v.ProtocolRequired = &required
 			}
 		}
 		return nil
 	})
+	f.tellCommands(status)
+	return err
 }
 
 // pairingStep serves step 6.

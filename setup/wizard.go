@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -55,6 +56,29 @@ type Deps struct {
 	// page of the setup says so and, when not, what to do. nil: unknown,
 	// and the page says it cannot tell. It must not block.
 	HomeAssistantSeen func() (at time.Time, ok bool)
+	// Commands, when set, is the vehicle command engine; the setup page's
+	// Commands section shows its settings and usage, tells it which cars
+	// predate the command protocol (from fleet_status), and runs its
+	// "flash the lights" test through it. nil: commands are off, and the
+	// section says how to turn them on.
+	Commands Commands
+}
+
+// Commands is what the setup page needs of vehicle commands
+// (command.Engine with its settings and counters; cmd/fleet2mqtt wires it).
+// Execute may take as long as the command does (a sleeping car is woken);
+// the other methods must not block.
+type Commands interface {
+	// Execute sends one command through the engine, with its safety
+	// rules; the page checks Settings().Allows first.
+	Execute(ctx context.Context, req command.Request) command.Result
+	// Usage is every car's billed requests in month (command.Month).
+	Usage(month string) map[string]command.Usage
+	// SetProtocolRequired passes on what fleet_status says of a car:
+	// false sends it REST commands.
+	SetProtocolRequired(vin string, required bool)
+	// Settings is the configuration's commands section.
+	Settings() command.Settings
 }
 
 // Announcer is what the setup page tells Home Assistant discovery

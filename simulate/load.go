@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,8 +35,9 @@ const (
 	DefaultLoadMaxWait   = 10 * time.Minute
 	defaultConnectBudget = time.Minute
 	// templateRing is how many distinct records each car cycles through.
-	// Consecutive records always differ in every field; 60 is divisible by
-	// 2 to 6, so the wrap-around keeps that true for short enums too.
+	// Consecutive records differ in every field but Version, as a car's
+	// do; 60 is divisible by 2 to 6, so the wrap-around keeps that true
+	// for short enums too. The marker field (delivery.go) never repeats.
 	templateRing = 60
 )
 
@@ -60,9 +62,18 @@ type LoadConfig struct {
 	// Inflight is how many records each car keeps unacknowledged at most;
 	// zero means 1.
 	Inflight int
-	// Records is how many V records each car sends; zero only connects
-	// the cars (for memory per connection).
+	// Records is how many V records each car sends as fast as its window
+	// allows (closed loop); zero only connects the cars (for memory per
+	// connection). Ignored when Rate is set.
 	Records int
+	// Rate, when above zero, makes the run open loop: Rate records per
+	// second across all cars, for Duration, each sent at its time whether
+	// or not earlier ones were acknowledged (the window, Inflight, only
+	// bounds how far a car may fall behind). Ack latency is then measured
+	// from when a record was due, so a server that falls behind shows.
+	Rate float64
+	// Duration is how long an open-loop run sends.
+	Duration time.Duration
 	// Fields is how many signals each record holds, of mixed kinds; zero
 	// means 20.
 	Fields int
@@ -73,6 +84,9 @@ type LoadConfig struct {
 	// ServerPID, when set, is the server process whose CPU time and
 	// memory are read from /proc.
 	ServerPID int
+	// BrokerPID, when set, is an MQTT broker process (such as the
+	// mosquitto the server publishes to) whose CPU time is read as well.
+	BrokerPID int
 	// Hold keeps the cars connected this long before the timed part (and
 	// before the server's memory with connections is read).
 	Hold time.Duration
@@ -87,12 +101,18 @@ type LoadConfig struct {
 // LoadResult is what a load run measured. Its JSON form is the one-line
 // summary scripts read.
 type LoadResult struct {
-	Cars          int     `json:"cars"`
-	Inflight      int     `json:"inflight"`
-	RecordsPerCar int     `json:"records_per_car"`
-	Fields        int     `json:"fields"`
-	FrameBytes    int     `json:"frame_bytes"`
+	Cars          int `json:"cars"`
+	Inflight      int `json:"inflight"`
+	RecordsPerCar int `json:"records_per_car"`
+	Fields        int `json:"fields"`
+	FrameBytes    int `json:"frame_bytes"`
+	// RatePerSec and DurationSecs describe an open-loop run (--rate).
+	RatePerSec   float64 `json:"rate_per_s,omitempty"`
+	DurationSecs float64 `json:"duration_s,omitempty"`
+	// Complete is true when every record was acknowledged and, with a
+	// subscriber, every acknowledged record's messages all arrived.
 	Complete      bool    `json:"complete"`
+	Sent          int64   `json:"sent"`
 	Records       int64   `json:"records"` // acknowledged in the timed part
 	Resent        int64   `json:"resent"`
 	Rejected      int64   `json:"rejected"`
@@ -109,6 +129,14 @@ type LoadResult struct {
 
 	MQTT   *MQTTResult   `json:"mqtt,omitempty"`
 	Server *ServerResult `json:"server,omitempty"`
+	Broker *BrokerResult `json:"broker,omitempty"`
+}
+
+// BrokerResult is an external broker's CPU time during the timed part.
+type BrokerResult struct {
+	PID            int     `json:"pid"`
+	CPUSeconds     float64 `json:"cpu_s"`
+	CPUSecsPer100k float64 `json:"cpu_s_per_100k_records"`
 }
 
 // MQTTResult is what the MQTT subscriber counted during the timed part.
@@ -119,6 +147,8 @@ type MQTTResult struct {
 	Seconds     float64 `json:"seconds"` // from the start to the last message
 	MessagesSec float64 `json:"messages_per_s"`
 	PerRecord   float64 `json:"messages_per_record"`
+	// Delivery matches the messages to the acknowledged records.
+	Delivery *DeliveryResult `json:"delivery,omitempty"`
 }
 
 // ServerResult is the server's use of CPU and memory, from /proc.
@@ -134,6 +164,9 @@ type ServerResult struct {
 }
 
 func (c *LoadConfig) setDefaults() {
+	if c.Rate > 0 {
+		c.Inflight = cmp.Or(c.Inflight, DefaultWindow)
+	}
 	c.Inflight = cmp.Or(c.Inflight, 1)
 	c.Fields = cmp.Or(c.Fields, DefaultLoadFields)
 	c.Settle = cmp.Or(c.Settle, DefaultSettle)
@@ -155,20 +188,47 @@ func (c *LoadConfig) validate() error {
 		return fmt.Errorf("load: records %d: must not be negative", c.Records)
 	case c.Fields < 1:
 		return fmt.Errorf("load: fields %d: must be at least 1", c.Fields)
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return fmt.Errorf("load: rate %v: must be a positive number of records per second", c.Rate)
+	case c.Rate > 0 && c.Duration <= 0:
+		return fmt.Errorf("load: rate %v records/s needs a positive duration", c.Rate)
+	case c.Rate > 0 && c.Rate*c.Duration.Seconds() > math.MaxInt32:
+		return fmt.Errorf("load: %v records/s for %v is too many records", c.Rate, c.Duration)
 	}
 	return nil
 }
 
 // loadCar is one car of a load run and what it measured.
 type loadCar struct {
-	car *Car
-	tpl *template
+	car     *Car
+	tpl     *template
+	records int // how many records it sends
+	// In an open-loop run record n is due at start + offset + n*interval.
+	offset, interval time.Duration
 
 	// Written by the car's reading goroutine until done is closed.
 	latencies []time.Duration
+	acked     []uint64 // bitset of the records acknowledged, by number
 	settled   int
 	lastAck   int64 // nanoseconds since the run's start
 	done      chan struct{}
+}
+
+// due returns when record n is due, counted from the run's start; zero in
+// a closed-loop run.
+func (lc *loadCar) due(n int) time.Duration { return lc.offset + time.Duration(n)*lc.interval }
+
+// plan returns how many records car k of cars sends, and in an open-loop
+// run the offset and interval of its schedule: the run's records are dealt
+// to the cars in turn, record j of the run due at j/rate.
+func (c *LoadConfig) plan(k, cars int) (records int, offset, interval time.Duration) {
+	if c.Rate <= 0 {
+		return c.Records, 0, 0
+	}
+	total := int(math.Round(c.Rate * c.Duration.Seconds()))
+	records = max(0, (total-k+cars-1)/cars)
+	perRecord := float64(time.Second) / c.Rate
+	return records, time.Duration(float64(k) * perRecord), time.Duration(float64(cars) * perRecord)
 }
 
 // RunLoad runs a load test: it connects every car, then each sends
@@ -188,13 +248,22 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	}
 	log := cfg.Log
 	res := &LoadResult{Cars: len(cfg.Identities), Inflight: cfg.Inflight, RecordsPerCar: cfg.Records, Fields: cfg.Fields}
+	if cfg.Rate > 0 {
+		res.RatePerSec, res.DurationSecs = cfg.Rate, cfg.Duration.Seconds()
+		res.RecordsPerCar, _, _ = cfg.plan(0, len(cfg.Identities))
+	}
+	total := 0 // records the run sends
 
 	// Everything is encoded before the clock starts.
 	cars := make([]*loadCar, len(cfg.Identities))
+	vins := make([]string, len(cfg.Identities))
 	for i, id := range cfg.Identities {
 		lc := &loadCar{done: make(chan struct{})}
-		if cfg.Records > 0 {
-			lc.latencies = make([]time.Duration, 0, cfg.Records)
+		lc.records, lc.offset, lc.interval = cfg.plan(i, len(cfg.Identities))
+		total += lc.records
+		if lc.records > 0 {
+			lc.latencies = make([]time.Duration, 0, lc.records)
+			lc.acked = make([]uint64, (lc.records+63)/64)
 		}
 		car, err := NewCar(CarConfigFor(CarConfig{
 			URL:      cfg.URL,
@@ -208,12 +277,13 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 			return nil, err
 		}
 		lc.car = car
-		if lc.tpl, err = newTemplate(car, i, fields, min(cfg.Records, templateRing)); err != nil {
+		vins[i] = car.VIN()
+		if lc.tpl, err = newTemplate(car, i, fields, min(lc.records, templateRing)); err != nil {
 			return nil, err
 		}
 		cars[i] = lc
 	}
-	if cfg.Records > 0 {
+	if total > 0 {
 		res.FrameBytes = len(cars[0].tpl.frames[0])
 	}
 
@@ -230,8 +300,10 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		return nil, err
 	}
 	var sub *MQTTSubscriber
+	var delivery *deliveryCounter
 	if cfg.MQTT.Addr != "" {
-		if sub, err = DialMQTT(ctx, cfg.MQTT); err != nil {
+		delivery = newDeliveryCounter(vins, fields, res.RecordsPerCar)
+		if sub, err = dialMQTT(ctx, cfg.MQTT, delivery.observe); err != nil {
 			return nil, err
 		}
 		defer sub.Close()
@@ -269,15 +341,21 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	if err := sample(&before); err != nil {
 		return nil, err
 	}
+	var brokerBefore, brokerAfter procSample
+	if cfg.BrokerPID != 0 {
+		if brokerBefore, err = readProc(cfg.BrokerPID); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	self, _ := readProc(os.Getpid())
 
 	// The timed part.
 	start := time.Now()
 	complete := true
-	if cfg.Records > 0 {
-		log.Info("sending", "records_per_car", cfg.Records, "inflight", cfg.Inflight, "fields", cfg.Fields, "frame_bytes", res.FrameBytes)
+	if total > 0 {
+		log.Info("sending", "records", total, "rate", cfg.Rate, "inflight", cfg.Inflight, "fields", cfg.Fields, "frame_bytes", res.FrameBytes)
 		for _, lc := range cars {
-			lc.start(runCtx, start, cfg.Records, &running)
+			lc.start(runCtx, start, &running)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, cfg.MaxWait)
 		for _, lc := range cars {
@@ -293,7 +371,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		cancel()
 	}
 	var mqttCount int64
-	if sub != nil && cfg.Records > 0 {
+	if sub != nil && total > 0 {
 		sctx, cancel := context.WithTimeout(ctx, max(time.Minute, 10*cfg.Settle))
 		mqttCount = sub.Settle(sctx, cfg.Settle) - baseline
 		cancel()
@@ -304,22 +382,29 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		cfg.ServerPID = 0
 	}
 	selfAfter, _ := readProc(os.Getpid())
+	if cfg.BrokerPID != 0 {
+		if brokerAfter, err = readProc(cfg.BrokerPID); err != nil {
+			log.Warn("no broker figures", "err", err)
+			cfg.BrokerPID = 0
+		}
+	}
 	// Once every car has stopped, their measurements may be read.
 	stop()
 	running.Wait()
 
 	res.Complete = complete
 	var lastAck time.Duration
-	all := make([]time.Duration, 0, len(cars)*cfg.Records)
+	all := make([]time.Duration, 0, total)
 	for _, lc := range cars {
 		st := lc.car.Stats()
+		res.Sent += st.Sent
 		res.Resent += st.Resent
 		res.Rejected += st.Rejected
 		res.Records += st.Acked
 		all = append(all, lc.latencies...)
 		lastAck = max(lastAck, time.Duration(lc.lastAck))
 	}
-	if cfg.Records > 0 {
+	if total > 0 {
 		res.Seconds = round(lastAck.Seconds(), 3)
 		if lastAck > 0 {
 			res.RecordsPerSec = math.Round(float64(res.Records) / lastAck.Seconds())
@@ -345,6 +430,13 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		if res.Records > 0 {
 			m.PerRecord = round(float64(mqttCount)/float64(res.Records), 2)
 		}
+		if total > 0 {
+			acked := make([][]uint64, len(cars))
+			for i, lc := range cars {
+				acked[i] = lc.acked
+			}
+			m.Delivery = delivery.result(func(i int) string { return fields[i].String() }, acked)
+		}
 		res.MQTT = m
 	}
 	if cfg.ServerPID != 0 {
@@ -362,8 +454,20 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		s.KBPerConnection = round(float64(connected.rssKB-idle.rssKB)/float64(len(cars)), 1)
 		res.Server = s
 	}
+	if cfg.BrokerPID != 0 {
+		b := &BrokerResult{PID: cfg.BrokerPID, CPUSeconds: round(float64(brokerAfter.cpuTicks-brokerBefore.cpuTicks)/clockTicksPerSecond, 2)}
+		if res.Records > 0 {
+			b.CPUSecsPer100k = round(b.CPUSeconds/float64(res.Records)*100_000, 3)
+		}
+		res.Broker = b
+	}
 	if !complete {
-		return res, fmt.Errorf("%w: %d of %d records acknowledged", ErrIncomplete, res.Records, len(cars)*cfg.Records)
+		return res, fmt.Errorf("%w: %d of %d records acknowledged", ErrIncomplete, res.Records, total)
+	}
+	if d := res.MQTT.delivery(); d != nil && !d.Complete() {
+		res.Complete = false
+		return res, fmt.Errorf("%w: %d of %d messages of acknowledged records arrived (%.2f%%), %d records' marker missing",
+			ErrIncomplete, d.Delivered, d.Expected, 100*d.Ratio, d.RecordsMissing)
 	}
 	return res, nil
 }
@@ -405,11 +509,31 @@ func connectAll(runCtx context.Context, cars []*loadCar, limit int, running *syn
 	return nil
 }
 
-// start sends n records from the car's template on a goroutine of its own.
-func (lc *loadCar) start(ctx context.Context, start time.Time, n int, wg *sync.WaitGroup) {
-	lc.tpl.start, lc.tpl.records = start, n
+// start sends the car's records from its template on a goroutine of its
+// own: as fast as the window allows, or each when it is due.
+func (lc *loadCar) start(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
+	lc.tpl.start, lc.tpl.records = start, lc.records
+	if lc.records == 0 {
+		close(lc.done)
+		return
+	}
 	wg.Go(func() {
-		for i := range n {
+		var timer *time.Timer
+		for i := range lc.records {
+			if lc.interval > 0 {
+				if wait := time.Until(start.Add(lc.due(i))); wait > 0 {
+					if timer == nil {
+						timer = time.NewTimer(wait)
+					} else {
+						timer.Reset(wait)
+					}
+					select {
+					case <-timer.C:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
 			if err := lc.car.Send(ctx, lc.tpl.message(i)); err != nil {
 				return
 			}
@@ -417,8 +541,19 @@ func (lc *loadCar) start(ctx context.Context, start time.Time, n int, wg *sync.W
 	})
 }
 
-func (lc *loadCar) onAck(_ *Message, latency time.Duration) {
+// onAck records an acknowledgement. m.seq numbers the car's records from
+// 1, in the order they were sent.
+func (lc *loadCar) onAck(m *Message, latency time.Duration) {
+	n := int(m.seq) - 1
+	if lc.interval > 0 {
+		// Open loop: from when the record was due, not from when it
+		// could be sent.
+		latency = time.Since(lc.tpl.start) - lc.due(n)
+	}
 	lc.latencies = append(lc.latencies, latency)
+	if n >= 0 && n/64 < len(lc.acked) {
+		lc.acked[n/64] |= 1 << (n % 64)
+	}
 	lc.settle()
 }
 
@@ -433,14 +568,17 @@ func (lc *loadCar) settle() {
 }
 
 // template holds a car's pre-built frames: a ring of distinct V records
-// whose txid and message id are patched with the record number.
+// whose txid, message id and marker (see delivery.go) are patched with the
+// record number.
 type template struct {
 	car      *Car
 	payloads [][]byte
 	frames   [][]byte
 	created  time.Time
-	txOff    int // where the txid starts in every frame
-	msgOff   int // where the message id starts
+	txOff    int   // where the txid starts in every frame
+	msgOff   int   // where the message id starts
+	payOff   []int // where the payload starts, per frame
+	marker   []int // where the marker's 8 bytes start, per frame; nil without one
 	records  int
 	start    time.Time
 }
@@ -460,9 +598,15 @@ func newTemplate(car *Car, index int, fields []telemetry.Field, n int) (*templat
 	zeros := "000000000000"
 	probe := &Message{Topic: telemetry.TopicV, TxID: txBase + zeros, MessageID: msgBase + zeros, CreatedAt: t.created}
 	data := make([]telemetry.Datum, len(fields))
+	marker := markerField(fields)
+	var sentinel [8]byte
+	binary.LittleEndian.PutUint64(sentinel[:], math.Float64bits(markerSentinel))
 	for slot := range n {
 		for i, f := range fields {
 			data[i] = telemetry.Datum{Field: f, Value: loadValue(f, slot, index)}
+		}
+		if marker >= 0 {
+			data[marker].Value = telemetry.FloatValue(markerSentinel)
 		}
 		payload, err := EncodeData(car.VIN(), t.created, data, false)
 		if err != nil {
@@ -471,6 +615,14 @@ func newTemplate(car *Car, index int, fields []telemetry.Field, n int) (*templat
 		frame := car.appendFrame(nil, probe, payload)
 		t.payloads = append(t.payloads, payload)
 		t.frames = append(t.frames, frame)
+		t.payOff = append(t.payOff, bytes.Index(frame, payload))
+		if marker >= 0 {
+			at := bytes.Index(frame, sentinel[:])
+			if at < t.payOff[slot] || bytes.Count(frame, sentinel[:]) != 1 {
+				return nil, errors.New("load: record marker not found once in the built frame")
+			}
+			t.marker = append(t.marker, at)
+		}
 	}
 	t.txOff = bytes.Index(t.frames[0], []byte(probe.TxID))
 	t.msgOff = bytes.Index(t.frames[0], []byte(probe.MessageID))
@@ -490,12 +642,19 @@ func (t *template) message(i int) *Message {
 	}
 	hex.Encode(frame[t.txOff+36-idCounterDigits:t.txOff+36], ctr[2:])
 	hex.Encode(frame[t.msgOff+36-idCounterDigits:t.msgOff+36], ctr[2:])
+	payload := t.payloads[slot]
+	if t.marker != nil {
+		binary.LittleEndian.PutUint64(frame[t.marker[slot]:], math.Float64bits(markerValue(i)))
+		// A resend frames Payload anew (see Car.write): it must carry the
+		// same marker, and must not share the frame's memory.
+		payload = slices.Clone(frame[t.payOff[slot] : t.payOff[slot]+len(payload)])
+	}
 	return &Message{
 		Topic:     telemetry.TopicV,
 		TxID:      string(frame[t.txOff : t.txOff+36]),
 		MessageID: string(frame[t.msgOff : t.msgOff+36]),
 		CreatedAt: t.created,
-		Payload:   t.payloads[slot],
+		Payload:   payload,
 		frame:     frame,
 	}
 }
@@ -568,8 +727,17 @@ func loadValue(f telemetry.Field, slot, car int) telemetry.Value {
 	case telemetry.KindTime:
 		return telemetry.TimeValue(int32(slot%24), int32(slot%60), int32(slot*7%60))
 	}
+	if f == telemetry.FieldVersion {
+		// Software changes with a firmware update, not from record to
+		// record; what depends on it (Home Assistant's device) is not
+		// redone for every record.
+		return telemetry.StringValue(loadVersion)
+	}
 	return telemetry.StringValue("2025.44.25." + strconv.Itoa(slot))
 }
+
+// loadVersion is the software version every load car reports.
+const loadVersion = "2025.44.25.5 abcdef123456"
 
 // percentile returns the p-th percentile (nearest rank) of sorted values.
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -588,8 +756,13 @@ func mb(kb int64) float64 { return round(float64(kb)/1024, 1) }
 func (r *LoadResult) WriteText(w io.Writer) error {
 	var b bytes.Buffer
 	if r.RecordsPerCar > 0 {
-		fmt.Fprintf(&b, "load: %d cars × %d records, %d in flight per car, %d fields per record (%d-byte frames)\n",
-			r.Cars, r.RecordsPerCar, r.Inflight, r.Fields, r.FrameBytes)
+		if r.RatePerSec > 0 {
+			fmt.Fprintf(&b, "load: %d cars, %s records/s for %.1f s (open loop), at most %d in flight per car, %d fields per record (%d-byte frames)\n",
+				r.Cars, thousands(r.RatePerSec), r.DurationSecs, r.Inflight, r.Fields, r.FrameBytes)
+		} else {
+			fmt.Fprintf(&b, "load: %d cars × %d records, %d in flight per car, %d fields per record (%d-byte frames)\n",
+				r.Cars, r.RecordsPerCar, r.Inflight, r.Fields, r.FrameBytes)
+		}
 	} else {
 		fmt.Fprintf(&b, "load: %d cars, connections only\n", r.Cars)
 	}
@@ -607,6 +780,14 @@ func (r *LoadResult) WriteText(w io.Writer) error {
 	if m := r.MQTT; m != nil {
 		fmt.Fprintf(&b, "  mqtt         %d messages on %s (QoS %d) in %.3f s: %s messages/s, %.2f per record\n",
 			m.Messages, m.Topic, m.QoS, m.Seconds, thousands(m.MessagesSec), m.PerRecord)
+		if d := m.Delivery; d != nil {
+			state := "complete"
+			if !d.Complete() {
+				state = "INCOMPLETE"
+			}
+			fmt.Fprintf(&b, "  delivered    %d of %d messages of acknowledged records (%.2f%%), %d records missing, %d extra, %d on other topics: %s\n",
+				d.Delivered, d.Expected, 100*d.Ratio, d.RecordsMissing, d.Extra, d.Other, state)
+		}
 	}
 	if s := r.Server; s != nil {
 		if r.RecordsPerCar > 0 {
@@ -614,6 +795,9 @@ func (r *LoadResult) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  server rss   idle %.1f MB, %.1f MB with %d cars (%.1f KB each), %.1f MB at the end, peak %.1f MB\n",
 			s.RSSIdleMB, s.RSSConnectedMB, r.Cars, s.KBPerConnection, s.RSSEndMB, s.PeakRSSMB)
+	}
+	if br := r.Broker; br != nil {
+		fmt.Fprintf(&b, "  broker cpu   pid %d: %.2f s, %.3f CPU-s per 100k records\n", br.PID, br.CPUSeconds, br.CPUSecsPer100k)
 	}
 	_, err := w.Write(b.Bytes())
 	return err
@@ -659,4 +843,12 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.level, h.Handler.WithGroup(name)}
+}
+
+// delivery returns the delivery accounting, nil without a subscriber.
+func (m *MQTTResult) delivery() *DeliveryResult {
+	if m == nil {
+		return nil
+	}
+	return m.Delivery
 }

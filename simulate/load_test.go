@@ -75,6 +75,7 @@ func TestLoadAgainstIngest(t *testing.T) {
 	cfg := loadConfig(t, ts, cars)
 	cfg.Inflight, cfg.Records = 8, records
 	cfg.ServerPID = os.Getpid() // the server runs in this process
+	cfg.BrokerPID = os.Getpid() // as would a broker
 	res, err := RunLoad(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +90,9 @@ func TestLoadAgainstIngest(t *testing.T) {
 	s := res.Server
 	if s == nil || s.CPUSeconds < 0 || s.RSSIdleMB <= 0 || s.PeakRSSMB < s.RSSEndMB || s.PID != os.Getpid() {
 		t.Errorf("server figures %+v: want sane values", s)
+	}
+	if br := res.Broker; br == nil || br.PID != os.Getpid() || br.CPUSeconds < 0 {
+		t.Errorf("broker figures %+v: want sane values", br)
 	}
 	// Each car sent distinct txids: the server acknowledged every frame once.
 	if st := ts.srv.Stats(); st.Acks != cars*records || st.Unacknowledged != 0 {
@@ -112,17 +116,19 @@ func TestLoadConnectOnly(t *testing.T) {
 	}
 }
 
-// TestLoadCountsMQTT: a server whose sink publishes every signal to a real
-// mosquitto as a message of its own; the load driver's subscriber counts
-// exactly one message per signal.
-func TestLoadCountsMQTT(t *testing.T) {
-	broker := testenv.Mosquitto(t)
-	pub := dialPublisher(t, broker.Addr)
-	sink := ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
+// publishingSink publishes every signal of a V record to a real broker as
+// a message of its own, tesla/<VIN>/<Field>, as fleet2mqtt does, except
+// those drop picks (drop may be nil).
+func publishingSink(t *testing.T, addr string, drop func(vin string, d telemetry.Datum) bool) ingest.Sink {
+	pub := dialPublisher(t, addr)
+	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
 		if rec.Topic != telemetry.TopicV {
 			return nil
 		}
 		for _, d := range rec.Data {
+			if drop != nil && drop(rec.VIN, d) {
+				continue
+			}
 			if _, err := pub.Publish(ctx, &paho.Publish{
 				Topic: "tesla/" + rec.VIN + "/" + d.Field.String(), QoS: 1, Payload: d.Value.AppendText(nil),
 			}); err != nil {
@@ -131,8 +137,15 @@ func TestLoadCountsMQTT(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLoadCountsMQTT: a server whose sink publishes every signal to a real
+// mosquitto as a message of its own; the load driver's subscriber counts
+// exactly one message per signal and matches all to their records.
+func TestLoadCountsMQTT(t *testing.T) {
+	broker := testenv.Mosquitto(t)
 	const cars, records, fields = 2, 40, 7
-	ts := startServer(t, sink)
+	ts := startServer(t, publishingSink(t, broker.Addr, nil))
 	cfg := loadConfig(t, ts, cars)
 	cfg.Inflight, cfg.Records, cfg.Fields = 2, records, fields
 	cfg.MQTT = MQTTOptions{Addr: broker.Addr, Topic: "tesla/#", QoS: 1}
@@ -144,7 +157,127 @@ func TestLoadCountsMQTT(t *testing.T) {
 	checkLoadResult(t, res, cars, records)
 	m := res.MQTT
 	if m == nil || m.Messages != cars*records*fields || m.PerRecord != fields || m.MessagesSec <= 0 {
-		t.Errorf("mqtt %+v: want exactly %d messages", m, cars*records*fields)
+		t.Fatalf("mqtt %+v: want exactly %d messages", m, cars*records*fields)
+	}
+	want := DeliveryResult{MarkerField: "Odometer", Expected: cars * records * fields, Delivered: cars * records * fields, Ratio: 1}
+	if d := m.Delivery; d == nil || *d != want {
+		t.Errorf("delivery %+v, want %+v", d, want)
+	}
+}
+
+// TestLoadDetectsLoss: a sink that leaves out one message of one record.
+// The run fails, says which share arrived, and, when the lost message is
+// the record's marker, that one record is missing.
+func TestLoadDetectsLoss(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	const cars, records, fields = 2, 30, 5
+	for _, lose := range []telemetry.Field{telemetry.FieldOdometer, telemetry.FieldSoc} {
+		t.Run(lose.String(), func(t *testing.T) {
+			var victim atomic.Pointer[string]
+			var dropped atomic.Int32
+			sink := publishingSink(t, broker.Addr, func(vin string, d telemetry.Datum) bool {
+				// The 17th record of the first car to send one.
+				victim.CompareAndSwap(nil, &vin)
+				if *victim.Load() != vin || d.Field != lose {
+					return false
+				}
+				return dropped.Add(1) == 17
+			})
+			ts := startServer(t, sink)
+			cfg := loadConfig(t, ts, cars)
+			cfg.Records, cfg.Fields = records, fields
+			cfg.MQTT = MQTTOptions{Addr: broker.Addr, Topic: "tesla/#", QoS: 1}
+			cfg.Settle = 300 * time.Millisecond
+			res, err := RunLoad(context.Background(), cfg)
+			if !errors.Is(err, ErrIncomplete) {
+				t.Fatalf("RunLoad: %v, want ErrIncomplete", err)
+			}
+			if res.Complete || res.Records != cars*records {
+				t.Errorf("result: complete %v, %d records acknowledged; want incomplete, all %d acknowledged", res.Complete, res.Records, cars*records)
+			}
+			d := res.MQTT.Delivery
+			missing := int64(0)
+			if lose == telemetry.FieldOdometer {
+				missing = 1
+			}
+			if d == nil || d.Expected != cars*records*fields || d.Delivered != d.Expected-1 || d.RecordsMissing != missing || d.Extra != 0 {
+				t.Errorf("delivery %+v: want one of %d messages missing, %d records missing", d, cars*records*fields, missing)
+			}
+			var text bytes.Buffer
+			_ = res.WriteText(&text)
+			if !strings.Contains(text.String(), "INCOMPLETE") {
+				t.Errorf("text report does not say the delivery is incomplete:\n%s", text.String())
+			}
+		})
+	}
+}
+
+// TestLoadOpenLoop: a fixed rate sends rate × duration records across the
+// cars, whether or not acknowledgements keep up, and reports latency.
+func TestLoadOpenLoop(t *testing.T) {
+	sink := &countingSink{}
+	ts := startServer(t, sink)
+	cfg := loadConfig(t, ts, 3)
+	cfg.Rate, cfg.Duration = 400, 250*time.Millisecond // 100 records: 34, 33, 33
+	res, err := RunLoad(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete || res.Records != 100 || res.Sent != 100 || sink.v.Load() != 100 {
+		t.Errorf("result %+v, sink %d: want 100 records sent and acknowledged", res, sink.v.Load())
+	}
+	if res.RatePerSec != 400 || res.DurationSecs != 0.25 || res.RecordsPerCar != 34 || res.Inflight != DefaultWindow {
+		t.Errorf("result %+v: want the rate, duration, 34 records for the first car, the default window", res)
+	}
+	if !(res.AckP50Ms > 0 && res.AckP50Ms <= res.AckP90Ms && res.AckP90Ms <= res.AckP99Ms && res.AckP99Ms <= res.AckMaxMs) {
+		t.Errorf("latencies %+v: want positive and ordered", res)
+	}
+}
+
+func TestLoadPlan(t *testing.T) {
+	cfg := LoadConfig{Rate: 1000, Duration: 2 * time.Second}
+	total := 0
+	for k := range 7 {
+		n, off, every := cfg.plan(k, 7)
+		total += n
+		if off != time.Duration(k)*time.Millisecond || every != 7*time.Millisecond {
+			t.Errorf("car %d: offset %v, interval %v; want %v, 7ms", k, off, every, time.Duration(k)*time.Millisecond)
+		}
+	}
+	if total != 2000 {
+		t.Errorf("cars send %d records in all, want 2000", total)
+	}
+}
+
+func TestDeliveryCounter(t *testing.T) {
+	fields := []telemetry.Field{telemetry.FieldVehicleSpeed, telemetry.FieldOdometer, telemetry.FieldGear}
+	vins := []string{"5YJ3E7EB2NF000001", "5YJ3E7EB2NF000002"}
+	d := newDeliveryCounter(vins, fields, 100)
+	if d.marker != 1 {
+		t.Fatalf("marker %d, want Odometer's index 1", d.marker)
+	}
+	for _, m := range []struct{ topic, payload string }{
+		{"tesla/5YJ3E7EB2NF000001/Odometer", "100000"},                 // record 0, native layout
+		{"telemetry/5YJ3E7EB2NF000001/v/Odometer", `{"value":100001}`}, // record 1, reference layout
+		{"tesla/5YJ3E7EB2NF000001/Gear", "D"},
+		{"tesla/5YJ3E7EB2NF000001/Gear", "R"},
+		{"tesla/5YJ3E7EB2NF000001/Gear", "D"}, // one too many
+		{"tesla/5YJ3E7EB2NF000001/VehicleSpeed", "3"},
+		{"tesla/5YJ3E7EB2NF000001/VehicleSpeed", "4"},
+		{"tesla/5YJ3E7EB2NF000001/state", "{}"},
+		{"tesla/5YJ3E7EB2NF000009/Gear", "D"}, // no car of the run
+		{"tesla/5YJ3E7EB2NF000002/Odometer", "100001"},
+	} {
+		d.observe(m.topic, []byte(m.payload))
+	}
+	acked := [][]uint64{{0b11}, {0b11}}
+	got := d.result(func(i int) string { return fields[i].String() }, acked)
+	want := DeliveryResult{MarkerField: "Odometer", Expected: 12, Delivered: 7, Ratio: round(7.0/12, 4), RecordsMissing: 1, Extra: 1, Other: 2}
+	if *got != want {
+		t.Errorf("result %+v, want %+v", *got, want)
+	}
+	if got.Complete() {
+		t.Error("Complete with messages missing")
 	}
 }
 
@@ -182,7 +315,8 @@ func TestLoadFields(t *testing.T) {
 		t.Errorf("loadFields(10000) = %v, want ErrTooManyFields", err)
 	}
 	// The default record mixes kinds, and consecutive records differ in
-	// every field, also across the wrap of the ring.
+	// every field but Version, also across the wrap of the ring. Version
+	// stays put, as a car's does between firmware updates.
 	fs, _ := loadFields(DefaultLoadFields)
 	kinds := map[telemetry.Kind]bool{}
 	for _, f := range fs {
@@ -190,7 +324,11 @@ func TestLoadFields(t *testing.T) {
 		kinds[info.Kind] = true
 		for slot := range templateRing {
 			a, b := loadValue(f, slot, 3), loadValue(f, (slot+1)%templateRing, 3)
-			if a.Equal(b) {
+			if f == telemetry.FieldVersion {
+				if !a.Equal(b) || a.Str() != loadVersion {
+					t.Errorf("Version: slots %d and %d carry %v and %v, want %q in every record", slot, (slot+1)%templateRing, a, b, loadVersion)
+				}
+			} else if a.Equal(b) {
 				t.Errorf("%s: slots %d and %d carry the same value %v", info.Name, slot, (slot+1)%templateRing, a)
 			}
 			if !kindSuits(info.Kind, a.Kind()) {

@@ -34,10 +34,34 @@ const (
 	// ScenarioMixed is a day in the life: drive, park with an alert or
 	// two, sleep, charge, sleep again.
 	ScenarioMixed Scenario = "mixed"
+	// ScenarioCommute drives from home to work (Places), parks there,
+	// drives home, plugs in and charges to the limit on AC, unplugs and
+	// falls asleep: every status, place change, drive and charging session
+	// fleet2mqtt derives.
+	ScenarioCommute Scenario = "commute"
 )
 
 // Scenarios lists every scenario, for help texts.
-var Scenarios = []Scenario{ScenarioDrive, ScenarioCharge, ScenarioPark, ScenarioAlerts, ScenarioMixed}
+var Scenarios = []Scenario{ScenarioDrive, ScenarioCharge, ScenarioPark, ScenarioAlerts, ScenarioMixed, ScenarioCommute}
+
+// Place is a named place on the simulated route.
+type Place struct {
+	Name                string
+	Latitude, Longitude float64
+}
+
+// workWaypoint is the route's waypoint where ScenarioCommute parks.
+const workWaypoint = 6
+
+// Places returns the places of ScenarioCommute: Home, where the route
+// starts and the car charges, and Work, where it parks.
+func Places() []Place {
+	home, work := paloAlto[0], paloAlto[workWaypoint]
+	return []Place{
+		{Name: "Home", Latitude: home.lat, Longitude: home.lon},
+		{Name: "Work", Latitude: work.lat, Longitude: work.lon},
+	}
+}
 
 // ParseScenario returns the scenario named s.
 func ParseScenario(s string) (Scenario, error) {
@@ -211,6 +235,11 @@ type phase struct {
 	kind   phaseKind
 	dur    time.Duration
 	alerts time.Duration // mean time between alerts while in this phase; 0: none
+	// to is the waypoint a drive ends at; 0, the route's start, drives
+	// a lap.
+	to int
+	// home makes a charge an AC session at home.
+	home bool
 }
 
 // planFor returns the phases a scenario repeats.
@@ -224,6 +253,17 @@ func planFor(s Scenario) []phase {
 		return []phase{{kind: phaseParked, dur: 3 * time.Minute}, {kind: phaseAsleep, dur: 20 * time.Minute}}
 	case ScenarioAlerts:
 		return []phase{{kind: phaseParked, dur: 10 * time.Minute, alerts: 40 * time.Second}}
+	case ScenarioCommute:
+		return []phase{
+			{kind: phaseParked, dur: time.Minute},
+			{kind: phaseDrive, to: workWaypoint},
+			{kind: phaseParked, dur: 8 * time.Minute},
+			{kind: phaseDrive},
+			{kind: phaseParked, dur: time.Minute},
+			{kind: phaseCharge, home: true},
+			{kind: phaseParked, dur: 3 * time.Minute},
+			{kind: phaseAsleep, dur: 10 * time.Minute},
+		}
 	}
 	return []phase{
 		{kind: phaseDrive},
@@ -271,6 +311,7 @@ type vehicle struct {
 	stopLeft time.Duration
 	odometer float64 // miles
 	legLeft  float64 // miles to the end of the lap
+	dest     int     // the waypoint the drive ends at (0: the lap's end)
 	gear     telemetry.Value
 
 	// Energy.
@@ -329,8 +370,12 @@ func newVehicle(s Scenario, seed uint64) *vehicle {
 	for i := range v.tpms {
 		v.tpms[i] = round(2.85+rng.Float64()*0.1, 2)
 	}
-	// Start somewhere on the loop so that many cars spread out.
+	// Start somewhere on the loop so that many cars spread out; a
+	// commute starts at home.
 	start := rng.IntN(len(v.route))
+	if s == ScenarioCommute {
+		start = 0
+	}
 	v.lat, v.lon = v.route[start].lat, v.route[start].lon
 	v.next = (start + 1) % len(v.route)
 	v.legLeft = v.remainingLap()
@@ -425,13 +470,21 @@ func (v *vehicle) enter(ph phase, t *tick, now time.Time) {
 		v.gear = gearD
 		v.home = false
 		v.driverDoor = false
-		if v.legLeft <= 0 {
-			v.next = 1
+		v.dest = ph.to
+		switch {
+		case v.legLeft > 0 && v.dest == 0: // a lap goes on
+		case v.dest == 0 && v.next == 1: // a lap from its start
 			v.legLeft = routeLength(v.route)
+		default:
+			v.legLeft = v.remainingLap()
 		}
 		v.nextSegment()
 		v.laps++
-		t.notes = append(t.notes, fmt.Sprintf("driving: %.1f mi to 3500 Deer Creek Rd", v.legLeft))
+		to := "3500 Deer Creek Rd"
+		if v.dest != 0 {
+			to = "work"
+		}
+		t.notes = append(t.notes, fmt.Sprintf("driving: %.1f mi to %s", v.legLeft, to))
 		v.routeUpdated(now)
 	case phaseParked:
 		v.gear = gearP
@@ -444,7 +497,7 @@ func (v *vehicle) enter(ph phase, t *tick, now time.Time) {
 	case phaseCharge:
 		v.gear = gearP
 		v.speed = 0
-		v.dc = v.rng.Float64() < 0.4
+		v.dc = v.rng.Float64() < 0.4 && !ph.home
 		v.limit = 80
 		where := "at home (AC, 7.7 kW)"
 		if v.userLimit != 0 {
@@ -484,7 +537,7 @@ func (v *vehicle) randomDuration(mean time.Duration) time.Duration {
 func (v *vehicle) nextSegment() {
 	wp := v.route[v.next]
 	v.target = math.Max(15, wp.limit+v.rng.NormFloat64()*3)
-	v.stopNext = v.next == 0 || wp.light && v.rng.Float64() < 0.4
+	v.stopNext = v.next == v.dest || wp.light && v.rng.Float64() < 0.4
 }
 
 // remainingLap is the distance along the route back to the first waypoint.
@@ -495,7 +548,7 @@ func (v *vehicle) remainingLap() float64 {
 		wp := v.route[i]
 		d += distanceMiles(lat, lon, wp.lat, wp.lon)
 		lat, lon = wp.lat, wp.lon
-		if i == 0 {
+		if i == v.dest {
 			return d
 		}
 	}
@@ -531,7 +584,7 @@ func (v *vehicle) drive(dt time.Duration) bool {
 		v.odometer += dist
 		v.legLeft = math.Max(0, v.legLeft-dist)
 		v.use(driveKWhPerMi*v.speed+auxKW, s)
-		arrived := v.next == 0
+		arrived := v.next == v.dest
 		if v.stopNext {
 			v.speed = 0
 			v.stopLeft = time.Duration(10+v.rng.IntN(35)) * time.Second
@@ -662,7 +715,7 @@ func (v *vehicle) alertStep(dt, mean time.Duration, t *tick, now time.Time) {
 func (v *vehicle) routeUpdated(now time.Time) {
 	h, m, s := now.Clock()
 	v.rep.add(fRouteLastUpdated, telemetry.TimeValue(int32(h), int32(m), int32(s)))
-	v.rep.add(fDestinationLocation, telemetry.LocationValue(v.route[0].lat, v.route[0].lon))
+	v.rep.add(fDestinationLocation, telemetry.LocationValue(v.route[v.dest].lat, v.route[v.dest].lon))
 }
 
 // report returns the signals to send now: what changed, and what has not
@@ -790,6 +843,8 @@ func (v *vehicle) reportCharger(now time.Time) {
 	} else {
 		r.add(fACChargingPower, telemetry.FloatValue(round(kw, 2)))
 		r.add(fACChargingEnergyIn, telemetry.FloatValue(round(v.energyIn, 3)))
+		// The energy into the pack, which the car counts on AC too.
+		r.add(fDCChargingEnergyIn, telemetry.FloatValue(round(v.energyIn*chargeEff, 3)))
 		r.add(fChargingCableType, cableSAE)
 		r.add(fChargerPhases, telemetry.IntValue(1))
 		r.add(fChargeCurrentRequest, telemetry.IntValue(int64(v.amps)))

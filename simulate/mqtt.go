@@ -41,6 +41,12 @@ type MQTTOptions struct {
 // topic filter. Retained messages are not asked for and not counted, so
 // the count is what is published from now on.
 func DialMQTT(ctx context.Context, opt MQTTOptions) (*MQTTSubscriber, error) {
+	return dialMQTT(ctx, opt, nil)
+}
+
+// dialMQTT is DialMQTT that also hands every counted message to onMessage
+// (when set), on the client's one reading goroutine.
+func dialMQTT(ctx context.Context, opt MQTTOptions, onMessage func(topic string, payload []byte)) (*MQTTSubscriber, error) {
 	addr := strings.TrimPrefix(opt.Addr, "mqtt://")
 	if opt.QoS > 2 {
 		return nil, fmt.Errorf("mqtt qos %d: must be 0, 1 or 2", opt.QoS)
@@ -57,6 +63,9 @@ func DialMQTT(ctx context.Context, opt MQTTOptions) (*MQTTSubscriber, error) {
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
 				if !pr.Packet.Retain {
+					if onMessage != nil {
+						onMessage(pr.Packet.Topic, pr.Packet.Payload)
+					}
 					s.last.Store(int64(time.Since(s.epoch)))
 					s.count.Add(1)
 				}

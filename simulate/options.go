@@ -39,6 +39,7 @@ type Options struct {
 	Load         bool
 	Inflight     int           // --inflight
 	Records      int           // --records
+	Rate         float64       // --rate: open loop, records/s across the cars for Duration
 	Fields       int           // --fields
 	MQTT         string        // --mqtt: broker host:port to count on
 	MQTTTopic    string        // --mqtt-topic
@@ -46,14 +47,19 @@ type Options struct {
 	MQTTUser     string        // --mqtt-username
 	MQTTPassword string        // --mqtt-password
 	ServerPID    int           // --server-pid
+	BrokerPID    int           // --broker-pid: an external broker's process, for its CPU time
 	Settle       time.Duration // --settle
 	Hold         time.Duration // --hold
+
+	// inflightGiven is whether --inflight was given (Validate): with
+	// --rate, the open loop's own window applies otherwise.
+	inflightGiven bool
 }
 
 // loadOnly are the flags that only mean something with --load, and
 // scenarioOnly those that only mean something without.
 var (
-	loadOnly     = []string{"inflight", "records", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "settle", "hold"}
+	loadOnly     = []string{"inflight", "records", "rate", "fields", "mqtt", "mqtt-topic", "mqtt-qos", "mqtt-username", "mqtt-password", "server-pid", "broker-pid", "settle", "hold"}
 	scenarioOnly = []string{"scenario", "speed", "interval", "legacy-strings", "seed", "network"}
 )
 
@@ -79,6 +85,7 @@ func (o *Options) Validate(given map[string]bool) error {
 			return fmt.Errorf("--%s does not apply in %s", name, mode)
 		}
 	}
+	o.inflightGiven = given["inflight"]
 	if o.Load {
 		switch {
 		case o.Inflight < 1:
@@ -87,10 +94,18 @@ func (o *Options) Validate(given map[string]bool) error {
 			return fmt.Errorf("--records %d: must not be negative", o.Records)
 		case o.Fields < 1:
 			return fmt.Errorf("--fields %d: must be at least 1", o.Fields)
+		case o.Rate < 0:
+			return fmt.Errorf("--rate %v: must be a positive number of records per second", o.Rate)
+		case o.Rate > 0 && o.Duration <= 0:
+			return errors.New("--rate needs --duration, how long to send")
+		case o.Rate > 0 && given["records"]:
+			return errors.New("--records does not apply with --rate (records = rate × duration)")
 		case o.MQTTQoS > 2:
 			return fmt.Errorf("--mqtt-qos %d: must be 0, 1 or 2", o.MQTTQoS)
 		case o.ServerPID < 0:
 			return fmt.Errorf("--server-pid %d: not a process id", o.ServerPID)
+		case o.BrokerPID < 0:
+			return fmt.Errorf("--broker-pid %d: not a process id", o.BrokerPID)
 		}
 		return nil
 	}
@@ -193,12 +208,21 @@ func (o *Options) PlayConfig(cars int, log *slog.Logger) PlayConfig {
 
 // LoadConfig is the load run against t (--load).
 func (o *Options) LoadConfig(t Target, log *slog.Logger) LoadConfig {
+	inflight, duration, maxWait := o.Inflight, time.Duration(0), o.Duration
+	if o.Rate > 0 {
+		duration, maxWait = o.Duration, o.Duration+DefaultLoadMaxWait
+		if !o.inflightGiven {
+			inflight = 0 // the open loop's default window
+		}
+	}
 	return LoadConfig{
 		URL:        t.URL,
 		TLS:        t.TLS,
 		Identities: t.Identities,
-		Inflight:   o.Inflight,
+		Inflight:   inflight,
 		Records:    o.Records,
+		Rate:       o.Rate,
+		Duration:   duration,
 		Fields:     o.Fields,
 		MQTT: MQTTOptions{
 			Addr:     o.MQTT,
@@ -209,8 +233,9 @@ func (o *Options) LoadConfig(t Target, log *slog.Logger) LoadConfig {
 		},
 		Settle:    o.Settle,
 		ServerPID: o.ServerPID,
+		BrokerPID: o.BrokerPID,
 		Hold:      o.Hold,
-		MaxWait:   o.Duration,
+		MaxWait:   maxWait,
 		Log:       log,
 	}
 }

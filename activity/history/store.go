@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strconv"
 	"time"
 
@@ -35,8 +37,15 @@ var ErrLocked = errors.New("history file is in use by another process")
 
 // Open opens (or creates) the history file at path, mode 0600.
 func Open(path string) (*Store, error) {
+	_, statErr := os.Stat(path)
+	fresh := errors.Is(statErr, fs.ErrNotExist)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
+		if fresh {
+			// A file this call began (the disk is full, say) is not a
+			// database the next start could open: it goes.
+			os.Remove(path)
+		}
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("open history %s: %w", path, ErrLocked)
 		}

@@ -33,7 +33,8 @@ type View struct {
 	Values *activity.Values
 }
 
-// ViewOf returns the view of a tracker.
+// ViewOf returns the view of a tracker, which must keep every value
+// (activity.Tracker.KeepEveryValue).
 func ViewOf(t *activity.Tracker) View {
 	s, since := t.Status()
 	return View{Status: s, Since: since, Place: t.Place(), Values: t.Values()}

@@ -100,7 +100,9 @@ func newSim(t *testing.T) *sim {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &sim{t: t, tr: activity.NewTracker(cfg, "5YJ3E7EB0KF000001"), car: NewCar(1, ""),
+	tr := activity.NewTracker(cfg, "5YJ3E7EB0KF000001")
+	tr.KeepEveryValue()
+	return &sim{t: t, tr: tr, car: NewCar(1, ""),
 		now: time.Date(2026, 3, 14, 7, 0, 0, 0, time.UTC), got: map[string]string{}}
 }
 

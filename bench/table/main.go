@@ -13,15 +13,23 @@ import (
 
 type result struct {
 	Label         string  `json:"label"`
+	Complete      bool    `json:"complete"`
 	Records       int64   `json:"records"`
 	RecordsPerSec float64 `json:"records_per_s"`
 	AckP50Ms      float64 `json:"ack_p50_ms"`
 	AckP99Ms      float64 `json:"ack_p99_ms"`
+	AckMaxMs      float64 `json:"ack_max_ms"`
 	DriverCPU     float64 `json:"driver_cpu_s_per_100k_records"`
 	MQTT          *struct {
 		MessagesSec float64 `json:"messages_per_s"`
 		PerRecord   float64 `json:"messages_per_record"`
+		Delivery    *struct {
+			Ratio float64 `json:"delivered_ratio"`
+		} `json:"delivery"`
 	} `json:"mqtt"`
+	Broker *struct {
+		CPUSecsPer100k float64 `json:"cpu_s_per_100k_records"`
+	} `json:"broker"`
 	Server *struct {
 		CPUSecsPer100k float64 `json:"cpu_s_per_100k_records"`
 		RSSIdleMB      float64 `json:"rss_idle_mb"`
@@ -46,8 +54,8 @@ func main() {
 		}
 		byLabel[r.Label] = append(byLabel[r.Label], r)
 	}
-	fmt.Println("| scenario | runs | records/s | MQTT msgs/s | server CPU-s per 100k records | driver CPU-s per 100k | ack p50 / p99 ms | RSS idle → peak MB | KB per car |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| scenario | runs (complete) | records/s acked | delivered ÷ expected (median, lowest) | MQTT msgs/s | server CPU-s per 100k records | broker CPU-s per 100k | driver CPU-s per 100k | ack p50 / p99 / max ms | RSS idle → peak MB | KB per car |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, label := range order {
 		rs := byLabel[label]
 		m := func(f func(result) float64) float64 {
@@ -77,12 +85,39 @@ func main() {
 				return f(r)
 			}
 		}
-		fmt.Printf("| %s | %d | %.0f | %.0f | %.2f | %.2f | %.1f / %.1f | %.1f → %.1f | %.0f |\n", label, len(rs),
-			m(func(r result) float64 { return r.RecordsPerSec }),
+		complete, lowest, delivered := 0, 1.0, "—"
+		for _, r := range rs {
+			if r.Complete {
+				complete++
+			}
+			if r.MQTT != nil && r.MQTT.Delivery != nil {
+				lowest = min(lowest, r.MQTT.Delivery.Ratio)
+				delivered = ""
+			}
+		}
+		if delivered == "" {
+			delivered = fmt.Sprintf("%.1f%%, %.1f%%", 100*m(mqtt(func(r result) float64 {
+				if r.MQTT.Delivery == nil {
+					return 0
+				}
+				return r.MQTT.Delivery.Ratio
+			})), 100*lowest)
+		}
+		broker := "—"
+		if rs[0].Broker != nil {
+			broker = fmt.Sprintf("%.2f", m(func(r result) float64 {
+				if r.Broker == nil {
+					return 0
+				}
+				return r.Broker.CPUSecsPer100k
+			}))
+		}
+		fmt.Printf("| %s | %d (%d) | %.0f | %s | %.0f | %.2f | %s | %.2f | %.1f / %.1f / %.1f | %.1f → %.1f | %.0f |\n", label, len(rs), complete,
+			m(func(r result) float64 { return r.RecordsPerSec }), delivered,
 			m(mqtt(func(r result) float64 { return r.MQTT.MessagesSec })),
-			m(srv(func(r result) float64 { return r.Server.CPUSecsPer100k })),
+			m(srv(func(r result) float64 { return r.Server.CPUSecsPer100k })), broker,
 			m(func(r result) float64 { return r.DriverCPU }),
-			m(func(r result) float64 { return r.AckP50Ms }), m(func(r result) float64 { return r.AckP99Ms }),
+			m(func(r result) float64 { return r.AckP50Ms }), m(func(r result) float64 { return r.AckP99Ms }), m(func(r result) float64 { return r.AckMaxMs }),
 			m(srv(func(r result) float64 { return r.Server.RSSIdleMB })), m(srv(func(r result) float64 { return r.Server.PeakRSSMB })),
 			m(srv(func(r result) float64 { return r.Server.KBPerConn })))
 	}

@@ -1,6 +1,7 @@
 package announce
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -79,8 +80,11 @@ type Announcer struct {
 	mu   sync.RWMutex
 	cars map[string]*car
 
-	wake  chan struct{} // something is new; capacity 1
-	birth chan struct{} // Home Assistant said online; capacity 1
+	wake chan struct{} // something is new; capacity 1
+
+	pendMu  sync.Mutex
+	pending []*car        // cars with news since Run last looked (see schedule.go)
+	birth   chan struct{} // Home Assistant said online; capacity 1
 
 	evMu   sync.Mutex
 	events []topicEvent // retained configs seen on the cars' discovery topics
@@ -135,6 +139,8 @@ type car struct {
 	removalOf   int       // the dropEpoch that payload removes
 	first, last time.Time // unannounced news, zero when none
 	retryAt     time.Time // after a failed publish
+	dueAt       time.Time // when queued: when it is due
+	queued      int       // index in runner.queue plus one; zero when not queued
 	unsubscribe context.CancelFunc
 }
 
@@ -281,6 +287,7 @@ func setText(p *atomic.Pointer[string], v telemetry.Value) bool {
 // touch marks c as having news and wakes Run.
 func (a *Announcer) touch(c *car) {
 	if !c.dirty.Swap(true) {
+		a.enqueue(c)
 		signal(a.wake)
 	}
 }
@@ -372,7 +379,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", status, err)
 	}
-	r := runner{Announcer: a, timer: time.NewTimer(time.Hour), known: make(map[string]*car)}
+	r := a.newRunner()
 	defer r.timer.Stop()
 	defer func() {
 		for _, c := range r.known {
@@ -393,21 +400,21 @@ func (a *Announcer) Run(ctx context.Context) error {
 		if !c.fresh {
 			c.first, c.last = now, now
 		}
+		a.enqueue(c)
 	}
 	a.mu.RUnlock()
 	var birthAt time.Time
 	for {
 		now = time.Now()
-		r.collect(ctx, now)
-		r.announceDue(ctx, now)
+		next := r.step(ctx, now)
 		if !birthAt.IsZero() && !now.Before(birthAt) {
 			birthAt = time.Time{}
 			r.republishAll(ctx)
+			if err := r.saveIfChanged(); err != nil {
+				a.log.Warn("save discovery state", "err", err)
+			}
+			next = r.nextDue()
 		}
-		if err := r.saveIfChanged(); err != nil {
-			a.log.Warn("save discovery state", "err", err)
-		}
-		next := r.nextDue()
 		if !birthAt.IsZero() && (next.IsZero() || birthAt.Before(next)) {
 			next = birthAt
 		}
@@ -436,22 +443,40 @@ type runner struct {
 	*Announcer
 	timer   *time.Timer
 	known   map[string]*car // cars with a subscription to their discovery topic
+	queue   dueQueue        // known cars with news, by when they are due
+	spare   []*car          // the other buffer of pending
+	due1    []*car          // announceDue's buffer
 	changed bool            // the state file is out of date
 	// heard: Home Assistant has said online since this run started, so
 	// it is listening; until then a removal may go unseen (unconfirmed).
 	heard bool
 }
 
-// collect takes the news of every car and the messages on their
-// discovery topics.
-func (r *runner) collect(ctx context.Context, now time.Time) {
-	r.mu.RLock()
-	cars := make([]*car, 0, len(r.cars))
-	for _, c := range r.cars {
-		cars = append(cars, c)
+func (a *Announcer) newRunner() *runner {
+	return &runner{Announcer: a, timer: time.NewTimer(time.Hour), known: make(map[string]*car)}
+}
+
+// step takes the news, publishes what is due at now and saves the state
+// file; it returns when the next car is due (zero when none is).
+func (r *runner) step(ctx context.Context, now time.Time) time.Time {
+	r.collect(ctx, now)
+	r.announceDue(ctx, now)
+	if err := r.saveIfChanged(); err != nil {
+		r.log.Warn("save discovery state", "err", err)
 	}
-	r.mu.RUnlock()
-	for _, c := range cars {
+	return r.nextDue()
+}
+
+// collect takes the news of the cars that have some and the messages on
+// their discovery topics.
+func (r *runner) collect(ctx context.Context, now time.Time) {
+	for _, c := range r.takePending() {
+		r.mu.RLock()
+		current := r.cars[c.vin] == c
+		r.mu.RUnlock()
+		if !current {
+			continue // forgotten meanwhile
+		}
 		if _, ok := r.known[c.vin]; !ok {
 			r.watch(ctx, c)
 		}
@@ -461,6 +486,7 @@ func (r *runner) collect(ctx context.Context, now time.Time) {
 			}
 			c.last = now
 		}
+		r.schedule(c)
 	}
 
 	r.evMu.Lock()
@@ -561,6 +587,7 @@ func (r *runner) merge(c *car, payload []byte, now time.Time) {
 			c.first = now
 		}
 		c.last = now
+		r.schedule(c)
 	}
 }
 
@@ -607,6 +634,9 @@ func (r *runner) forget(c *car) {
 	r.log.Info("car removed from home assistant; forgetting it until it streams again", "vin", c.vin)
 	c.unsubscribe()
 	delete(r.known, c.vin)
+	if c.queued > 0 {
+		heap.Remove(&r.queue, c.queued-1)
+	}
 	r.mu.Lock()
 	if r.cars[c.vin] == c {
 		delete(r.cars, c.vin)
@@ -630,28 +660,28 @@ func (r *runner) due(c *car) time.Time {
 	return at
 }
 
-func (r *runner) nextDue() time.Time {
-	var next time.Time
-	for _, c := range r.known {
-		if at := r.due(c); !at.IsZero() && (next.IsZero() || at.Before(next)) {
-			next = at
-		}
-	}
-	return next
-}
-
-// announceDue publishes the configs that are due.
+// announceDue publishes the configs that are due, in VIN order.
 func (r *runner) announceDue(ctx context.Context, now time.Time) {
-	for _, c := range r.sortedKnown() {
-		if at := r.due(c); at.IsZero() || now.Before(at) {
-			continue
+	due := r.popDue(r.due1[:0], now)
+	slices.SortFunc(due, func(x, y *car) int { return strings.Compare(x.vin, y.vin) })
+	defer func() {
+		clear(due)
+		r.due1 = due[:0]
+	}()
+	for i, c := range due {
+		if ctx.Err() != nil {
+			// Not announced: due again when Run comes back (it does not).
+			for _, c := range due[i:] {
+				r.schedule(c)
+			}
+			return
 		}
 		if err := r.announce(ctx, c, false); err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				r.log.Warn("announce car to home assistant", "vin", c.vin, "err", err)
+				c.retryAt = now.Add(retryDelay)
 			}
-			r.log.Warn("announce car to home assistant", "vin", c.vin, "err", err)
-			c.retryAt = now.Add(retryDelay)
+			r.schedule(c)
 			continue
 		}
 		c.first, c.last, c.retryAt = time.Time{}, time.Time{}, time.Time{}
@@ -671,6 +701,7 @@ func (r *runner) republishAll(ctx context.Context) {
 			continue
 		}
 		c.first, c.last, c.retryAt = time.Time{}, time.Time{}, time.Time{}
+		r.schedule(c)
 	}
 	for _, c := range cars {
 		if err := r.states.Republish(ctx, c.vin); err != nil {

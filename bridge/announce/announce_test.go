@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -499,5 +500,84 @@ func TestNewNeedsAvailability(t *testing.T) {
 	e := newEnv(t)
 	if _, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge); err == nil {
 		t.Error("New accepted a bridge without availability topic")
+	}
+}
+
+// BenchmarkWakeKnownCars is the announcer's work for a record that brings
+// news (here a new software version) while 1,000 cars are known and
+// announced: what Observe does and the step of Run's loop it wakes. Its
+// cost must not grow with the fleet.
+func BenchmarkWakeKnownCars(b *testing.B) {
+	const cars = 1000
+	e := newEnv(b)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	recs := make([]*telemetry.Record, cars)
+	for i := range recs {
+		recs[i] = golden(b, "06_v_many_fields", telemetry.TopicV, fmt.Sprintf("5YJ3E1EA7KF%06d", i))
+		a.Observe(recs[i])
+	}
+	r := a.newRunner()
+	defer r.timer.Stop()
+	now := time.Now()
+	r.step(ctx, now)
+	now = now.Add(a.maxWait())
+	r.step(ctx, now) // every car announced
+	if len(r.known) != cars {
+		b.Fatalf("%d cars known, want %d", len(r.known), cars)
+	}
+	version := make([]telemetry.Datum, 1)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		version[0] = datum(telemetry.FieldVersion, telemetry.StringValue(fmt.Sprintf("2026.2.%d", i)))
+		a.Observe(&telemetry.Record{VIN: recs[i%cars].VIN, Topic: telemetry.TopicV, Data: version})
+		if r.step(ctx, now).IsZero() {
+			b.Fatal("the car with news is not due")
+		}
+		i++
+	}
+}
+
+// TestWakeTouchesOnlyCarsWithNews: Run's step looks at the cars that have
+// news, and the due queue holds exactly the cars not yet announced.
+func TestWakeTouchesOnlyCarsWithNews(t *testing.T) {
+	e := newEnv(t)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	vins := []string{"5YJ3E1EA7KF000003", "5YJ3E1EA7KF000002", "5YJ3E1EA7KF000001"}
+	for _, vin := range vins {
+		a.Observe(data(vin, datum(telemetry.FieldSoc, telemetry.IntValue(80))))
+	}
+	r := a.newRunner()
+	defer r.timer.Stop()
+	now := time.Now()
+	if next := r.step(ctx, now); len(r.queue) != 3 || !next.Equal(now.Add(a.debounce)) {
+		t.Fatalf("after first sight: %d cars queued, next due %v; want 3, in one debounce", len(r.queue), next)
+	}
+	now = now.Add(a.debounce)
+	if next := r.step(ctx, now); len(r.queue) != 0 || !next.IsZero() {
+		t.Fatalf("after announcing: %d cars queued, next due %v; want none", len(r.queue), next)
+	}
+	// Nothing new: no car is queued for Run.
+	a.Observe(data(vins[0], datum(telemetry.FieldSoc, telemetry.IntValue(81))))
+	if len(a.pending) != 0 {
+		t.Errorf("a record without news queued %d cars", len(a.pending))
+	}
+	// A new version: that car alone.
+	a.Observe(data(vins[1], datum(telemetry.FieldVersion, telemetry.StringValue("2026.2.1"))))
+	if len(a.pending) != 1 || a.pending[0].vin != vins[1] {
+		t.Fatalf("pending %d cars, want %s alone", len(a.pending), vins[1])
+	}
+	if r.step(ctx, now); len(r.queue) != 1 || r.queue[0].vin != vins[1] || len(a.pending) != 0 {
+		t.Errorf("queue %d cars, pending %d; want %s alone queued", len(r.queue), len(a.pending), vins[1])
 	}
 }

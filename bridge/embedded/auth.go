@@ -26,6 +26,7 @@ type guard struct {
 	anonymous Anonymous
 	protected atomic.Pointer[[]string]   // "<prefix>/", one per protected prefix
 	commands  atomic.Pointer[CommandACL] // the exception: command topics (commands.go)
+	owned     ownedTopics                // topics whose contents only the bridge writes (owned.go)
 	log       *slog.Logger
 }
 
@@ -67,7 +68,7 @@ func (g *guard) Provides(b byte) bool {
 // protected prefix: mochi does not check wills against the ACL, and such a
 // will could, for example, declare the bridge offline.
 func (g *guard) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if pk.Connect.WillFlag && !g.mayPublish(pk.Connect.WillTopic) {
+	if pk.Connect.WillFlag && (!g.mayPublish(pk.Connect.WillTopic) || g.owned.owns(pk.Connect.WillTopic)) {
 		g.log.Warn("refused MQTT client: last will on a topic only the bridge writes",
 			"client", cl.ID, "remote", cl.Net.Remote, "will_topic", pk.Connect.WillTopic)
 		if err := g.server.SendConnack(cl, packets.ErrNotAuthorized, false, nil); err != nil {

@@ -9,15 +9,23 @@
 // this machine unless allow_anonymous says otherwise. Every client may
 // subscribe to everything, and publish anywhere except under the vehicle
 // prefix (which holds <prefix>/bridge/state), other prefixes the bridge
-// writes (Protect) and $ topics: only the bridge writes vehicle data.
-// Home Assistant's birth message on homeassistant/status, discovery and
-// command topics stay open. A client whose last will targets a protected
-// topic is refused at connect.
+// writes (Protect), single topics the bridge owns (ProtectTopics: its
+// cars' Home Assistant discovery configs) and $ topics: only the bridge
+// writes vehicle data. Home Assistant's birth message on
+// homeassistant/status, other devices' discovery and command topics stay
+// open. A client whose last will targets a protected topic is refused at
+// connect; a refused QoS 1 or 2 publish, $SYS included, is answered with
+// reason code 0x87.
 //
 // Retained messages, the last value of every topic, are kept in the data
 // directory and restored on start, so that a dashboard shows the cars'
 // last state right after a restart. Unlike mochi's default, retained
-// messages never expire.
+// messages never expire. Clients' retained messages on topics outside the
+// bridge's are bounded (Config.ClientRetainedMessages and
+// ClientRetainedBytes, retainquota.go) and kept in a file of their own,
+// rewritten only when they change (store.go). A save that fails is logged
+// with back-off and reported by Persistence; a failed final save fails
+// Close.
 //
 // Delivery: Publish returns once the broker has taken the messages (kept
 // the retained ones, queued them for every subscriber). A subscriber that
@@ -91,7 +99,8 @@ type Broker struct {
 	log    *slog.Logger
 	server *mqtt.Server
 	guard  *guard
-	store  *store  // nil without persistence
+	store  *store // nil without persistence
+	quota  *retainQuota
 	fan    *fanout // delivers what the bridge publishes
 
 	mu      sync.RWMutex // guards running against Publish
@@ -167,11 +176,12 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	drops := newDropWatch(logger)
 	var retainedChanged func()
 	if cfg.Persist {
-		b.store = newStore(dataDir, logger)
+		b.store = newStore(dataDir, b.guard.bridgesOwn, logger)
 		retainedChanged = b.store.changed
 	}
 	b.fan = newFanout(server, b.guard.mayRead, b.guard.bridgeOnly, drops.OnPublishDropped, retainedChanged)
-	hooks := []mqtt.Hook{b.guard, drops, b.fan}
+	b.quota = newRetainQuota(cfg.ClientRetainedMessages, cfg.ClientRetainedBytes, b.guard.bridgesOwn, logger)
+	hooks := []mqtt.Hook{b.guard, drops, b.fan, &sysRefusal{}, &ownedGuard{guard: b.guard}, b.quota}
 	if b.store != nil {
 		hooks = append(hooks, b.store)
 	}
@@ -254,6 +264,11 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.listeners[l.ID()] = l
 		b.warnIfOpen(l)
 	}
+	if b.store != nil { // before any client can connect (see store.load)
+		if err := b.store.load(b.retainLoaded); err != nil {
+			return fail(err)
+		}
+	}
 	if err := b.server.Serve(); err != nil {
 		b.server.Close()
 		b.closed = true
@@ -321,9 +336,7 @@ func (b *Broker) persist() {
 		case <-b.stop:
 			return
 		case <-t.C:
-			if err := b.store.save(b.server.Topics.Retained.GetAll); err != nil {
-				b.log.Error("could not save retained MQTT messages", "error", err)
-			}
+			_ = b.saveNow() // logged, and reported by Persistence
 		}
 	}
 }
@@ -357,8 +370,8 @@ func (b *Broker) Close() error {
 	if b.store != nil {
 		close(b.stop)
 		<-b.done
-		if serr := b.store.save(b.server.Topics.Retained.GetAll); serr != nil {
-			err = errors.Join(err, serr)
+		if serr := b.saveNow(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("final save: %w", serr))
 		}
 	}
 	return err

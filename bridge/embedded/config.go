@@ -3,15 +3,14 @@ package embedded
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/hostport"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/secret"
 )
 
@@ -53,6 +52,15 @@ type Config struct {
 	// QoS 1 subscriber may hold about MaxQueued KB until it catches up or
 	// its connection ends.
 	MaxQueued int `yaml:"max_queued"`
+	// ClientRetainedMessages and ClientRetainedBytes bound the retained
+	// messages that MQTT clients keep on topics outside the bridge's own
+	// (Home Assistant's discovery of other devices, other tools' state):
+	// at most this many messages and this many bytes of topic and payload
+	// in all. A retained publish beyond them is refused (an MQTT 5 client
+	// at QoS 1 or 2 gets reason code 0x97, quota exceeded; otherwise the
+	// message is delivered but not kept). Defaults 10000 and 32 MiB.
+	ClientRetainedMessages int   `yaml:"client_retained_messages"`
+	ClientRetainedBytes    int64 `yaml:"client_retained_bytes"`
 }
 
 // TLSConfig is the MQTT over TLS listener.
@@ -121,6 +129,9 @@ func DefaultConfig() Config {
 		Persist:         true,
 		PersistInterval: 10 * time.Second,
 		MaxQueued:       32768,
+
+		ClientRetainedMessages: 10000,
+		ClientRetainedBytes:    32 << 20,
 	}
 }
 
@@ -181,6 +192,12 @@ func (c Config) Validate() error {
 	if c.MaxQueued < 1 || c.MaxQueued > maxPacketIDs {
 		return configerr.Errorf("max_queued", "%d is out of range: use 1 to %d", c.MaxQueued, maxPacketIDs)
 	}
+	if c.ClientRetainedMessages < 0 {
+		return configerr.Errorf("client_retained_messages", "%d is negative: use 0 (clients keep no retained messages) or more", c.ClientRetainedMessages)
+	}
+	if c.ClientRetainedBytes < 0 {
+		return configerr.Errorf("client_retained_bytes", "%d is negative: use 0 (clients keep no retained messages) or more", c.ClientRetainedBytes)
+	}
 	return nil
 }
 
@@ -189,12 +206,8 @@ func validateAddr(key, addr string) error {
 	if addr == "" {
 		return nil
 	}
-	_, port, err := net.SplitHostPort(addr)
-	if err == nil {
-		_, err = strconv.ParseUint(port, 10, 16)
-	}
-	if err != nil {
-		return configerr.Errorf(key, "%q is not host:port, e.g. \"127.0.0.1:1883\" or \":1883\"", addr)
+	if err := hostport.Check(addr); err != nil {
+		return configerr.Errorf(key, "%w, e.g. \"127.0.0.1:1883\" or \":1883\"", err)
 	}
 	return nil
 }

@@ -14,11 +14,14 @@ import (
 // listeners attached, starting, stopping) become debug, and so do its
 // warnings without a message, which it writes whenever a client's
 // connection ends with an error (a refused login, a dropped connection).
-// The broker logs what matters itself.
+// The broker logs what matters itself. Its "publish packet error" (a
+// hook refused a client's publish: the retained quota, a topic the bridge
+// owns; the broker logs those itself, at most once a minute) carries the
+// whole packet, payload and all: it becomes debug too.
 type quiet struct{ slog.Handler }
 
 func (q quiet) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelInfo || (r.Level == slog.LevelWarn && r.Message == "") {
+	if r.Level == slog.LevelInfo || (r.Level == slog.LevelWarn && r.Message == "") || r.Message == "publish packet error" {
 		r.Level = slog.LevelDebug
 		if !q.Handler.Enabled(ctx, r.Level) {
 			return nil

@@ -32,9 +32,18 @@ func TestPinnedMochi(t *testing.T) {
 			"writes: mochi still writes each of its packets to Client.Net.Conn with one Write call, so that sender.run's writes go in between whole; PublishEncode still encodes as internal/mqttwire does (TestAppendPublish) and WritePacket still counts message expiry down",
 		}},
 		{"store.go", []string{
-			"mochi still loads retained messages through the StoredRetainedMessages hook when it serves, and calls OnRetainMessage (r is 1, -1 or 0) and OnRetainedExpired as store expects",
-			"packets.Packet and packets.Properties have no new field that a retained message carries and the file format leaves out (encodeRetained, decodeRetained)",
+			"mochi still loads retained messages only through the StoredRetainedMessages hook (which store does not provide: it fills Topics.RetainMessage itself before Serve, with payloads sharing the file's memory, which mochi never writes), and calls OnRetainMessage (r is 1, -1 or 0) and OnRetainedExpired as store expects",
+			"packets.Packet and packets.Properties have no new field that a retained message carries and the file format leaves out (encodeRetained, decodeRetainedFunc)",
 			"Topics.Retained.GetAll still returns a copy that save may read without mochi's lock",
+		}},
+		{"sys.go", []string{
+			"processPublish still drops a client's publish on a $SYS topic (IsValidFilter) without an answer, OnPacketRead still runs before that check and may rename the topic, and a publish the ACL refuses still gets a PUBACK or PUBREC with 0x87 from an MQTT 5 client",
+		}},
+		{"owned.go", []string{
+			"OnPublish still sees a client's whole packet after the ACL check, stops at the first hook error, answers an MQTT 5 QoS 1 or 2 publish refused with packets.ErrNotAuthorized with that reason code, and drops one refused with ErrRejectPacket without an answer",
+		}},
+		{"retainquota.go", []string{
+			"OnPublish still runs after the ACL check and before the retained message is kept; a packets.Code error still answers an MQTT 5 QoS 1 or 2 publish with that reason code and drops it, and a packet returned with Retain cleared is delivered but not kept",
 		}},
 		{"deadline.go", []string{
 			"mochi still sets no deadline on an accepted connection before its CONNECT, and still replaces the deadline with one from the client's keepalive once CONNECT is read (else connectDeadline would cut clients off after defaultConnectTimeout)",

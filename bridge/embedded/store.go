@@ -16,34 +16,44 @@ import (
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// retainedFile is the name of the file, in the data directory, that holds
-// the broker's retained messages.
-const retainedFile = "mqtt-retained.bin"
+// The files, in the data directory, that hold the broker's retained
+// messages: the bridge's own topics (those only the bridge may write), and
+// the other clients' topics, apart, so that the cars' frequent changes do
+// not rewrite what other clients retained, nor their changes the cars'
+// data. Each file is rewritten only when its part changed.
+const (
+	retainedFile        = "mqtt-retained.bin"
+	clientsRetainedFile = "mqtt-retained-clients.bin"
+)
 
-// store keeps the broker's retained messages in a file. It does not write
-// per message: the broker hook only notes that something changed, and the
-// broker writes a snapshot of all retained messages now and then (see
-// Config.PersistInterval) and when it stops. A write replaces the file
-// atomically, so a crash leaves the previous snapshot.
+// store keeps the broker's retained messages in two files (see
+// retainedFile). It does not write per message: the broker hook only notes
+// which part changed, and the broker writes a snapshot of that part now and
+// then (see Config.PersistInterval) and when it stops. A write replaces
+// the file atomically, so a crash leaves the previous snapshot; the
+// temporary files a crash leaves are removed at the next start.
 type store struct {
 	mqtt.HookBase
-	path  string
-	log   *slog.Logger
-	dirty atomic.Bool
+	dir  string
+	ours func(topic string) bool // the bridge's own topics
+	log  *slog.Logger
+
+	dirtyOurs, dirtyClients atomic.Bool
+
+	health saveHealth // failed saves, for the log, /healthz and metrics (storehealth.go)
 }
 
-func newStore(dataDir string, log *slog.Logger) *store {
-	return &store{path: filepath.Join(dataDir, retainedFile), log: log}
+func newStore(dataDir string, ours func(topic string) bool, log *slog.Logger) *store {
+	return &store{dir: dataDir, ours: ours, log: log}
 }
 
 func (s *store) ID() string { return "fleet2mqtt-retained-store" }
 
 func (s *store) Provides(b byte) bool {
-	return b == mqtt.OnRetainMessage || b == mqtt.OnRetainedExpired || b == mqtt.StoredRetainedMessages
+	return b == mqtt.OnRetainMessage || b == mqtt.OnRetainedExpired
 }
 
 // OnRetainMessage notes that the retained messages changed (r is 1 for a
@@ -51,63 +61,127 @@ func (s *store) Provides(b byte) bool {
 // own $SYS topics are not kept.
 func (s *store) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int64) {
 	if r != 0 && !strings.HasPrefix(pk.TopicName, "$") {
-		s.dirty.Store(true)
+		s.topicChanged(pk.TopicName)
 	}
 }
 
-// changed notes that the retained messages changed: the broker's own
-// deliveries (fanout) keep retained messages without mochi's hook.
-func (s *store) changed() { s.dirty.Store(true) }
+// topicChanged notes that topic's retained message changed.
+func (s *store) topicChanged(topic string) {
+	if s.ours(topic) {
+		s.dirtyOurs.Store(true)
+	} else {
+		s.dirtyClients.Store(true)
+	}
+}
+
+// changed notes that the bridge's retained messages changed: the broker's
+// own deliveries (fanout) keep retained messages without mochi's hook.
+func (s *store) changed() { s.dirtyOurs.Store(true) }
 
 // OnRetainedExpired notes that a retained message expired.
-func (s *store) OnRetainedExpired(string) { s.dirty.Store(true) }
+func (s *store) OnRetainedExpired(topic string) { s.topicChanged(topic) }
 
-// StoredRetainedMessages returns the messages of the last snapshot. A
-// missing file is an empty store; an unreadable one is set aside (renamed
-// with .corrupt) and logged, and the broker starts without retained
-// messages rather than not at all.
-func (s *store) StoredRetainedMessages() ([]storage.Message, error) {
-	raw, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read retained messages: %w", err)
-	}
-	msgs, err := decodeRetained(raw)
-	if err != nil {
-		bad := s.path + ".corrupt"
-		s.log.Error("retained messages unreadable; starting without them", "file", s.path, "moved_to", bad, "error", err)
-		if rerr := os.Rename(s.path, bad); rerr != nil {
-			s.log.Error("could not move unreadable retained messages aside", "error", rerr)
+// load removes the temporary files a crash left, then hands every message
+// of the last snapshots to retain (mochi's retained index), before the
+// broker serves. The messages' payloads share the memory of the file's
+// contents, read once: a start with a large store holds one copy of it,
+// not two. A missing file is an empty store; an unreadable one is set
+// aside (renamed with .corrupt) and logged, and the broker starts without
+// its messages rather than not at all.
+func (s *store) load(retain func(packets.Packet) int64) error {
+	s.removeLeftovers()
+	n := 0
+	for _, name := range []string{retainedFile, clientsRetainedFile} {
+		path := filepath.Join(s.dir, name)
+		raw, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
 		}
-		return nil, nil
+		if err != nil {
+			return fmt.Errorf("read retained messages: %w", err)
+		}
+		if err := decodeRetainedFunc(raw, nil); err != nil { // all or nothing
+			bad := path + ".corrupt"
+			s.log.Error("retained messages unreadable; starting without them", "file", path, "moved_to", bad, "error", err)
+			if rerr := os.Rename(path, bad); rerr != nil {
+				s.log.Error("could not move unreadable retained messages aside", "error", rerr)
+			}
+			continue
+		}
+		_ = decodeRetainedFunc(raw, func(pk packets.Packet) {
+			retain(pk)
+			n++
+		})
 	}
-	s.log.Debug("loaded retained messages", "file", s.path, "count", len(msgs))
-	return msgs, nil
-}
-
-// save writes the retained messages, if anything changed since the last
-// save; retained returns them (a copy of the broker's index).
-func (s *store) save(retained func() map[string]packets.Packet) error {
-	if !s.dirty.Swap(false) {
-		return nil
-	}
-	if err := s.write(retained()); err != nil {
-		s.dirty.Store(true) // try again next time
-		return err
-	}
+	s.log.Debug("loaded retained messages", "dir", s.dir, "count", n)
 	return nil
 }
 
-// write replaces the file with a snapshot of retained: a temporary file in
-// the same directory, synced, then renamed over the old one.
-func (s *store) write(retained map[string]packets.Packet) (err error) {
-	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// removeLeftovers removes the temporary files of interrupted saves: only
+// names this store makes (<file>.<digits>.tmp).
+func (s *store) removeLeftovers() {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return // a missing directory is made at the first save
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !isStoreTemp(e.Name()) {
+			continue
+		}
+		path := filepath.Join(s.dir, e.Name())
+		if err := os.Remove(path); err != nil {
+			s.log.Warn("could not remove the temporary file of an interrupted save", "file", path, "error", err)
+			continue
+		}
+		s.log.Info("removed the temporary file of an interrupted save", "file", path)
+	}
+}
+
+// isStoreTemp reports whether name is a temporary file of write:
+// <retained file>.<digits>.tmp.
+func isStoreTemp(name string) bool {
+	for _, f := range []string{retainedFile, clientsRetainedFile} {
+		if mid, ok := strings.CutPrefix(name, f+"."); ok {
+			if digits, ok := strings.CutSuffix(mid, ".tmp"); ok && digits != "" && strings.Trim(digits, "0123456789") == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// save writes the part of the retained messages that changed since the
+// last save; retained returns them (a copy of the broker's index).
+func (s *store) save(retained func() map[string]packets.Packet) error {
+	ours, clients := s.dirtyOurs.Swap(false), s.dirtyClients.Swap(false)
+	if !ours && !clients {
+		return nil
+	}
+	all := retained()
+	var errs []error
+	if ours {
+		if err := s.write(retainedFile, all, s.ours); err != nil {
+			s.dirtyOurs.Store(true) // try again next time
+			errs = append(errs, err)
+		}
+	}
+	if clients {
+		if err := s.write(clientsRetainedFile, all, func(t string) bool { return !s.ours(t) }); err != nil {
+			s.dirtyClients.Store(true)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// write replaces the file name with a snapshot of the messages of retained
+// whose topic keep accepts: a temporary file in the same directory, synced,
+// then renamed over the old one.
+func (s *store) write(name string, retained map[string]packets.Packet, keep func(string) bool) (err error) {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("save retained messages: %w", err)
 	}
-	f, err := os.CreateTemp(dir, retainedFile+".*.tmp")
+	f, err := os.CreateTemp(s.dir, name+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("save retained messages: %w", err)
 	}
@@ -118,7 +192,7 @@ func (s *store) write(retained map[string]packets.Packet) (err error) {
 		}
 	}()
 	w := bufio.NewWriterSize(f, 64<<10)
-	if err := encodeRetained(w, retained); err != nil {
+	if err := encodeRetained(w, retained, keep); err != nil {
 		return fmt.Errorf("save retained messages: %w", err)
 	}
 	if err := w.Flush(); err != nil {
@@ -130,10 +204,10 @@ func (s *store) write(retained map[string]packets.Packet) (err error) {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("save retained messages: %w", err)
 	}
-	if err := os.Rename(f.Name(), s.path); err != nil {
+	if err := os.Rename(f.Name(), filepath.Join(s.dir, name)); err != nil {
 		return fmt.Errorf("save retained messages: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(s.dir); err == nil {
 		d.Sync() // make the rename durable; not all systems can
 		d.Close()
 	}
@@ -157,10 +231,12 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-func encodeRetained(w io.Writer, retained map[string]packets.Packet) error {
+// encodeRetained writes the messages of retained whose topic keep accepts
+// (all when keep is nil).
+func encodeRetained(w io.Writer, retained map[string]packets.Packet, keep func(topic string) bool) error {
 	topics := make([]string, 0, len(retained))
 	for t, pk := range retained {
-		if len(pk.Payload) > 0 && !strings.HasPrefix(t, "$") {
+		if len(pk.Payload) > 0 && !strings.HasPrefix(t, "$") && (keep == nil || keep(t)) {
 			topics = append(topics, t)
 		}
 	}
@@ -215,53 +291,63 @@ func (e *encoder) bytes(b []byte) {
 
 var errCorrupt = errors.New("corrupt retained message file")
 
-func decodeRetained(raw []byte) ([]storage.Message, error) {
+// decodeRetainedFunc checks the file's contents raw and, when yield is not
+// nil, hands it each message, retained, its payload and correlation data
+// sharing raw's memory (which must not change afterwards). It stops at the
+// first error; call it without yield first to hand over all or nothing.
+func decodeRetainedFunc(raw []byte, yield func(packets.Packet)) error {
 	if len(raw) < len(retainedMagic)+4 || !bytes.HasPrefix(raw, []byte(retainedMagic)) {
-		return nil, fmt.Errorf("%w: not a retained message file", errCorrupt)
+		return fmt.Errorf("%w: not a retained message file", errCorrupt)
 	}
 	body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
 	if crc32.Checksum(body, crcTable) != sum {
-		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
+		return fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
 	d := decoder{b: body[len(retainedMagic):]}
 	n := d.uvarint()
 	if n > maxRetainedCount || n > uint64(len(d.b)) {
-		return nil, fmt.Errorf("%w: %d messages", errCorrupt, n)
+		return fmt.Errorf("%w: %d messages", errCorrupt, n)
 	}
-	msgs := make([]storage.Message, 0, n)
 	for range n {
-		var m storage.Message
-		m.TopicName = string(d.bytes())
-		m.Payload = d.bytes()
-		m.FixedHeader = packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: d.byte()}
-		m.Created = d.varint()
+		topic := d.bytes()
+		var pk packets.Packet
+		pk.Payload = d.bytes()
+		pk.FixedHeader = packets.FixedHeader{Type: packets.Publish, Retain: true, Qos: d.byte()}
+		pk.Created = d.varint()
 		if pf := d.byte(); pf <= 1 {
-			m.Properties.PayloadFormat, m.Properties.PayloadFormatFlag = pf, true
+			pk.Properties.PayloadFormat, pk.Properties.PayloadFormatFlag = pf, true
 		}
-		m.Properties.ContentType = string(d.bytes())
-		m.Properties.ResponseTopic = string(d.bytes())
+		contentType, responseTopic := d.bytes(), d.bytes()
 		if c := d.bytes(); len(c) > 0 {
-			m.Properties.CorrelationData = c
+			pk.Properties.CorrelationData = c
 		}
 		users := d.uvarint()
 		if users > uint64(len(d.b)) {
-			return nil, fmt.Errorf("%w: %d user properties", errCorrupt, users)
+			return fmt.Errorf("%w: %d user properties", errCorrupt, users)
 		}
 		for range users {
-			m.Properties.User = append(m.Properties.User, packets.UserProperty{Key: string(d.bytes()), Val: string(d.bytes())})
+			k, v := d.bytes(), d.bytes()
+			if yield != nil {
+				pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: string(k), Val: string(v)})
+			}
 		}
 		if d.err != nil {
-			return nil, d.err
+			return d.err
 		}
-		if m.TopicName == "" || strings.ContainsAny(m.TopicName, "+#") || m.FixedHeader.Qos > 2 || len(m.Payload) == 0 {
-			return nil, fmt.Errorf("%w: bad message for topic %q", errCorrupt, m.TopicName)
+		if len(topic) == 0 || bytes.ContainsAny(topic, "+#") || pk.FixedHeader.Qos > 2 || len(pk.Payload) == 0 {
+			return fmt.Errorf("%w: bad message for topic %q", errCorrupt, topic)
 		}
-		msgs = append(msgs, m)
+		if yield != nil {
+			pk.TopicName = string(topic)
+			pk.Properties.ContentType = string(contentType)
+			pk.Properties.ResponseTopic = string(responseTopic)
+			yield(pk)
+		}
 	}
 	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last message", errCorrupt, len(d.b))
+		return fmt.Errorf("%w: %d bytes after the last message", errCorrupt, len(d.b))
 	}
-	return msgs, nil
+	return nil
 }
 
 // decoder reads the file format; the first error sticks and later reads

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
@@ -165,10 +166,29 @@ func retainedPacket(topic, payload string) packets.Packet {
 func encodeForTest(t testing.TB, m map[string]packets.Packet) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := encodeRetained(&buf, m); err != nil {
+	if err := encodeRetained(&buf, m, nil); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// decodeRetained decodes a whole file into storage messages.
+func decodeRetained(raw []byte) ([]storage.Message, error) {
+	var msgs []storage.Message
+	err := decodeRetainedFunc(raw, func(pk packets.Packet) {
+		msgs = append(msgs, storage.Message{
+			TopicName: pk.TopicName, Payload: pk.Payload, FixedHeader: pk.FixedHeader, Created: pk.Created,
+			Properties: storage.MessageProperties{
+				PayloadFormat: pk.Properties.PayloadFormat, PayloadFormatFlag: pk.Properties.PayloadFormatFlag,
+				ContentType: pk.Properties.ContentType, ResponseTopic: pk.Properties.ResponseTopic,
+				CorrelationData: pk.Properties.CorrelationData, User: pk.Properties.User,
+			},
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msgs, nil
 }
 
 func TestStoreRoundTrip(t *testing.T) {

@@ -485,7 +485,7 @@ func (c *Client) attemptConnection(ctx context.Context, _ autopaho.ClientConfig,
 	if err != nil {
 		return nil, err
 	}
-	return newConn(nc, &c.sess.waiting, c.sess.puback), nil
+	return newConn(nc, &c.sess.waiting, c.sess.pubacks), nil
 }
 
 func (c *Client) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {

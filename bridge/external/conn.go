@@ -56,9 +56,15 @@ type conn struct {
 	waiting *atomic.Int32
 	// acked counts PUBACKs received on this connection (session.puback).
 	acked atomic.Int64
-	// onPuback receives the PUBACKs that Read takes out of the stream.
-	onPuback func(id uint16, reason byte)
-	pass     int // bytes of the current incoming packet still to pass to paho
+	// onPubacks receives the PUBACKs that Read takes out of the stream, in
+	// batches: all that arrived in one read from the network (see acks).
+	onPubacks func([]puback)
+	// acks are PUBACKs taken out of the stream and not yet handed to
+	// onPubacks; they are handed over before the reader waits for the
+	// network, before it passes another packet to paho, and on an error.
+	// Reader only.
+	acks []puback
+	pass int // bytes of the current incoming packet still to pass to paho
 
 	mu       sync.Mutex // held from Lock to Unlock, and by the timer's and reader's flush
 	buf      []byte
@@ -69,8 +75,15 @@ type conn struct {
 	armed    bool // timer is set to flush
 }
 
-func newConn(c net.Conn, waiting *atomic.Int32, onPuback func(id uint16, reason byte)) *conn {
-	bc := &conn{Conn: c, buf: make([]byte, 0, 4<<10), waiting: waiting, onPuback: onPuback}
+// puback is an acknowledgement of a QoS 1 PUBLISH: its packet identifier
+// and reason code.
+type puback struct {
+	id     uint16
+	reason byte
+}
+
+func newConn(c net.Conn, waiting *atomic.Int32, onPubacks func([]puback)) *conn {
+	bc := &conn{Conn: c, buf: make([]byte, 0, 4<<10), waiting: waiting, onPubacks: onPubacks}
 	bc.r = bufio.NewReaderSize(flushBeforeRead{bc}, readBuffer)
 	bc.timer = time.AfterFunc(time.Hour, bc.timerFlush)
 	bc.timer.Stop()
@@ -78,18 +91,21 @@ func newConn(c net.Conn, waiting *atomic.Int32, onPuback func(id uint16, reason 
 }
 
 // Read passes the broker's packets to paho, except PUBACKs: those go
-// straight to onPuback, sparing paho's reader a dozen allocations and a
-// dispatch per acknowledgement. Anything Read does not recognise as a small
-// PUBACK reaches paho unchanged (and a PUBACK that paho gets ends up in the
-// same place through session.PacketReceived).
+// straight to onPubacks, sparing paho's reader a dozen allocations and a
+// dispatch per acknowledgement, and the session a lock per acknowledgement
+// (a batch is handled under one). Anything Read does not recognise as a
+// small PUBACK reaches paho unchanged (and a PUBACK that paho gets ends up
+// in the same place through session.PacketReceived).
 func (c *conn) Read(p []byte) (int, error) {
-	for c.pass == 0 && c.onPuback != nil {
+	for c.pass == 0 && c.onPubacks != nil {
 		size, err := c.nextPacket()
 		if err != nil {
+			c.handAcks() // those that arrived before the error count
 			return 0, err
 		}
 		if size > 0 {
 			c.pass = size
+			c.handAcks()
 		}
 	}
 	if c.pass > 0 && len(p) > c.pass {
@@ -141,8 +157,17 @@ func (c *conn) nextPacket() (int, error) {
 		reason = pkt[hlen+2]
 	}
 	_, _ = c.r.Discard(size)
-	c.onPuback(id, reason)
+	c.acks = append(c.acks, puback{id, reason})
 	return 0, nil
+}
+
+// handAcks hands the PUBACKs gathered so far to onPubacks. Reader only.
+func (c *conn) handAcks() {
+	if len(c.acks) == 0 {
+		return
+	}
+	c.onPubacks(c.acks)
+	c.acks = c.acks[:0]
 }
 
 // flushBeforeRead is the network side of the buffered reader: before the
@@ -154,6 +179,8 @@ type flushBeforeRead struct{ c *conn }
 
 func (f flushBeforeRead) Read(p []byte) (int, error) {
 	c := f.c
+	// What the last read brought is all handled before waiting for more.
+	c.handAcks()
 	if c.mu.TryLock() {
 		c.flushLocked()
 		c.mu.Unlock()

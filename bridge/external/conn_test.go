@@ -167,7 +167,7 @@ func (s *streamConn) Read(p []byte) (int, error) {
 func (s *streamConn) Write(p []byte) (int, error) { return len(p), nil }
 
 // TestConnTakesPubacks feeds a stream of PUBACKs and other packets, in
-// reads of every size, and checks that the PUBACKs reach onPuback and
+// reads of every size, and checks that the PUBACKs reach onPubacks and
 // everything else reaches paho's reader intact.
 func TestConnTakesPubacks(t *testing.T) {
 	long := append([]byte{0x40, 0x80, 0x01, 0x00, 0x09, 0x80, 0x7c}, make([]byte, 124)...) // PUBACK with 124 bytes of properties (remaining length 128): left to paho
@@ -191,8 +191,10 @@ func TestConnTakesPubacks(t *testing.T) {
 	for _, chunk := range []int{1, 2, 3, 7, 4096} {
 		t.Run(fmt.Sprint("chunk=", chunk), func(t *testing.T) {
 			var acks []string
-			c := newConn(&streamConn{data: bytes.Clone(stream), chunk: chunk}, nil, func(id uint16, reason byte) {
-				acks = append(acks, fmt.Sprintf("%d:0x%02x", id, reason))
+			c := newConn(&streamConn{data: bytes.Clone(stream), chunk: chunk}, nil, func(batch []puback) {
+				for _, a := range batch {
+					acks = append(acks, fmt.Sprintf("%d:0x%02x", a.id, a.reason))
+				}
 			})
 			var passed []byte
 			buf := make([]byte, 5)
@@ -208,6 +210,44 @@ func TestConnTakesPubacks(t *testing.T) {
 			}
 			if fmt.Sprint(acks) != fmt.Sprint(wantAcks) {
 				t.Errorf("PUBACKs %v, want %v", acks, wantAcks)
+			}
+		})
+	}
+}
+
+// TestConnBatchesPubacks: the PUBACKs that arrive in one read are handed
+// over together, before the reader waits for the network again; those
+// read before the connection fails are handed over too.
+func TestConnBatchesPubacks(t *testing.T) {
+	var stream []byte
+	for id := range 20 {
+		stream = append(stream, 0x40, 0x02, 0x00, byte(id+1))
+	}
+	for _, tc := range []struct {
+		chunk int
+		want  []int // sizes of the batches
+	}{
+		{4096, []int{20}},
+		{4 * 8, []int{8, 8, 4}},
+		{6, []int{1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 1}}, // whole PUBACKs of each read, the split one with the next
+	} {
+		t.Run(fmt.Sprint("chunk=", tc.chunk), func(t *testing.T) {
+			var sizes []int
+			next := uint16(1)
+			c := newConn(&streamConn{data: bytes.Clone(stream), chunk: tc.chunk}, nil, func(batch []puback) {
+				sizes = append(sizes, len(batch))
+				for _, a := range batch {
+					if a.id != next {
+						t.Errorf("PUBACK %d, want %d", a.id, next)
+					}
+					next++
+				}
+			})
+			if _, err := c.Read(make([]byte, 16)); err == nil {
+				t.Fatal("Read returned without error at the end of the stream")
+			}
+			if fmt.Sprint(sizes) != fmt.Sprint(tc.want) {
+				t.Errorf("batches of %v, want %v", sizes, tc.want)
 			}
 		})
 	}

@@ -540,23 +540,44 @@ func (s *session) PacketReceived(recv *packets.ControlPacket, pubs chan<- *packe
 }
 
 func (s *session) puback(id uint16, reason byte) {
+	s.pubacks([]puback{{id, reason}})
+}
+
+// pubacks handles PUBACKs that arrived together, under one lock: a batch
+// that is done is woken once, and at most one quota waiter (it passes the
+// turn on, see quotaWaiters).
+func (s *session) pubacks(acks []puback) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flights[id]
-	if !ok || f.kind != packets.PUBLISH {
+	n := 0
+	for _, a := range acks {
+		if s.pubackLocked(a.id, a.reason) {
+			n++
+		}
+	}
+	if n == 0 {
 		return
 	}
-	delete(s.flights, id)
 	if s.conn != nil {
-		s.conn.acked.Add(1)
+		s.conn.acked.Add(int64(n))
 	}
-	s.quota++
 	if s.quota >= s.wakeQuota {
 		s.wakeWaiterLocked()
 	}
+}
+
+// pubackLocked settles the message of one PUBACK and reports whether it
+// was one of ours.
+func (s *session) pubackLocked(id uint16, reason byte) bool {
+	f, ok := s.flights[id]
+	if !ok || f.kind != packets.PUBLISH {
+		return false
+	}
+	delete(s.flights, id)
+	s.quota++
 	b := f.batch
 	if b == nil {
-		return
+		return true
 	}
 	b.state[f.index] = msgDone
 	b.pending--
@@ -566,6 +587,7 @@ func (s *session) puback(id uint16, reason byte) {
 	if b.pending == 0 || b.err != nil {
 		b.signal()
 	}
+	return true
 }
 
 // Ack acknowledges an incoming message after paho's handlers ran.

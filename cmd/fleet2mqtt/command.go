@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +30,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/command/proxy"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -64,54 +64,15 @@ type teslaCredentials struct {
 	endpoints *fleetapi.Endpoints
 }
 
-// setupState is the part of the setup page's state.json (package setup)
-// that commands need.
-type setupState struct {
-	PublicHostname string `json:"public_hostname"`
-	ClientID       string `json:"client_id"`
-	Owner          *struct {
-		ClientID string          `json:"client_id"`
-		Region   fleetapi.Region `json:"region"`
-	} `json:"owner"`
-}
-
-func (c teslaCredentials) setupDir() string { return filepath.Join(c.cfg.DataDir, "setup") }
-
-func (c teslaCredentials) state() (setupState, error) {
-	var st setupState
-	data, err := os.ReadFile(filepath.Join(c.setupDir(), "state.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("read the setup page's state: %w", err)
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		return st, fmt.Errorf("the setup page's state %s: %w", filepath.Join(c.setupDir(), "state.json"), err)
-	}
-	return st, nil
-}
-
 // client returns the client and region to call the Fleet API with,
-// and the application's domain.
+// and the application's domain, from the setup page's data
+// (setup.LoadCredentials).
 func (c teslaCredentials) client() (*fleetapi.Client, fleetapi.Region, string, error) {
-	st, err := c.state()
+	creds, err := setup.LoadCredentials(c.cfg.Setup, c.cfg.DataDir)
 	if err != nil {
 		return nil, "", "", err
 	}
-	id, region := c.cfg.Setup.ClientID, fleetapi.RegionNA
-	if st.Owner != nil {
-		if id == "" {
-			id = st.Owner.ClientID
-		}
-		if st.Owner.Region != "" {
-			region = st.Owner.Region
-		}
-	}
-	if id == "" {
-		id = st.ClientID
-	}
-	if id == "" {
+	if creds.ClientID == "" {
 		return nil, "", "", errors.New("no Tesla application client id: set setup.client_id, or complete the setup page's steps")
 	}
 	ep := fleetapi.DefaultEndpoints()
@@ -125,15 +86,11 @@ func (c teslaCredentials) client() (*fleetapi.Client, fleetapi.Region, string, e
 	if api != "" {
 		ep = vcmd.WithAPI(ep, api)
 	}
-	client, err := fleetapi.New(fleetapi.Config{ClientID: id, Endpoints: ep, AuthRegion: region})
+	client, err := fleetapi.New(fleetapi.Config{ClientID: creds.ClientID, Endpoints: ep, AuthRegion: creds.Region})
 	if err != nil {
 		return nil, "", "", err
 	}
-	domain := c.cfg.Setup.PublicHostname
-	if domain == "" {
-		domain = st.PublicHostname
-	}
-	return client, region, domain, nil
+	return client, creds.Region, creds.Domain, nil
 }
 
 // fleetAPIBase is the Fleet API base URL requests are forwarded to.
@@ -161,7 +118,7 @@ func (c teslaCredentials) fleetAPIBase() (*url.URL, error) {
 func (c teslaCredentials) key() (*ecdsa.PrivateKey, error) {
 	path := c.keyFile
 	if path == "" {
-		path = setupKeyPath(c.cfg.DataDir)
+		path = setup.KeyPath(c.cfg.DataDir)
 	}
 	key, err := fleetapi.LoadPrivateKey(path)
 	if err != nil {
@@ -182,7 +139,7 @@ func (c teslaCredentials) engineConfig(log *slog.Logger) (vcmd.Config, error) {
 	}
 	tokenFile := c.tokenFile
 	if tokenFile == "" {
-		tokenFile = filepath.Join(c.setupDir(), "owner-token.json")
+		tokenFile = setup.TokenPath(c.cfg.DataDir)
 	}
 	if _, err := os.Stat(tokenFile); err != nil {
 		return vcmd.Config{}, fmt.Errorf("no owner token (%s): log in to Tesla on the setup page, or pass --token-file", tokenFile)
@@ -208,6 +165,9 @@ type lazyEngine struct {
 
 	mu     sync.Mutex
 	engine *vcmd.Engine
+	// protocol is what fleet_status said of the cars, for an engine not
+	// built yet.
+	protocol map[string]bool
 }
 
 func (l *lazyEngine) get() (*vcmd.Engine, error) {
@@ -225,8 +185,25 @@ func (l *lazyEngine) get() (*vcmd.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	for vin, required := range l.protocol {
+		e.SetProtocolRequired(vin, required)
+	}
 	l.engine = e
 	return e, nil
+}
+
+// SetProtocolRequired passes on what fleet_status says of a car, now or
+// when the engine is built.
+func (l *lazyEngine) SetProtocolRequired(vin string, required bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.protocol == nil {
+		l.protocol = make(map[string]bool)
+	}
+	l.protocol[vin] = required
+	if l.engine != nil {
+		l.engine.SetProtocolRequired(vin, required)
+	}
 }
 
 // Execute implements the executors of command/mqtt and command/proxy.
@@ -371,19 +348,22 @@ func (f failingTransport) Command(context.Context, string, string, json.RawMessa
 // watchCommands exports the billed command requests and wake-ups per car
 // in the current month.
 func (m *metrics) watchCommands(c *vcmd.Counters) {
-	m.reg.MustRegister(commandCollector{c})
+	m.reg.MustRegister(commandCollector{c, m.car})
 }
 
 var (
 	commandsDesc = prometheus.NewDesc("fleet2mqtt_vehicle_commands_month",
 		"Vehicle command requests sent to Tesla's Fleet API this calendar month (UTC), per car, session handshakes included: what Tesla bills.",
-		[]string{"vin", "month"}, nil)
+		[]string{"car", "month"}, nil)
 	wakesDesc = prometheus.NewDesc("fleet2mqtt_vehicle_wakes_month",
 		"wake_up requests sent to Tesla's Fleet API this calendar month (UTC), per car: what Tesla bills.",
-		[]string{"vin", "month"}, nil)
+		[]string{"car", "month"}, nil)
 )
 
-type commandCollector struct{ c *vcmd.Counters }
+type commandCollector struct {
+	c   *vcmd.Counters
+	car func(vin string) string // the car label
+}
 
 func (cc commandCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- commandsDesc
@@ -393,7 +373,8 @@ func (cc commandCollector) Describe(ch chan<- *prometheus.Desc) {
 func (cc commandCollector) Collect(ch chan<- prometheus.Metric) {
 	month := vcmd.Month(time.Now())
 	for vin, u := range cc.c.Usage(month) {
-		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.CounterValue, float64(u.Commands), vin, month)
-		ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(u.Wakes), vin, month)
+		car := cc.car(vin)
+		ch <- prometheus.MustNewConstMetric(commandsDesc, prometheus.CounterValue, float64(u.Commands), car, month)
+		ch <- prometheus.MustNewConstMetric(wakesDesc, prometheus.CounterValue, float64(u.Wakes), car, month)
 	}
 }

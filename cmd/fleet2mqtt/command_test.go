@@ -18,6 +18,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -37,7 +38,7 @@ func commandSetupIn(t *testing.T, dataDir string) (configFile string, fleet *fak
 	if err := os.MkdirAll(filepath.Join(dataDir, "setup"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := fleetapi.LoadOrCreateKey(setupKeyPath(dataDir))
+	key, _, err := fleetapi.LoadOrCreateKey(setup.KeyPath(dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestServeCommands(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{month="\d{4}-\d\d",vin="` + commandVIN + `"\} [1-9]`)
+	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{car="` + carPseudonym(commandVIN) + `",month="\d{4}-\d\d"\} [1-9]`)
 	if !want.Match(metrics) {
 		t.Errorf("/metrics does not count the car's commands:\n%s", grepLines(metrics, "vehicle_"))
 	}

@@ -22,7 +22,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f serveFlags
 	f.register(fs)
 	cars := fs.Int("cars", 1, "number of simulated cars")
-	scenario := fs.String("scenario", string(simulate.ScenarioMixed), "what the cars do: drive, charge, park, alerts or mixed")
+	scenario := fs.String("scenario", string(simulate.ScenarioMixed), "what the cars do: "+scenarioNames())
 	speed := fs.Float64("speed", 10, "speed-up factor of the simulated time")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: fleet2mqtt demo [flags]\n\nRuns fleet2mqtt on its embedded defaults together with simulated cars,\nand tells you where to look. Its data (certificates, retained state) is\nkept in the demo folder of the data directory. Stop it with Ctrl-C.\n\nFlags:\n")
@@ -57,6 +57,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The demo's cars carry development certificates: trust those, whatever
 	// a configuration file says about real cars.
 	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, cfg.Vehicle.TLS.ClientCAFiles = "", "", nil
+	demoActivity(&cfg, *speed)
 
 	log := cfg.Log.Logger(stderr)
 	cmds, err := startDemoCommands(ctx, &cfg)
@@ -119,6 +120,12 @@ func (a *app) demoBanner(w io.Writer, cars []*simulate.Car, sc simulate.Scenario
 	fmt.Fprintf(w, "  One signal:   %s/%s/Soc   everything: %s/%s/state\n", prefix, cars[0].VIN(), prefix, cars[0].VIN())
 	fmt.Fprintf(w, "  Command:      mosquitto_pub -h %s -p %s -t '%s/%s/set/charging' -m ON   (a fake Tesla signs and obeys; see docs/commands.md)\n",
 		hostOf(a.mqttAddr), portOf(a.mqttAddr), prefix, cars[0].VIN())
+	if a.activity.derived != nil {
+		fmt.Fprintf(w, "  Activity:     %s/%s/status, place, drive/last, charge/last (scenario commute shows them all)\n", prefix, cars[0].VIN())
+		if a.cfg.MQTT.TeslaMate.Enabled {
+			fmt.Fprintf(w, "  TeslaMate:    teslamate/cars/#\n")
+		}
+	}
 	if a.httpAddr != "" {
 		fmt.Fprintf(w, "  Metrics:      http://%s/metrics\n", a.httpAddr)
 	}

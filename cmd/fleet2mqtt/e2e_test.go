@@ -265,6 +265,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
+	// While the car is connected, /metrics names no car.
+	if strings.Contains(string(body), e2eVIN) {
+		t.Errorf("/metrics shows the VIN %s", e2eVIN)
+	}
 
 	ws.Close()
 	deadline := time.Now().Add(10 * time.Second)

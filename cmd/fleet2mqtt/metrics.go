@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -24,11 +27,15 @@ type metrics struct {
 	messages  prometheus.Counter
 	publish   prometheus.Histogram
 	pubErrors prometheus.Counter
+	// car is the value of the car label of per-car metrics for a VIN
+	// (http.metrics_vins).
+	car func(vin string) string
 }
 
-func newMetrics() *metrics {
+func newMetrics(vins bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
+		car: carPseudonym,
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "fleet2mqtt", Name: "records_total",
 			Help: "Vehicle records handed to the bridge, by topic and outcome (published, failed).",
@@ -49,7 +56,17 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.records, m.messages, m.publish, m.pubErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if vins {
+		m.car = func(vin string) string { return vin }
+	}
 	return m
+}
+
+// carPseudonym names a car on /metrics without its VIN: the first 8
+// hexadecimal digits of the VIN's SHA-256 (printf %s VIN | sha256sum).
+func carPseudonym(vin string) string {
+	sum := sha256.Sum256([]byte(vin))
+	return hex.EncodeToString(sum[:4])
 }
 
 // watchVehicles exports the vehicle listener's counters.
@@ -73,6 +90,18 @@ func (m *metrics) watchVehicles(s *ingest.Server) {
 		counter("vehicle_oversized_frames_total", "Frames over the protocol's 1,000,000-byte limit (answered with the error response; those declaring over 4 MB also close the connection).", func(s ingest.Stats) int64 { return s.Oversized }),
 		counter("vehicle_control_floods_total", "Vehicle connections dropped for sending control frames (ping, pong, close) too fast.", func(s ingest.Stats) int64 { return s.Floods }),
 		counter("vehicle_items_refused_total", "Data items, alerts and errors left out of records on purpose (field numbers no firmware has, or too many in one record); the records are acknowledged.", func(s ingest.Stats) int64 { return s.DataRefused }),
+	)
+}
+
+// watchBridge exports what the bridge left out past a car's limits.
+func (m *metrics) watchBridge(b *bridge.Bridge) {
+	counter := func(name, help string, v func(bridge.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "fleet2mqtt", Name: name, Help: help},
+			func() float64 { return float64(v(b.Stats())) })
+	}
+	m.reg.MustRegister(
+		counter("bridge_fields_refused_total", "Data items left out because their car already has 1,024 distinct fields (each would be a new retained topic); the records are acknowledged.", func(s bridge.Stats) int64 { return s.FieldsRefused }),
+		counter("bridge_names_refused_total", "Alerts and errors left out because their car already has 256 distinct alert and error names; the records are acknowledged.", func(s bridge.Stats) int64 { return s.NamesRefused }),
 	)
 }
 

@@ -144,6 +144,10 @@ type app struct {
 	cert certs.Source
 	// cmd is vehicle commands (command.go).
 	cmd *vehicleCommands
+	// activity is the derived state (activity.go).
+	activity derivedState
+	// haStatus follows Home Assistant's status topic for the setup page.
+	haStatus *announce.StatusWatch
 
 	vehicleAddr, mqttAddr, httpAddr string
 
@@ -189,6 +193,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 		if err := g.Stop(stopCtx); err != nil {
 			log.Warn("stopping", "err", err)
 		}
+		if err := a.finalSaveError(); err != nil && a.err == nil {
+			a.err = err // exit non-zero: changes since the fault are lost
+		}
 		log.Info("fleet2mqtt stopped")
 	}()
 	return a, nil
@@ -200,13 +207,17 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	a := &app{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{})}
+	removeLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted (leftovers.go)
+	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
 		return nil, err
 	}
 	if q, ok := a.broker.(queue); ok {
 		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
+	}
+	if p, ok := a.broker.(persister); ok {
+		a.metrics.watchStore(p)
 	}
 	published := instrumentedBroker{a.broker, a.metrics}
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
@@ -215,13 +226,18 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := a.buildCommands(); err != nil {
 		return nil, err
 	}
+	a.metrics.watchBridge(a.bridge)
+	if err := a.buildActivity(); err != nil {
+		return nil, err
+	}
 	var announcer setup.Announcer // a nil interface when discovery is off
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
 		if cfg.MQTT.Replica != "" {
 			states = replicaStates{a.bridge}
 		}
-		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version()},
+		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version(),
+			Activity: cfg.Activity.Enabled, Currency: cfg.Activity.Currency, StreamingCost: true},
 			published, a.broker, states,
 			announce.WithLogger(log.With("component", "homeassistant")),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
@@ -236,14 +252,18 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.haStatus = announce.NewStatusWatch(a.broker, cfg.Discovery().StatusTopicOrDefault(), nil)
 	a.wizard, err = setup.New(cfg.Setup, cfg.DataDir, setup.Deps{
-		ServerCAPEM: a.cert.CA,
-		Announcer:   announcer,
-		PasswordOut: os.Stderr,
+		ServerCAPEM:       a.cert.CA,
+		Announcer:         announcer,
+		PasswordOut:       os.Stderr,
+		Commands:          a.cmd.forSetup(),
+		HomeAssistantSeen: a.haStatus.Seen,
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
 	}
+	a.cmd.useSetupSession(a.wizard)
 	fallback := http.NewServeMux()
 	public := a.wizard.PublicHandler() // the public key and the owner login's callback
 	fallback.Handle(fleetapi.PublicKeyPath, public)
@@ -265,6 +285,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 func (a *app) recordPath() ingest.Sink {
 	return stages{
 		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
+		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
 	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
@@ -330,6 +351,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			},
 			Stop: a.bridge.Offline,
 		},
+		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
 		a.cmd.component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
@@ -341,6 +363,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			}
 			return nil
 		}, nil),
+		supervise.Background("home assistant status", a.watchHomeAssistant, nil), // for the setup page
 		supervise.Background("setup page", func(ctx context.Context) error {
 			if err := a.wizard.Run(ctx); err != nil {
 				a.log.Warn("setup page background work stopped", "err", err)
@@ -471,6 +494,10 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	if m.Compat.Enabled {
 		b.Protect(m.Compat.Base)
 	}
+	if cfg.DiscoveryEnabled() {
+		ha := cfg.HomeAssistant // the cars' discovery configs are the bridge's, like their topics
+		b.ProtectTopics(func(topic string) bool { return discovery.Owns(ha, topic) })
+	}
 	return b, "", nil
 }
 
@@ -545,11 +572,9 @@ func (a *app) wait() error {
 
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", a.metrics.handler())
+	guard := newWebGuard(a.cfg) // Host check; /metrics for loopback or the token (health.go)
+	mux.Handle("GET /healthz", guard.host(http.HandlerFunc(a.healthz)))
+	mux.Handle("GET /metrics", guard.metrics(a.metrics.handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }

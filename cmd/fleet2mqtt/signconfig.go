@@ -11,19 +11,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/config"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
-
-// setupKeyPath is where the setup page keeps the application's private
-// key (see package setup: <data dir>/setup/private-key.pem).
-func setupKeyPath(dataDir string) string {
-	return filepath.Join(dataDir, "setup", "private-key.pem")
-}
 
 // stdin is where sign-config reads "-" from; tests replace it.
 var stdin io.Reader = os.Stdin
@@ -93,7 +87,7 @@ Flags:
 			}
 			dir = cfg.DataDir
 		}
-		return setupKeyPath(dir), nil
+		return setup.KeyPath(dir), nil
 	}
 	now := time.Now()
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
 
@@ -170,10 +171,10 @@ func TestSignConfigValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The setup page's key is the default.
-	if err := os.MkdirAll(filepath.Dir(setupKeyPath(dataDir)), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(setup.KeyPath(dataDir)), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := fleetapi.SavePrivateKey(setupKeyPath(dataDir), key); err != nil {
+	if err := fleetapi.SavePrivateKey(setup.KeyPath(dataDir), key); err != nil {
 		t.Fatal(err)
 	}
 	ca, err := certs.NewServerAuthority()

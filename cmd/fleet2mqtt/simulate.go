@@ -20,7 +20,7 @@ func registerSimFlags(fl *flag.FlagSet, o *simulate.Options) {
 	fl.StringVar(&o.CA, "ca", "", "PEM `file` of the CA that signed the server certificate (default: ca.pem in --certs)")
 	fl.StringVar(&o.CertDir, "certs", "", "development PKI `dir`ectory (from dev-certs, required): car certificates are read\nfrom its vehicles folder or issued on the fly by its vehicle CA")
 	fl.IntVar(&o.Cars, "cars", 1, "number of cars")
-	fl.DurationVar(&o.Duration, "duration", 0, "stop after this long (default: until interrupted); with --load, the longest to wait")
+	fl.DurationVar(&o.Duration, "duration", 0, "stop after this long (default: until interrupted); with --load, the longest to wait,\nwith --load --rate, how long to send")
 
 	fl.StringVar(&o.Scenario, "scenario", string(simulate.ScenarioMixed), "what the cars do: "+scenarioNames())
 	fl.Float64Var(&o.Speed, "speed", 1, "speed-up `factor`: 10 plays ten simulated seconds per second")
@@ -32,6 +32,7 @@ func registerSimFlags(fl *flag.FlagSet, o *simulate.Options) {
 	fl.BoolVar(&o.Load, "load", false, "load mode: measure the server instead of playing scenarios")
 	fl.IntVar(&o.Inflight, "inflight", 1, "load: records each car keeps unacknowledged at most")
 	fl.IntVar(&o.Records, "records", simulate.DefaultLoadRecords, "load: V records each car sends (0: only connect, for memory per car)")
+	fl.Float64Var(&o.Rate, "rate", 0, "load: open loop, `N` records/s across the cars for --duration, each sent when due\n(--inflight then bounds how far a car falls behind, default 64); replaces --records")
 	fl.IntVar(&o.Fields, "fields", simulate.DefaultLoadFields, "load: signals per record, of mixed kinds")
 	fl.StringVar(&o.MQTT, "mqtt", "", "load: MQTT broker `host:port` on which to count what the server publishes")
 	fl.StringVar(&o.MQTTTopic, "mqtt-topic", simulate.DefaultMQTTTopic, "load: topic `filter` to count")
@@ -39,6 +40,7 @@ func registerSimFlags(fl *flag.FlagSet, o *simulate.Options) {
 	fl.StringVar(&o.MQTTUser, "mqtt-username", "", "load: MQTT user name")
 	fl.StringVar(&o.MQTTPassword, "mqtt-password", "", "load: MQTT password (default: $FLEET2MQTT_MQTT_PASSWORD)")
 	fl.IntVar(&o.ServerPID, "server-pid", 0, "load: `pid` of the server, to report its CPU time per 100k records and its memory")
+	fl.IntVar(&o.BrokerPID, "broker-pid", 0, "load: `pid` of an external MQTT broker, to report its CPU time per 100k records")
 	fl.DurationVar(&o.Settle, "settle", simulate.DefaultSettle, "load: how long the MQTT count must stay unchanged to be final")
 	fl.DurationVar(&o.Hold, "hold", 0, "load: keep the cars connected this long before sending")
 }
@@ -61,11 +63,12 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	verbose := fl.Bool("v", false, "log every record, not only every few seconds")
 	fl.Usage = func() {
 		fmt.Fprint(stderr, `Usage: fleet2mqtt simulate --certs DIR [--server HOST:PORT] [--ca FILE] [flags]
-       fleet2mqtt simulate --load --certs DIR [--cars N] [--inflight W] [--records M] [--mqtt HOST:PORT] [--server-pid PID]
+       fleet2mqtt simulate --load --certs DIR [--cars N] [--inflight W] [--records M | --rate N --duration D] [--mqtt HOST:PORT] [--server-pid PID]
 
 Simulated Tesla vehicles connect to a fleet-telemetry server (fleet2mqtt or
 any compatible one) exactly as real cars do, and play a scenario: drive,
-charge, park (fall asleep and wake up), alerts, or mixed (a day of each).
+charge, park (fall asleep and wake up), alerts, mixed (a day of each), or
+commute (home to work and back, then charge to the limit at home).
 
 With --load it measures the server instead: every car sends its records
 as fast as acknowledgements allow, and it prints records/s, acknowledgement

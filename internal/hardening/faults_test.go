@@ -159,7 +159,7 @@ func TestKillAndRestart(t *testing.T) {
 			r.fatalf(t, "publish the save marker: %v", err)
 		}
 		if !eventually(30*time.Second, func() bool {
-			raw, _ := os.ReadFile(retainedFile(f))
+			raw, _ := os.ReadFile(clientsRetainedFile(f)) // a client's topic
 			return bytes.Contains(raw, []byte(syncMark))
 		}) {
 			r.fatalf(t, "cycle %d: the retained messages were not saved within 30 s (persist_interval 1s)", cycle)

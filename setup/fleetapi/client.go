@@ -22,10 +22,9 @@ import (
 )
 
 // DefaultScopes are the permissions asked of an owner: identity, a refresh
-// token, the account's region, vehicle data and location. Streaming needs
-// nothing more; add "vehicle_cmds" and "vehicle_charging_cmds" only to send
-// commands.
-var DefaultScopes = []string{"openid", "offline_access", "user_data", "vehicle_device_data", "vehicle_location"}
+// token, the account's region, vehicle data and location (streaming), and
+// CommandScopes (vehicle commands).
+var DefaultScopes = []string{"openid", "offline_access", "user_data", "vehicle_device_data", "vehicle_location", "vehicle_cmds", "vehicle_charging_cmds"}
 
 // DefaultPartnerScopes are the scopes of partner tokens (client
 // credentials); Tesla wants at least one vehicle scope there.

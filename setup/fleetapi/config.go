@@ -275,12 +275,18 @@ func firmwareParts(s string) ([]int, bool) {
 	return out, true
 }
 
-// Money, as Tesla bills streaming since 2025.
+// Money, as Tesla bills streaming since 2025: package telemetry's price
+// table, which fleet2mqtt's measured estimates use too.
 const (
 	// SignalsPerDollar is how many streamed signals cost US$1.
-	SignalsPerDollar = 150_000
+	SignalsPerDollar = telemetry.SignalsPerDollar
+	// CommandsPerDollar is how many vehicle command requests cost US$1
+	// (each signed_command, session handshakes included, or REST command).
+	CommandsPerDollar = 1_000
+	// WakesPerDollar is how many wake_up requests cost US$1.
+	WakesPerDollar = 50
 	// MonthlyCreditDollars is Tesla's monthly credit per account, in US$.
-	MonthlyCreditDollars = 10.0
+	MonthlyCreditDollars = telemetry.MonthlyCreditDollars
 )
 
 // EstimateMonthlySignals returns an upper bound of the signals one car
@@ -294,7 +300,7 @@ const (
 // car sends almost nothing; resend_interval_seconds adds nothing beyond the
 // bound, which already counts one send per interval.
 func EstimateMonthlySignals(fields map[string]FieldConfig) (signals int64, dollars float64) {
-	const day, month = 86400, 30
+	const day, month = 86400, telemetry.BillingMonthDays
 	for _, f := range fields {
 		interval := int64(max(f.IntervalSeconds, 1))
 		signals += (day + interval - 1) / interval * month

@@ -177,7 +177,7 @@ func (e *APIError) Explain() string {
 	case e.Status == http.StatusUnauthorized:
 		return "Tesla refused the access token. Log in with Tesla again; if this keeps happening, check that this computer's clock is right."
 	case e.Status == http.StatusForbidden:
-		return "The Tesla login does not allow this. Log in again and tick every permission Tesla asks for (vehicle information and location included)."
+		return "The Tesla login does not allow this. Log in again and tick every permission Tesla asks for (vehicle information, location and commands included)."
 	case e.Status == http.StatusNotFound:
 		return "Tesla does not know this car or resource for this account. Check that the car is on the account you logged in with."
 	case e.Status == http.StatusPreconditionFailed && strings.Contains(lower, "origin"):

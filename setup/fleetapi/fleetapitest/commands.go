@@ -96,9 +96,10 @@ type injectedFault struct {
 // owner has no such car.
 func (s *Server) Car(vin string) *Car {
 	s.mu.Lock()
-	known := s.vehicleLocked(vin) != nil
+	v := s.vehicleLocked(vin)
+	legacy := v != nil && v.PredatesCommandProtocol
 	s.mu.Unlock()
-	if !known {
+	if v == nil {
 		return nil
 	}
 	f := &s.cars
@@ -111,7 +112,7 @@ func (s *Server) Car(vin string) *Car {
 		f.cars = make(map[string]*Car)
 	}
 	c := &Car{s: s, vin: vin, domains: make(map[protocol.Domain]*vehicle.Domain),
-		wakeAfterPolls: DefaultWakeAfterPolls, pollsLeft: -1, state: defaultCarState()}
+		wakeAfterPolls: DefaultWakeAfterPolls, pollsLeft: -1, state: defaultCarState(), legacy: legacy}
 	for _, d := range []protocol.Domain{protocol.DomainVehicleSecurity, protocol.DomainInfotainment} {
 		dom, err := vehicle.NewDomain(vin, d, s.clock)
 		if err != nil {

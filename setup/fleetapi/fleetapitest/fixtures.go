@@ -99,7 +99,7 @@ func vehiclesAnswer(page []map[string]any, current, perPage, total int) map[stri
 func vehicleInfoObject(v *Vehicle) map[string]any {
 	return map[string]any{
 		"firmware_version":                       v.FirmwareVersion,
-		"vehicle_command_protocol_required":      true,
+		"vehicle_command_protocol_required":      !v.PredatesCommandProtocol,
 		"fleet_telemetry_version":                v.FleetTelemetryVersion,
 		"total_number_of_keys":                   v.TotalKeys,
 		"safety_screen_streaming_toggle_enabled": v.SafetyScreenStreamingToggle,

@@ -101,6 +101,11 @@ type Vehicle struct {
 	RejectConfig bool
 	// LimitReached is limit_reached in config answers.
 	LimitReached bool
+	// PredatesCommandProtocol makes the car one that predates the Vehicle
+	// Command Protocol, as older Model S and X: fleet_status answers
+	// vehicle_command_protocol_required false, signed_command 422, and
+	// REST commands work (see Car.SetLegacy).
+	PredatesCommandProtocol bool
 	// Errors are the car's fleet_telemetry_errors.
 	Errors []StreamError
 }
