@@ -1,6 +1,7 @@
 package hatest_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -219,8 +220,9 @@ type demo struct {
 	t                         *testing.T
 	bin, dir, config, dataDir string
 	vehicleAddr, httpAddr     string
-	mqttPort                  int
+	mqttPort                  int // the embedded broker's; 0 with an external broker
 	vin                       string
+	scenario, speed           string // demo's -scenario and -speed; mixed in real time when empty
 	out                       *syncBuffer
 	cmd                       *exec.Cmd
 	exit                      chan struct{}
@@ -278,7 +280,8 @@ var bannerVIN = regexp.MustCompile(`One signal:\s+tesla/([A-HJ-NPR-Z0-9]{17})/So
 func (d *demo) start() {
 	d.t.Helper()
 	d.out = &syncBuffer{}
-	cmd := exec.Command(d.bin, "demo", "-config", d.config, "-data-dir", d.dataDir, "-scenario", "mixed", "-speed", "1")
+	scenario, speed := cmp.Or(d.scenario, "mixed"), cmp.Or(d.speed, "1")
+	cmd := exec.Command(d.bin, "demo", "-config", d.config, "-data-dir", d.dataDir, "-scenario", scenario, "-speed", speed)
 	cmd.Stdout, cmd.Stderr = d.out, d.out
 	if err := cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -302,7 +305,9 @@ func (d *demo) start() {
 				d.t.Fatalf("the demo's car is %s after a restart, was %s", m[1], d.vin)
 			}
 			d.vin = m[1]
-			d.watchResults()
+			if d.mqttPort != 0 {
+				d.watchResults()
+			}
 			return
 		}
 		select {
