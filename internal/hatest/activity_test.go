@@ -72,11 +72,7 @@ func TestActivity(t *testing.T) {
 		if !isSubsequence([]string{"driving", "parked", "driving", "charging", "asleep"}, got) {
 			t.Errorf("%s went through %v, want driving, parked (at Work), driving, charging, asleep in that order", ids["status"], got)
 		}
-		since := rec.of(ids["status_since"])
-		if len(since) == 0 {
-			t.Fatalf("%s never had a state", ids["status_since"])
-		}
-		if _, err := time.Parse(time.RFC3339, since[len(since)-1].State); err != nil {
+		if _, err := time.Parse(time.RFC3339, rec.last(ids["status_since"]).State); err != nil {
 			t.Errorf("%s: %v", ids["status_since"], err)
 		}
 	})
