@@ -44,7 +44,8 @@ import (
 //
 // The simulated car plays the mixed scenario in real time: it starts with
 // a drive of several minutes (gear D, doors locked, climate on at 21 °C,
-// not plugged in), which lasts the whole test.
+// not plugged in), which lasts the whole test; the demo's story is
+// seeded, the same at every run.
 func TestCommands(t *testing.T) {
 	needHomeAssistant(t)
 	bin := buildFleet2mqtt(t)
