@@ -10,7 +10,7 @@ import (
 // so that an automation loop cannot burn Tesla credit: a token bucket of
 // Burst tokens that refills at Commands per Per.
 //
-// The default, 20 commands per 10 minutes with a burst of 5, is well
+// The default, 20 commands per 10 minutes with a burst of 15, is well
 // inside Tesla's own limits (30 commands and 3 wakes a minute per car) and
 // costs at most about $86 a month per car even if used in full (Tesla
 // bills 1,000 commands per US$1); a person pressing buttons never meets it,
@@ -24,7 +24,7 @@ type RateLimit struct {
 }
 
 // DefaultRateLimit is the limit when none is configured.
-var DefaultRateLimit = RateLimit{Commands: 20, Per: 10 * time.Minute, Burst: 5}
+var DefaultRateLimit = RateLimit{Commands: 20, Per: 10 * time.Minute, Burst: 15}
 
 // Validate reports a limit that cannot work.
 func (l RateLimit) Validate() error {
