@@ -48,7 +48,8 @@ func (m *memTransport) Command(context.Context, string, string, json.RawMessage)
 // session: validation, signing, encoding, opening the encrypted answer and
 // the bookkeeping, plus (inside the same loop, not fleet2mqtt's cost) the
 // in-process car verifying and encrypting. sessions=disk includes the
-// session cache writes (one per 32 commands).
+// session cache writes (a block of 256 counters reserved under the cache
+// directory's lock, one write per 256 commands).
 func BenchmarkExecute(b *testing.B) {
 	for _, bc := range []struct {
 		name string

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 )
@@ -35,7 +36,9 @@ type CLIEnv struct {
 	// defaults and returns the engine's configuration: Key, Transport
 	// (client.Owner(fleetapi.FileTokenStore{Path: token file}, region),
 	// with WithAPI when API is set), SessionDir (<data_dir>/commands),
-	// PairingDomain, RateLimit, Metrics and Logger.
+	// PairingDomain, RateLimit and Logger. Without Metrics, the command
+	// is counted in <SessionDir>/usage.json (OpenCounters), the counts
+	// serve shows.
 	Resolve func(ctx context.Context, flags CLIFlags) (Config, error)
 }
 
@@ -93,6 +96,16 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env CL
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet2mqtt command: %v\n", err)
 		return 1
+	}
+	if cfg.Metrics == nil && cfg.SessionDir != "" {
+		// Count what Tesla bills into the counts serve shows.
+		counters := OpenCounters(filepath.Join(cfg.SessionDir, UsageFileName), CountersOptions{Logger: cfg.Logger})
+		cfg.Metrics = counters
+		defer func() {
+			if err := counters.Close(); err != nil {
+				fmt.Fprintf(stderr, "fleet2mqtt command: the command was sent but not counted: %v\n", err)
+			}
+		}()
 	}
 	e, err := New(cfg)
 	if err != nil {

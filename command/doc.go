@@ -8,7 +8,9 @@
 // memory and on disk (Config.SessionDir, one 0600 file per car and domain
 // holding protocol.State, nothing secret), so that consecutive commands to
 // an awake car cost one round trip each; commands of one car and domain
-// are serialized. Faults are handled as protocol.md says: epoch, expiry,
+// are serialized. Processes sharing the directory (serve and the command
+// line) reserve counters in blocks under the directory's exclusive lock,
+// so that no counter is signed by two of them. Faults are handled as protocol.md says: epoch, expiry,
 // counter and signature faults refresh the session from the fault's
 // session info (or a new handshake) and retry once; BUSY, TIMEOUT and the
 // security controller's WAIT are retried with a doubling back-off; an
@@ -18,7 +20,9 @@
 // predates the protocol (422, or SetProtocolRequired(vin, false) from
 // fleet_status) is sent Tesla's REST command instead. A token bucket per
 // car (RateLimit, DefaultRateLimit) bounds what an automation loop can
-// spend; Metrics (Counters) sees every billed request. Every command is
+// spend; Metrics (Counters) sees every billed request: OpenCounters keeps
+// the monthly counts in <SessionDir>/usage.json, shared by every process
+// that commands the cars. Every command is
 // logged with who sent it, what, the result and the duration.
 //
 // Wiring:
@@ -26,6 +30,8 @@
 //	key, _ := fleetapi.LoadPrivateKey(filepath.Join(dataDir, "setup", "private-key.pem"))
 //	client, _ := fleetapi.New(fleetapi.Config{ClientID: id, Endpoints: endpoints}) // WithAPI for --api
 //	owner := client.Owner(fleetapi.FileTokenStore{Path: tokenPath}, region)
+//	counters := command.OpenCounters(filepath.Join(dataDir, "commands", command.UsageFileName),
+//		command.CountersOptions{Logger: log}) // counters.Close() when stopping
 //	engine, _ := command.New(command.Config{Key: key, Transport: owner,
 //		SessionDir: filepath.Join(dataDir, "commands"), PairingDomain: domain,
 //		Metrics: counters, Logger: log})

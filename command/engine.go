@@ -173,7 +173,10 @@ type car struct {
 type lane struct {
 	mu       sync.Mutex
 	sess     *protocol.Session
-	reserved uint32 // the counter in the cached state
+	reserved uint32 // the last counter reserved in the cache; 0: none
+	// skipCache: the cached state led to a session the car refused; the
+	// next session is a new handshake.
+	skipCache bool
 }
 
 // New returns an Engine.
@@ -476,7 +479,9 @@ func (e *Engine) establish(ctx context.Context, j *job, l *lane, d protocol.Doma
 	if err != nil {
 		return err
 	}
-	if st, ok, err := e.store.load(j.req.VIN, d); err != nil {
+	if l.skipCache {
+		// A handshake below.
+	} else if st, ok, err := e.store.load(j.req.VIN, d); err != nil {
 		e.log.Warn("cached command session unreadable; a new handshake follows", "vin", j.req.VIN, "err", err)
 	} else if ok && sess.Restore(st) == nil {
 		l.sess, l.reserved = sess, st.Counter
@@ -497,31 +502,34 @@ func (e *Engine) establish(ctx context.Context, j *job, l *lane, d protocol.Doma
 		if err := sess.Update(resp, hello, e.cfg.Now()); err != nil {
 			return fmt.Errorf("session with %s: %w", protocol.DomainName(d), err)
 		}
-		l.sess, l.reserved = sess, 0
-		e.persist(j.req.VIN, l)
+		l.sess, l.reserved, l.skipCache = sess, 0, false
 		return nil
 	}
 }
 
-// persist writes the lane's state when its counter passed the cached one,
-// reserving counterReserve counters ahead.
-func (e *Engine) persist(vin string, l *lane) {
+// reserve makes sure the lane may sign its next counter: once the
+// counters reserved in the cache are used up (or none are, after a
+// handshake, a restart or a refreshed session), it reserves the next
+// counterReserve under the cache directory's lock, stepping over any
+// another process sharing the cache reserved meanwhile.
+func (e *Engine) reserve(vin string, l *lane) {
 	st, ok := l.sess.State()
-	if !ok || (st.Counter < l.reserved && l.reserved != 0) {
+	if !ok || (l.reserved != 0 && st.Counter < l.reserved) {
 		return
 	}
-	st.Counter = min(st.Counter, ^uint32(0)-counterReserve) + counterReserve
-	if err := e.store.save(vin, l.sess.Domain(), st); err != nil {
+	from, to, err := e.store.reserve(vin, l.sess.Domain(), st, counterReserve)
+	if err != nil {
 		e.log.Warn("could not cache the command session; the next start needs a new handshake", "vin", vin, "err", err)
-		return
 	}
-	l.reserved = st.Counter
+	l.sess.SkipCounter(from)
+	l.reserved = to
 }
 
-// reset forgets the lane's session (memory and disk).
-func (e *Engine) reset(vin string, l *lane, d protocol.Domain) {
-	l.sess, l.reserved = nil, 0
-	e.store.remove(vin, d)
+// reset forgets the lane's session: the next command makes a new one by
+// a handshake. The cache stays until then: its counter still tells the
+// next reservation which counters may have been used.
+func (e *Engine) reset(l *lane) {
+	l.sess, l.reserved, l.skipCache = nil, 0, true
 }
 
 func (e *Engine) signed(ctx context.Context, j *job, l *lane, act Action) error {
@@ -534,12 +542,12 @@ func (e *Engine) signed(ctx context.Context, j *job, l *lane, act Action) error 
 			}
 			return err
 		}
+		e.reserve(vin, l)
 		req, err := l.sess.Sign(act.Payload, e.cfg.Now(), 0)
 		if err != nil {
-			e.reset(vin, l, act.Domain)
+			e.reset(l)
 			return err
 		}
-		e.persist(vin, l)
 		j.res.Attempts++
 		resp, err := e.send(ctx, j, req.Message)
 		switch {
@@ -559,10 +567,9 @@ func (e *Engine) signed(ctx context.Context, j *job, l *lane, act Action) error 
 				refreshed = true
 				if uerr := l.sess.Update(fe.Response, req.Message, e.cfg.Now()); uerr != nil {
 					e.log.Info("the car's fault carries no usable session info; new handshake", "vin", vin, "fault", j.res.Fault, "err", uerr)
-					e.reset(vin, l, act.Domain)
+					e.reset(l)
 				} else {
-					l.reserved = 0
-					e.persist(vin, l)
+					l.reserved = 0 // reserve again above the car's counter
 				}
 				continue
 			case fe.Recovery() == protocol.Backoff && busy < e.cfg.BusyRetries:

@@ -10,7 +10,7 @@ import (
 // so that an automation loop cannot burn Tesla credit: a token bucket of
 // Burst tokens that refills at Commands per Per.
 //
-// The default, 20 commands per 10 minutes with a burst of 5, is well
+// The default, 20 commands per 10 minutes with a burst of 15, is well
 // inside Tesla's own limits (30 commands and 3 wakes a minute per car) and
 // costs at most about $86 a month per car even if used in full (Tesla
 // bills 1,000 commands per US$1); a person pressing buttons never meets it,
@@ -24,7 +24,7 @@ type RateLimit struct {
 }
 
 // DefaultRateLimit is the limit when none is configured.
-var DefaultRateLimit = RateLimit{Commands: 20, Per: 10 * time.Minute, Burst: 5}
+var DefaultRateLimit = RateLimit{Commands: 20, Per: 10 * time.Minute, Burst: 15}
 
 // Validate reports a limit that cannot work.
 func (l RateLimit) Validate() error {
@@ -72,70 +72,4 @@ func (b *bucket) take(l RateLimit, now time.Time) (ok bool, wait time.Duration) 
 type Metrics interface {
 	CommandSent(vin string)
 	WakeSent(vin string)
-}
-
-// Usage is one car's billed requests in one month.
-type Usage struct {
-	Commands int `json:"commands"`
-	Wakes    int `json:"wakes"`
-}
-
-// Counters counts billed requests per car per calendar month (UTC), for
-// /metrics and the setup page. It is safe for concurrent use.
-type Counters struct {
-	now func() time.Time
-
-	mu     sync.Mutex
-	months map[string]map[string]*Usage // "2026-12" → VIN → usage
-}
-
-// NewCounters returns empty counters; now is time.Now when nil.
-func NewCounters(now func() time.Time) *Counters {
-	if now == nil {
-		now = time.Now
-	}
-	return &Counters{now: now, months: make(map[string]map[string]*Usage)}
-}
-
-// Month names the calendar month of t as Counters keys it ("2026-12").
-func Month(t time.Time) string { return t.UTC().Format("2006-01") }
-
-func (c *Counters) usage(vin string) *Usage {
-	m := Month(c.now())
-	cars := c.months[m]
-	if cars == nil {
-		cars = make(map[string]*Usage)
-		c.months[m] = cars
-	}
-	u := cars[vin]
-	if u == nil {
-		u = &Usage{}
-		cars[vin] = u
-	}
-	return u
-}
-
-// CommandSent implements Metrics.
-func (c *Counters) CommandSent(vin string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.usage(vin).Commands++
-}
-
-// WakeSent implements Metrics.
-func (c *Counters) WakeSent(vin string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.usage(vin).Wakes++
-}
-
-// Usage returns every car's usage in month (see Month).
-func (c *Counters) Usage(month string) map[string]Usage {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]Usage, len(c.months[month]))
-	for vin, u := range c.months[month] {
-		out[vin] = *u
-	}
-	return out
 }

@@ -59,7 +59,7 @@ var controls = []control{
 	{key: "charge_port", platform: "cover", category: "charging", signal: "ChargePortDoorOpen",
 		static: `,"name":"Charge port","icon":"mdi:ev-plug-type2","device_class":"door","payload_open":"OPEN","payload_close":"CLOSE","payload_stop":null,"state_open":"true","state_closed":"false"`},
 	{key: "climate", platform: "climate", category: "climate", signal: "HvacPower",
-		static: `,"name":"Climate","modes":["off","heat_cool"],"mode_command_topic":"{set}climate",` +
+		static: `,"name":"Climate","modes":["off","heat_cool"],"mode_command_topic":"{set}climate","mode_state_topic":"{car}HvacPower",` +
 			`"mode_state_template":"{{ 'None' if value == 'None' else ('off' if value in ['Off', 'Unknown'] else 'heat_cool') }}",` +
 			`"current_temperature_topic":"{car}InsideTemp","temperature_command_topic":"{set}temperature","temperature_state_topic":"{car}HvacLeftTemperatureRequest",` +
 			`"min_temp":15,"max_temp":28,"temp_step":0.5,"precision":0.5,"temperature_unit":"C"`},

@@ -140,7 +140,12 @@ func TestControlsAreValid(t *testing.T) {
 			stateTopics = nil
 		case "climate":
 			commandTopics = []string{c.str("mode_command_topic"), c.str("temperature_command_topic")}
-			stateTopics = []string{c.str("current_temperature_topic"), c.str("temperature_state_topic")}
+			// Without mode_state_topic Home Assistant ignores the
+			// template and shows the last mode it commanded.
+			stateTopics = []string{c.str("mode_state_topic"), c.str("current_temperature_topic"), c.str("temperature_state_topic")}
+			if c.str("mode_state_topic") != carPrefix+"HvacPower" {
+				t.Errorf("%s: mode_state_topic %q, want the car's HvacPower topic", key, c.str("mode_state_topic"))
+			}
 			modes, _ := c["modes"].([]any)
 			for _, m := range modes {
 				if !slices.Contains([]any{"auto", "off", "cool", "heat", "dry", "fan_only", "heat_cool"}, m) {
@@ -171,7 +176,7 @@ func TestControlsAreValid(t *testing.T) {
 			}
 			topic := c.str("state_topic")
 			if member == "mode_state_template" {
-				topic = carPrefix + "HvacPower"
+				topic = c.str("mode_state_topic")
 			}
 			if info, ok := signalOf(key, topic); ok && info.Enum != nil {
 				for _, word := range quotedWords(tpl) {

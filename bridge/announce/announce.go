@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -117,10 +118,18 @@ type car struct {
 	dropEpoch int
 
 	// Run's goroutine only.
-	fresh       bool              // not announced since it was first seen
-	announced   map[string]string // components that may be in Home Assistant, key → platform
-	topic       string            // where the last config went
-	hash        uint64            // of the last config
+	fresh     bool              // not announced since it was first seen
+	announced map[string]string // components that may be in Home Assistant, key → platform
+	// unconfirmed are the components removed before Home Assistant first
+	// said online to this run, key → platform. A Home Assistant that was
+	// not connected then (the embedded broker starts with fleet2mqtt, and
+	// start-up removes what the configuration no longer wants) only gets
+	// the retained config that followed the removal, which does not name
+	// them, and keeps their entities: the answer to its birth removes
+	// them again.
+	unconfirmed map[string]string
+	topic       string // where the last config went
+	hash        uint64 // of the last config
 	sent        [sentHashes]sentPayload
 	nsent       int       // payloads published so far; sent is a ring of the last ones
 	removalAt   int       // the first payload that removes dropped, -1 when none is on its way
@@ -439,6 +448,9 @@ type runner struct {
 	spare   []*car          // the other buffer of pending
 	due1    []*car          // announceDue's buffer
 	changed bool            // the state file is out of date
+	// heard: Home Assistant has said online since this run started, so
+	// it is listening; until then a removal may go unseen (unconfirmed).
+	heard bool
 }
 
 func (a *Announcer) newRunner() *runner {
@@ -700,6 +712,7 @@ func (r *runner) republishAll(ctx context.Context) {
 			r.log.Warn("republish car values", "vin", c.vin, "err", err)
 		}
 	}
+	r.heard = true
 	r.log.Info("announced to home assistant again after its start", "cars", len(cars))
 }
 
@@ -735,7 +748,19 @@ func (r *runner) vehicle(c *car) discovery.Vehicle {
 func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	v := r.vehicle(c)
 	topic := discovery.Topic(r.cfg, c.vin)
-	msgs := discovery.RemoveMessages(r.cfg, r.br, v, c.announced)
+	announced := c.announced
+	if force && len(c.unconfirmed) > 0 {
+		announced = maps.Clone(c.announced)
+		if announced == nil {
+			announced = make(map[string]string, len(c.unconfirmed))
+		}
+		for k, p := range c.unconfirmed {
+			if _, ok := announced[k]; !ok {
+				announced[k] = p
+			}
+		}
+	}
+	msgs := discovery.RemoveMessages(r.cfg, r.br, v, announced)
 	removing := len(msgs) > 0
 	if !removing {
 		msgs = discovery.Messages(r.cfg, r.br, v)
@@ -779,6 +804,19 @@ func (r *runner) announce(ctx context.Context, c *car, force bool) error {
 	comps, err := discovery.ParseAnnounced(config)
 	if err != nil {
 		return fmt.Errorf("read back own config: %w", err)
+	}
+	switch {
+	case force:
+		c.unconfirmed = nil // Home Assistant is listening
+	case removing && !r.heard:
+		for k, p := range announced {
+			if _, ok := comps[k]; !ok {
+				if c.unconfirmed == nil {
+					c.unconfirmed = make(map[string]string)
+				}
+				c.unconfirmed[k] = p
+			}
+		}
 	}
 	c.announced, c.topic, c.hash = comps, topic, hash
 	r.changed = true

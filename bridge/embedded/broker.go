@@ -313,9 +313,18 @@ type safeClose struct {
 func (l safeClose) Close(listeners.CloseFn) {
 	l.Listener.Close(func(id string) {
 		for _, cl := range l.server.Clients.GetAll() {
-			if cl.Net.Listener == id && !cl.Closed() {
-				_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown) // the client is going anyway
+			if cl.Net.Listener != id || cl.Closed() {
+				continue
 			}
+			// MQTT 3.1.1 has no DISCONNECT from the server: its
+			// clients (Home Assistant's among them) take mochi's for a
+			// protocol error and log it. They only see the connection
+			// close, as the protocol says.
+			if cl.Properties.ProtocolVersion < 5 {
+				cl.Stop(packets.ErrServerShuttingDown)
+				continue
+			}
+			_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown) // the client is going anyway
 		}
 	})
 }

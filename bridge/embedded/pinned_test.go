@@ -54,6 +54,7 @@ func TestPinnedMochi(t *testing.T) {
 		}},
 		{"broker.go", []string{
 			"Clients.GetByListener still takes its read lock twice (why safeClose disconnects a listener's clients itself); Listener.Close still calls its CloseFn with the listener's id",
+			"Server.DisconnectClient still sends DISCONNECT to MQTT 3 clients too (why safeClose only stops those), and Client.Stop still closes the connection without writing",
 			"Capabilities.MaximumMessageExpiryInterval 0 still keeps retained messages for ever, and MaximumInflight and MaximumClientWritesPending still bound a subscriber's queue",
 		}},
 		{"auth.go", []string{

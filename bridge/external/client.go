@@ -144,8 +144,34 @@ type Client struct {
 
 type handler struct {
 	filter string
-	handle func(topic string, payload []byte)
+	opts   SubscribeOptions
+	handle func(Delivery)
 }
+
+// SubscribeOptions are the MQTT 5 subscription options of SubscribeWith.
+type SubscribeOptions struct {
+	// NoRetained: the broker sends no retained messages on subscribing
+	// (Retain Handling 2, also on every resubscription after a
+	// reconnection), and each message delivered carries the retain flag
+	// as its publisher set it (Retain As Published), so that a handler
+	// can refuse messages published to be retained. For topics whose
+	// messages act, such as commands: a retained one would act again on
+	// every start.
+	NoRetained bool
+}
+
+// Delivery is one message delivered to a subscription.
+type Delivery struct {
+	Topic   string
+	Payload []byte
+	// Retain is the message's retain flag: by default set on the
+	// retained messages the broker sends on subscribing; with
+	// SubscribeOptions.NoRetained, as the publisher set it.
+	Retain bool
+}
+
+// ErrSubscribeOptions: a filter is already subscribed with other options.
+var ErrSubscribeOptions = errors.New("external broker: filter already subscribed with other options")
 
 // Option configures a Client.
 type Option func(*Client)
@@ -372,14 +398,26 @@ func (c *Client) QueueLen() int { return int(c.queued.Load()) }
 // run on paho's message goroutine and must not block for long; the payload
 // is handle's to keep.
 func (c *Client) Subscribe(ctx context.Context, filter string, handle func(topic string, payload []byte)) error {
+	return c.SubscribeWith(ctx, filter, SubscribeOptions{}, func(d Delivery) { handle(d.Topic, d.Payload) })
+}
+
+// SubscribeWith is Subscribe with MQTT 5 subscription options, and the
+// message's retain flag for handle. Subscriptions of one filter share its
+// options: a second one with other options fails with
+// ErrSubscribeOptions.
+func (c *Client) SubscribeWith(ctx context.Context, filter string, opts SubscribeOptions, handle func(Delivery)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if !validFilter(filter) {
 		return fmt.Errorf("%w: filter %q", ErrInvalidTopic, filter)
 	}
-	h := &handler{filter: filter, handle: handle}
+	h := &handler{filter: filter, opts: opts, handle: handle}
 	c.mu.Lock()
+	if hs := c.subs[filter]; len(hs) > 0 && hs[0].opts != opts {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrSubscribeOptions, filter)
+	}
 	first := len(c.subs[filter]) == 0
 	c.subs[filter] = append(c.subs[filter], h)
 	cm := c.cm
@@ -387,7 +425,7 @@ func (c *Client) Subscribe(ctx context.Context, filter string, handle func(topic
 
 	if first && cm != nil {
 		if up, _ := c.sess.connected(); up {
-			if err := c.subscribe(ctx, cm, filter); err != nil {
+			if err := c.subscribe(ctx, cm, filter, opts); err != nil {
 				c.removeHandler(h)
 				return err
 			}
@@ -397,10 +435,19 @@ func (c *Client) Subscribe(ctx context.Context, filter string, handle func(topic
 	return nil
 }
 
+// retainHandlingNone is MQTT 5's Retain Handling 2: do not send retained
+// messages when the subscription is made.
+const retainHandlingNone = 2
+
 // subscribe sends one SUBSCRIBE at QoS 1. Only a refusal is an error: a
 // lost connection is made good by the resubscription on the next one.
-func (c *Client) subscribe(ctx context.Context, cm *autopaho.ConnectionManager, filter string) error {
-	sa, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+func (c *Client) subscribe(ctx context.Context, cm *autopaho.ConnectionManager, filter string, opts SubscribeOptions) error {
+	sub := paho.SubscribeOptions{Topic: filter, QoS: 1}
+	if opts.NoRetained {
+		sub.RetainHandling = retainHandlingNone
+		sub.RetainAsPublished = true
+	}
+	sa, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{sub}})
 	if err != nil && sa != nil {
 		return fmt.Errorf("subscribe %q: %w", filter, err)
 	}
@@ -459,7 +506,8 @@ func (c *Client) background(f func()) {
 
 // route passes an incoming message to the handlers whose filter matches.
 func (c *Client) route(pr paho.PublishReceived) (bool, error) {
-	name, payload := pr.Packet.Topic, pr.Packet.Payload
+	d := Delivery{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, Retain: pr.Packet.Retain}
+	name := d.Topic
 	var hs []*handler
 	c.mu.Lock()
 	for filter, list := range c.subs {
@@ -469,7 +517,7 @@ func (c *Client) route(pr paho.PublishReceived) (bool, error) {
 	}
 	c.mu.Unlock()
 	for _, h := range hs {
-		h.handle(name, payload)
+		h.handle(d)
 	}
 	return len(hs) > 0, nil
 }
@@ -489,16 +537,16 @@ func (c *Client) attemptConnection(ctx context.Context, _ autopaho.ClientConfig,
 func (c *Client) onConnectionUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	c.log.Info("connected to broker", "client_id", c.cfg.ClientID, "session_present", ca.SessionPresent)
 	c.mu.Lock()
-	filters := make([]string, 0, len(c.subs))
-	for f := range c.subs {
-		filters = append(filters, f)
+	filters := make(map[string]SubscribeOptions, len(c.subs))
+	for f, hs := range c.subs {
+		filters[f] = hs[0].opts
 	}
 	c.mu.Unlock()
 	// OnConnectionUp must not block: resubscribe and announce in the
 	// background.
 	c.background(func() {
-		for _, f := range filters {
-			if err := c.subscribe(c.bgCtx, cm, f); err != nil {
+		for f, opts := range filters {
+			if err := c.subscribe(c.bgCtx, cm, f, opts); err != nil {
 				c.log.Error("resubscribe", "filter", f, "err", err)
 			}
 		}

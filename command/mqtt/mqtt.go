@@ -11,7 +11,9 @@
 // broker's ACL, see embedded.CommandACL; an external broker's own ACL).
 // The handler checks again for the embedded broker, whose clients it
 // knows by user name, and refuses retained commands: a retained command
-// would run again at every restart.
+// would run again at every restart. The embedded broker flags them; an
+// external broker is asked not to send retained messages on subscribing
+// and to flag messages published retained (see External).
 package mqtt
 
 import (
@@ -24,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/command"
 )
@@ -58,10 +61,31 @@ func (e Embedded) Subscribe(ctx context.Context, filter string, handle func(Mess
 
 // External is an external broker as a Source: who published is unknown
 // (the broker's ACL decides who may), and the identity logged is "mqtt".
+//
+// A Subscriber that is a RetainAwareSubscriber (*external.Client) is
+// asked for no retained messages on subscribing (MQTT 5 Retain Handling
+// 2: a command retained on the broker never runs, at a start or a
+// reconnection) and for each message's retain flag as published, so that
+// a command published with it is refused as on the embedded broker.
+// Another Subscriber cannot tell retained messages: it gets what its
+// broker sends.
 type External struct{ Subscriber pubsub.Subscriber }
+
+// RetainAwareSubscriber subscribes with MQTT 5 options and tells each
+// message's retain flag: *external.Client.
+type RetainAwareSubscriber interface {
+	SubscribeWith(ctx context.Context, filter string, opts external.SubscribeOptions, handle func(external.Delivery)) error
+}
+
+var _ RetainAwareSubscriber = (*external.Client)(nil)
 
 // Subscribe implements Source.
 func (e External) Subscribe(ctx context.Context, filter string, handle func(Message)) error {
+	if r, ok := e.Subscriber.(RetainAwareSubscriber); ok {
+		return r.SubscribeWith(ctx, filter, external.SubscribeOptions{NoRetained: true}, func(d external.Delivery) {
+			handle(Message{Topic: d.Topic, Payload: d.Payload, Retained: d.Retain})
+		})
+	}
 	return e.Subscriber.Subscribe(ctx, filter, func(topic string, payload []byte) {
 		handle(Message{Topic: topic, Payload: payload})
 	})

@@ -55,3 +55,13 @@ func (s *Session) Restore(st State) error {
 	s.established = true
 	return nil
 }
+
+// SkipCounter moves the session's counter forward to counter, so that the
+// next command is signed with counter+1; it never moves it back. The
+// command engine uses it to step over counters another process (sharing
+// the cached session) may have used.
+func (s *Session) SkipCounter(counter uint32) {
+	if counter > s.counter {
+		s.counter = counter
+	}
+}

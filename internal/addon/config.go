@@ -32,6 +32,11 @@ func (s Settings) Configure(cfg *config.Config) {
 	set(&cfg.MQTT.Broker, s.Broker)
 	cfg.HomeAssistant.Enabled = s.Discovery
 	set(&cfg.HomeAssistant.Prefix, s.DiscoveryPrefix)
+	cfg.Commands.Enabled = s.Commands
+	cfg.Commands.Categories = s.CommandCategories
+	if len(s.CommandUsers) > 0 {
+		cfg.Commands.MQTTUsers = s.CommandUsers
+	}
 	switch s.Broker {
 	case config.BrokerEmbedded:
 		set(&cfg.MQTT.Embedded.Listen, s.EmbeddedListen)

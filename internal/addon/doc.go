@@ -38,6 +38,15 @@
 // enabled") when none does. fleet2mqtt always speaks MQTT 5, which
 // Mosquitto accepts whatever the service's protocol says.
 //
+// # Commands
+//
+// The options commands, command_categories and command_users are the
+// commands section of fleet2mqtt's configuration (enabled, categories,
+// mqtt_users); they win over that section in fleet2mqtt.yaml, whose other
+// keys (rate limit, proxy API) still apply. command_users must be users
+// of mqtt_users on the embedded broker, which lets only them publish
+// commands; other brokers decide with their own ACL, and the notes say so.
+//
 // # Files
 //
 // The add-on sees /data (persistent, ours: options.json, certificates we

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 )
 
 // Options are the settings the user makes on the add-on's configuration
@@ -45,6 +47,41 @@ type Options struct {
 	CompatLayout bool `json:"compat_layout"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// Commands turns vehicle commands on (commands.enabled): MQTT command
+	// topics and Home Assistant's controls.
+	Commands bool `json:"commands"`
+	// CommandCategories are the kinds of command accepted
+	// (commands.categories), of CommandCategoryChoices.
+	CommandCategories []string `json:"command_categories"`
+	// CommandUsers are the users of the built-in broker (of MQTTUsers)
+	// who may command the cars (commands.mqtt_users).
+	CommandUsers []string `json:"command_users"`
+}
+
+// CommandCategoryChoices are the values of command_categories, the
+// categories of fleet2mqtt's commands section.
+var CommandCategoryChoices = []string{command.CategoryCharging, command.CategoryClimate,
+	command.CategorySecurity, command.CategoryAccess, command.CategoryAlerts}
+
+// commandCategories turns the command_categories option into the
+// commands section's categories.
+func commandCategories(names []string) command.Categories {
+	var c command.Categories
+	for _, n := range names {
+		switch n {
+		case command.CategoryCharging:
+			c.Charging = true
+		case command.CategoryClimate:
+			c.Climate = true
+		case command.CategorySecurity:
+			c.Security = true
+		case command.CategoryAccess:
+			c.Access = true
+		case command.CategoryAlerts:
+			c.Alerts = true
+		}
+	}
+	return c
 }
 
 // User is one login of the embedded broker.
@@ -80,6 +117,9 @@ func DefaultOptions() Options {
 		Discovery:       true,
 		DiscoveryPrefix: "homeassistant",
 		LogLevel:        "info",
+		// fleet2mqtt's defaults once commands are on: all but access.
+		CommandCategories: []string{command.CategoryCharging, command.CategoryClimate, command.CategorySecurity, command.CategoryAlerts},
+		CommandUsers:      []string{},
 	}
 }
 
@@ -146,6 +186,7 @@ func optionKeys() []string {
 		"hostname", "certificate", "certfile", "keyfile",
 		"mqtt_broker", "mqtt_url", "mqtt_username", "mqtt_password", "mqtt_users",
 		"topic_prefix", "discovery", "discovery_prefix", "compat_layout", "log_level",
+		"commands", "command_categories", "command_users",
 	}
 }
 
@@ -182,6 +223,16 @@ func (o Options) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level: %q is not debug, info, warn or error", o.LogLevel)
+	}
+	for i, c := range o.CommandCategories {
+		if !slices.Contains(CommandCategoryChoices, c) {
+			return fmt.Errorf("command_categories[%d]: %q is not %s", i, c, strings.Join(CommandCategoryChoices, ", "))
+		}
+	}
+	for i, u := range o.CommandUsers {
+		if u == "" {
+			return fmt.Errorf("command_users[%d]: is empty: name a user of mqtt_users", i)
+		}
 	}
 	return nil
 }

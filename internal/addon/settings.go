@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 )
 
 // Paths are where the add-on container finds its files. DefaultPaths are
@@ -95,6 +99,9 @@ func (p Paths) Detect(token string) bool {
 //	discovery.prefix               DiscoveryPrefix
 //	setup: public host name        Hostname
 //	setup: trust ingress           Ingress
+//	commands.enabled               Commands
+//	commands.categories            CommandCategories
+//	commands.mqtt_users            CommandUsers             (when not empty)
 type Settings struct {
 	// ConfigFile is a fleet2mqtt configuration file to load before the
 	// rest is applied: /config/fleet2mqtt.yaml when the user made one,
@@ -126,6 +133,13 @@ type Settings struct {
 	ExternalURL      string
 	ExternalUsername string
 	ExternalPassword string
+
+	// Commands, CommandCategories and CommandUsers are the commands
+	// section: on or off, the kinds of command, the built-in broker's
+	// users who may send them.
+	Commands          bool
+	CommandCategories command.Categories
+	CommandUsers      []string
 
 	// Notes say, for the add-on log, which choices were made and why
 	// (which broker, which certificate); none holds a secret.
@@ -196,7 +210,38 @@ func Apply(opts Options, svc *Service, p Paths) (Settings, error) {
 		}
 		s.note("MQTT: embedded broker on port 1883 (%s), %d user(s) from mqtt_users", why, len(opts.MQTTUsers))
 	}
+	if err := s.applyCommands(opts); err != nil {
+		return Settings{}, err
+	}
 	return s, nil
+}
+
+// applyCommands sets the commands section from the options. On the
+// built-in broker, command_users must be users of mqtt_users: the broker
+// lets only them publish commands. Other brokers cannot tell fleet2mqtt
+// who published, so their own ACL decides, and the log says so.
+func (s *Settings) applyCommands(opts Options) error {
+	s.Commands = opts.Commands
+	s.CommandCategories = commandCategories(opts.CommandCategories)
+	s.CommandUsers = opts.CommandUsers
+	if !opts.Commands {
+		return nil
+	}
+	if s.Broker == BrokerEmbedded {
+		for i, name := range opts.CommandUsers {
+			if !slices.ContainsFunc(opts.MQTTUsers, func(u User) bool { return u.Name == name }) {
+				return fmt.Errorf("command_users[%d]: %q is not a user of mqtt_users, so it cannot log in to the built-in broker to send commands", i, name)
+			}
+		}
+		if len(opts.CommandUsers) == 0 {
+			s.note("vehicle commands: on, but no MQTT user may send them: add users of mqtt_users to command_users")
+		} else {
+			s.note("vehicle commands: on (%s), sent by MQTT users %s", strings.Join(opts.CommandCategories, ", "), strings.Join(opts.CommandUsers, ", "))
+		}
+		return nil
+	}
+	s.note("vehicle commands: on (%s); the MQTT broker decides who may send them (command_users applies to the built-in broker only): every user of that broker may, unless its ACL restricts %s/+/command/+ and %s/+/set/+", strings.Join(opts.CommandCategories, ", "), s.Prefix, s.Prefix)
+	return nil
 }
 
 // Load does everything the serve command needs in an add-on: it reads the

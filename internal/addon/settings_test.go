@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 )
 
 // testPaths lays out an add-on container in a temporary directory: data
@@ -209,6 +211,7 @@ func TestApply(t *testing.T) {
 			Hostname: "tesla.example.com", HTTPListen: ":8099", Ingress: true,
 			Prefix: "cars", Compat: true, Discovery: false, DiscoveryPrefix: "ha",
 			Broker: "embedded", EmbeddedListen: ":1883", EmbeddedUsers: []User{},
+			CommandCategories: command.DefaultSettings().Categories, CommandUsers: []string{},
 		}
 		s.Notes = nil
 		if !reflect.DeepEqual(s, want) {

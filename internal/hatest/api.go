@@ -280,3 +280,40 @@ func (ws *WS) Call(cmd map[string]any, out any) error {
 		return json.Unmarshal(res.Result, out)
 	}
 }
+
+// Event is an event Home Assistant fired, as a subscription delivers it.
+type Event struct {
+	Type      string          `json:"event_type"`
+	Data      json.RawMessage `json:"data"`
+	TimeFired string          `json:"time_fired"`
+}
+
+// Subscribe subscribes to the events of eventType (such as
+// "state_changed") and delivers them in the order Home Assistant fired
+// them, until the connection closes (the channel is then closed). The
+// connection serves nothing else afterwards: open another for Call.
+func (ws *WS) Subscribe(eventType string) (<-chan Event, error) {
+	if err := ws.Call(map[string]any{"type": "subscribe_events", "event_type": eventType}, nil); err != nil {
+		return nil, err
+	}
+	// Reading also answers Home Assistant's pings, which keeps the
+	// connection open however long the test waits.
+	_ = ws.conn.SetReadDeadline(time.Time{})
+	out := make(chan Event, 1024)
+	go func() {
+		defer close(out)
+		for {
+			var msg struct {
+				Type  string `json:"type"`
+				Event Event  `json:"event"`
+			}
+			if err := ws.conn.ReadJSON(&msg); err != nil {
+				return
+			}
+			if msg.Type == "event" {
+				out <- msg.Event
+			}
+		}
+	}()
+	return out, nil
+}
