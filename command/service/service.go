@@ -46,11 +46,13 @@ type Config struct {
 	// Prefix and QoS are the MQTT topic prefix and the QoS of the results.
 	Prefix string
 	QoS    byte
+	// Broker carries the command topics and the results.
 	Broker Broker
 }
 
-// Service is vehicle commands in a running fleet2mqtt; off unless
-// Settings.Enabled, when it only counts (nothing).
+// Service is vehicle commands in a running fleet2mqtt. With commands off
+// (Settings.Enabled false) it subscribes to nothing, opens no listener
+// and gives the setup page no commands; its metrics read zero.
 type Service struct {
 	cfg      command.Settings
 	creds    Credentials
