@@ -149,7 +149,7 @@ func status(resp string) string {
 func TestProxyAPIHostile(t *testing.T) {
 	r := trial(t, areaHostile,
 		"on the proxy API (commands.proxy.listen, TLS): a command with a 100 MB body (Content-Length) and 100 MB chunked; 100 bodies sent one byte a second, at once, on the command and on a forwarded path; bearer tokens missing, empty, of another scheme, 1 MB long, wrong; paths climbing out of /api/1/ (../, %2e%2e, %2f, backslashes, //) towards /etc/passwd and the data directory; request smuggling (Content-Length with Transfer-Encoding, two Content-Lengths, Transfer-Encoding: chunked, identity, a second request hidden in a body)",
-		"a body over 64 KB is refused (400) without being read whole, memory grows by less than 32 MB; a slow body is cut off by the server within 30 s, and a real command is served meanwhile; a request without a usable bearer token gets 401 (431 for the 1 MB header) and reaches neither the car nor Tesla; a wrong token reaches Tesla, which refuses it, and never the car; no path reaches a file or leaves /api/1/ at Tesla; each smuggling attempt is refused with 400 and its hidden request runs nowhere; the car flashes only for the real commands")
+		"a body over 64 KB is refused (400) without being read whole, memory grows by less than 32 MB; a slow body is cut off by the server within 30 s of its start (and the connection closed), and a real command is served meanwhile; a request without a usable bearer token gets 401 and reaches neither the car nor Tesla; a wrong token reaches Tesla, which refuses it, and never the car; no path reaches a file or leaves /api/1/ at Tesla; each smuggling attempt is refused, or answered with the connection closed: its hidden request gets no answer and runs nowhere; the car flashes only for the real commands")
 	rig := newCommandRig(t, "proxy-hostile")
 	f := rig.f
 	cmdPath := "/api/1/vehicles/" + commandCar + "/command/flash_lights"
@@ -169,6 +169,9 @@ func TestProxyAPIHostile(t *testing.T) {
 		r.fatalf(t, "a real command: %d %s", code, body)
 	}
 	wantFlashes := 1
+	rig.mu.Lock()
+	rig.forwarded = nil // the fake's own login and the real command
+	rig.mu.Unlock()
 	rss0, _ := f.memory()
 
 	// Huge bodies.
@@ -268,7 +271,7 @@ func TestProxyAPIHostile(t *testing.T) {
 		wantFlashes++
 	}
 	wg.Wait()
-	if cut.Load() != slow || time.Duration(longest.Load()) > 35*time.Second {
+	if cut.Load() != slow || time.Duration(longest.Load()) > 30*time.Second {
 		r.errorf(t, "%d of %d slow bodies cut off by the server (the longest held %v)", cut.Load(), slow, time.Duration(longest.Load()).Round(time.Second))
 	}
 	r.figure("%d slow bodies: %d cut off by the server, the longest after %v; a real command served in %v meanwhile", slow, cut.Load(), time.Duration(longest.Load()).Round(100*time.Millisecond), servedIn.Round(time.Millisecond))
@@ -285,17 +288,12 @@ func TestProxyAPIHostile(t *testing.T) {
 		table.attacks.Add(1)
 		resp := rig.raw(t, "POST "+cmdPath+" HTTP/1.1\r\nHost: 127.0.0.1\r\n"+h+"Content-Length: 2\r\nConnection: close\r\n\r\n{}", 20*time.Second)
 		st := status(resp)
-		want := "401"
-		if what == "1 MB" {
-			want = "431"
+		// 431 when the header is over the server's limit, 401 when it
+		// fits (Go allows 1 MB); a wrong token is Tesla's to refuse.
+		if !strings.Contains(st, " 401 ") && !(what == "1 MB" && strings.Contains(st, " 431 ")) {
+			r.errorf(t, "bearer token %s: %q, want 401", what, st)
 		}
-		if what == "wrong" {
-			// Tesla decides; the fake refuses a token it did not issue.
-			want = "401"
-		}
-		if !strings.Contains(st, " "+want+" ") {
-			r.errorf(t, "bearer token %s: %q, want %s", what, st, want)
-		}
+		r.figure("bearer token %s: %s", what, strings.TrimPrefix(st, "HTTP/1.1 "))
 	}
 	if n := rig.flashes(); n != wantFlashes {
 		r.errorf(t, "the car flashed %d times, want %d (the real commands only)", n, wantFlashes)
@@ -317,10 +315,12 @@ func TestProxyAPIHostile(t *testing.T) {
 			}
 		}
 	}
-	if bad := rig.sawPath(regexp.MustCompile(` (GET|POST) (/[^a]|/a[^p]|/ap[^i]|/api[^/]|/api/[^1]|/api/1[^/])`)); len(bad) > 0 {
+	if bad := rig.sawPath(regexp.MustCompile(`^fake tesla na: (GET|POST) (/[^a]|/a[^p]|/ap[^i]|/api[^/]|/api/[^1]|/api/1[^/])`)); len(bad) > 0 {
 		r.errorf(t, "requests reached Tesla outside /api/1/: %v", bad)
 	}
-	if bad := rig.sawPath(regexp.MustCompile(`\.\.|etc/passwd|owner-token|private-key`)); len(bad) > 0 {
+	// A dot segment or a backslash that reached Tesla climbs there; a
+	// double-encoded one arrives as the literal text %2e%2e, a name.
+	if bad := rig.sawPath(regexp.MustCompile(`(/\.\.?(/| )|\\)`)); len(bad) > 0 {
 		r.errorf(t, "climbing paths reached Tesla: %v", bad)
 	}
 
@@ -337,9 +337,12 @@ func TestProxyAPIHostile(t *testing.T) {
 	for what, req := range smuggle {
 		table.attacks.Add(1)
 		resp := rig.raw(t, req, 5*time.Second)
-		if st := status(resp); !strings.Contains(st, " 400 ") {
-			r.errorf(t, "smuggling (%s): %q, want 400", what, st)
+		// Refused, or answered and the connection closed: never a
+		// second answer, for the hidden request.
+		if n := strings.Count(resp, "HTTP/1.1 "); n != 1 {
+			r.errorf(t, "smuggling (%s): %d answers on the connection, want 1: %q", what, n, shorten(resp, 300))
 		}
+		r.figure("smuggling (%s): %s", what, strings.TrimPrefix(status(resp), "HTTP/1.1 "))
 	}
 	time.Sleep(500 * time.Millisecond)
 	if n := rig.flashes(); n != before {
