@@ -212,8 +212,8 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 // build makes every part of fleet2mqtt without starting any: nothing
 // listens, connects or runs in the background yet.
 func build(cfg config.Config, log *slog.Logger) (*app, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+	if err := atomicfile.CheckDir(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("data_dir %s must be writable: fleet2mqtt keeps its keys, the owner's login, retained messages and history there; mount it read-write, or set data_dir to a writable directory: %w", cfg.DataDir, err)
 	}
 	atomicfile.RemoveLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted
 	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}

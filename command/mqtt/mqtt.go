@@ -157,6 +157,11 @@ func (h *Handler) Start(ctx context.Context) error {
 // Wait blocks until the commands in flight are done.
 func (h *Handler) Wait() { h.wg.Wait() }
 
+// MaxPayload bounds a command message's payload, as the proxy API bounds
+// a command's body: arguments are a few bytes, and a payload past this is
+// refused before it is parsed (padding included).
+const MaxPayload = 64 << 10
+
 // request is a parsed command message.
 type request struct {
 	vin, kind, name string // kind: "command" or "set"
@@ -217,6 +222,10 @@ func (h *Handler) parse(m Message) (*request, error) {
 	if m.Retained {
 		r.req.Name = r.name
 		return r, errors.New("retained commands are not run (they would run again at every start): publish without the retain flag, and clear the retained message")
+	}
+	if len(m.Payload) > MaxPayload {
+		r.req.Name = r.name
+		return r, fmt.Errorf("%w: the payload is %d bytes; a command's arguments take at most %d", command.ErrInvalidCommand, len(m.Payload), MaxPayload)
 	}
 	if r.kind == "set" {
 		name, args, err := ParseControl(h.cfg.Prefix, m.Topic, m.Payload)

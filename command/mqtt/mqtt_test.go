@@ -262,6 +262,8 @@ func TestRefusals(t *testing.T) {
 		{"set", "charging", "MAYBE", "want ON or OFF"},
 		{"set", "nonsense", "1", "unknown control"},
 		{"command", "self_destruct", "", "unknown command"},
+		// Valid arguments padded past the bound: refused by size, unparsed.
+		{"command", "set_charge_limit", `{"percent":80}` + strings.Repeat(" ", 200<<10), "at most 65536"},
 		{"command", "charge_start", "", ""}, // retained: see below
 	} {
 		topic := topicOf(tc.kind, tc.name)

@@ -25,6 +25,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -89,7 +90,53 @@ func New(cfg Config, log *slog.Logger) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found: this is a vehicle command API under /api/1/")
 	})
-	return mux, nil
+	return guard(mux), nil
+}
+
+// bodyTimeout bounds how long a request's body may take to arrive, from
+// the end of its headers: arguments are a few bytes, and a client that
+// sends them a byte at a time would hold a connection and a goroutine for
+// as long as it likes.
+const bodyTimeout = 20 * time.Second
+
+// guard applies what every request must meet before the API looks at it:
+// its body arrives within bodyTimeout; its path stays under what it names
+// (no dot segments, no encoded or backward slashes, which Tesla's paths
+// never hold and which would reach other paths of the Fleet API host
+// once forwarded); and a request framed with Transfer-Encoding is the last
+// on its connection, since one that also carried a Content-Length (Go
+// goes by the Transfer-Encoding and drops it) may be a smuggling attempt
+// that a front proxy read differently (RFC 9112, section 6.3).
+func guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+		if len(r.TransferEncoding) > 0 {
+			w.Header().Set("Connection", "close")
+		}
+		if reason := badPath(r.URL); reason != "" {
+			writeError(w, http.StatusBadRequest, "bad path: "+reason)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// badPath says what is wrong with a request path that could climb out of
+// the part of the API it names, or "".
+func badPath(u *url.URL) string {
+	raw := strings.ToLower(u.EscapedPath())
+	switch {
+	case strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c"):
+		return "an encoded slash"
+	case strings.Contains(u.Path, `\`):
+		return "a backslash"
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if seg == ".." || seg == "." {
+			return "a dot segment"
+		}
+	}
+	return ""
 }
 
 type handler struct {

@@ -167,3 +167,41 @@ func equalJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// Paths that could climb out of what they name are refused before
+// anything is forwarded or run.
+func TestClimbingPathsRefused(t *testing.T) {
+	r := newRig(t)
+	for _, p := range []string{
+		"/api/1/../../etc/passwd",
+		"/api/1/vehicles/" + vin + "/command/../../../x",
+		"/api/1/vehicles/..%2f..%2fx",
+		"/api/1/vehicles/%5c..%5cx",
+		"/api/1/./vehicles",
+	} {
+		for _, method := range []string{"GET", "POST"} {
+			if code, body := r.do(t, method, p, r.token, "{}"); code != http.StatusBadRequest {
+				t.Errorf("%s %s: %d %v, want 400", method, p, code, body)
+			}
+		}
+	}
+	if code, _ := r.do(t, "GET", "/api/1/vehicles", r.token, ""); code != http.StatusOK {
+		t.Errorf("a plain path: %d", code)
+	}
+}
+
+// A request framed with Transfer-Encoding is the last on its connection.
+func TestChunkedRequestClosesTheConnection(t *testing.T) {
+	r := newRig(t)
+	req, _ := http.NewRequest("POST", r.srv.URL+"/api/1/vehicles/"+vin+"/command/flash_lights", io.NopCloser(strings.NewReader("{}")))
+	req.ContentLength = -1 // chunked
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Errorf("%d, close %v: want 200 and the connection closed", resp.StatusCode, resp.Close)
+	}
+}

@@ -6,6 +6,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -53,4 +54,34 @@ func Write(path string, data []byte, perm fs.FileMode) (err error) {
 		d.Close()
 	}
 	return nil
+}
+
+// CheckDir makes sure dir exists and takes new files, the way Write
+// needs it: it creates dir (mode 0700) when missing and writes, syncs and
+// removes a small temporary file in it (named as Write names its own, so
+// that a crash in between leaves what start-up cleans). A read-only or
+// full file system, or a directory this user may not write, is an error
+// that says so.
+func CheckDir(dir string) (err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	probe, err := os.CreateTemp(dir, ".write-check.tmp-*")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the probe's random name says nothing
+		}
+		return fmt.Errorf("cannot create a file in %s: %w", dir, err)
+	}
+	defer os.Remove(probe.Name())
+	if _, err := probe.Write([]byte("ok")); err != nil {
+		probe.Close()
+		return fmt.Errorf("cannot write a file in %s: %w", dir, err)
+	}
+	if err := probe.Sync(); err != nil {
+		probe.Close()
+		return fmt.Errorf("cannot write a file in %s: %w", dir, err)
+	}
+	return probe.Close()
 }

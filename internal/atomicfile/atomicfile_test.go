@@ -47,3 +47,25 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 		t.Errorf("file holds %q", got)
 	}
 }
+
+// CheckDir creates a missing directory and leaves nothing in it.
+func TestCheckDirCreatesAndLeavesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	if err := CheckDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("%v %v, want an empty directory", entries, err)
+	}
+}
+
+// A path that is a file, not a directory, is refused with its name.
+func TestCheckDirRefusesAFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(file); err == nil {
+		t.Error("CheckDir accepted a file")
+	}
+}

@@ -25,9 +25,11 @@
 //	HARDENING_BURST           connection attempts of the burst, per listener (10000)
 //	HARDENING_BURST_RATE      their rate per second (10000)
 //	HARDENING_FUZZTIME        time per fuzz target of the module (3s; 0 skips fuzzing)
+//	HARDENING_WRITE_KILLS     kills of the process running fleet2mqtt's file writers (150)
+//	HARDENING_SLOW_TLS        clients crawling through the TLS handshake at once (500)
 //
 // The suite needs Linux (/proc, SIGKILL), mosquitto for the external
 // broker (Debian package mosquitto), and, for the disk-full cases, the
-// right to mount a small tmpfs (root); without it a read-only directory
-// stands in.
+// right to mount a small tmpfs and bind mounts (root); without it a
+// read-only directory stands in. The renegotiation attempts need openssl.
 package hardening

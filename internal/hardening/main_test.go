@@ -21,6 +21,9 @@ var binPath, root string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if dir := os.Getenv(writerEnv); dir != "" {
+		runWriters(dir) // a child of TestKillDuringSecretWrites
+	}
 	var err error
 	if root, err = moduleRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, "hardening:", err)
