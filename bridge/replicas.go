@@ -269,3 +269,19 @@ func (b *Bridge) replicaOffline(ctx context.Context) error {
 	}
 	return b.publishBridgeState(ctx, r.shared, PayloadOffline)
 }
+
+// ReplicaStates is the bridge as a replica's Home Assistant announcer
+// drives it: after Home Assistant's birth message it republishes the
+// values of the cars that stream to this replica only. A car that moved
+// to another replica has newer values there, which this replica's would
+// overwrite (and its connected would read false).
+type ReplicaStates struct{ *Bridge }
+
+// Republish republishes vin's values when its car streams to this
+// replica (Streams), and does nothing otherwise.
+func (s ReplicaStates) Republish(ctx context.Context, vin string) error {
+	if !s.Streams(vin) {
+		return nil
+	}
+	return s.Bridge.Republish(ctx, vin)
+}

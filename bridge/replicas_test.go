@@ -425,3 +425,26 @@ func TestStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicaStatesRepublish: a replica republishes only the cars that stream to
+// it.
+func TestReplicaStatesRepublish(t *testing.T) {
+	b, rec := newTestBridge(t, DefaultConfig())
+	handle(t, b, dataRecord(datum(telemetry.FieldSoc, telemetry.FloatValue(1))))
+	rec.take()
+	s := ReplicaStates{b}
+	if err := s.Republish(t.Context(), vin); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := rec.take(); len(msgs) != 0 {
+		t.Errorf("republished a car that does not stream here: %v", msgs)
+	}
+	handle(t, b, &telemetry.Record{VIN: vin, Topic: telemetry.TopicConnectivity, Connectivity: telemetry.Connectivity{ConnectionID: "c", Status: telemetry.StatusConnected}})
+	rec.take()
+	if err := s.Republish(t.Context(), vin); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := rec.take(); len(msgs) == 0 {
+		t.Error("nothing republished for a car that streams here")
+	}
+}

@@ -38,8 +38,6 @@ type FilesOptions struct {
 	Recheck time.Duration
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
-	// Log receives what Files has to say; nil discards it.
-	Log *slog.Logger
 }
 
 // Files serves the key pair in a certificate file and a key file and
@@ -54,6 +52,7 @@ type FilesOptions struct {
 type Files struct {
 	certFile, keyFile string
 	opts              FilesOptions
+	log               *slog.Logger
 
 	// served is what handshakes get; it is replaced whole.
 	served atomic.Pointer[servedPair]
@@ -116,15 +115,16 @@ func (s pairStamp) equal(o pairStamp) bool {
 // NewFiles loads the pair in certFile and keyFile, to be served through
 // GetCertificate. A pair that cannot be loaded now is an error naming
 // "cert_file" (relative, see package configerr): at start there is
-// nothing else to serve.
-func NewFiles(certFile, keyFile string, opts FilesOptions) (*Files, error) {
+// nothing else to serve. log receives what Files has to say; nil discards
+// it.
+func NewFiles(certFile, keyFile string, log *slog.Logger, opts FilesOptions) (*Files, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Files{certFile: certFile, keyFile: keyFile, opts: opts}
+	c := &Files{certFile: certFile, keyFile: keyFile, opts: opts, log: log}
 	// Stat first: a file replaced between the stat and the load is only
 	// loaded once more at the next look, never missed.
 	st, err := stampPair(certFile, keyFile)
@@ -138,7 +138,7 @@ func NewFiles(certFile, keyFile string, opts FilesOptions) (*Files, error) {
 	c.seen = st
 	c.served.Store(p)
 	c.setDue(opts.Now())
-	opts.Log.Info(opts.Listener+" certificate", "file", certFile,
+	log.Info(opts.Listener+" certificate", "file", certFile,
 		"subject", p.cert.Leaf.Subject.String(), "not_after", p.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return c, nil
 }
@@ -205,7 +205,7 @@ func (c *Files) refresh() {
 			return
 		}
 	}
-	c.opts.Log.Warn(c.opts.CertKey+" or "+c.opts.KeyKey+" changed but cannot be loaded; still serving the previous certificate until they change again",
+	c.log.Warn(c.opts.CertKey+" or "+c.opts.KeyKey+" changed but cannot be loaded; still serving the previous certificate until they change again",
 		"cert_file", c.certFile, "key_file", c.keyFile, "err", err)
 }
 
@@ -218,10 +218,10 @@ func (c *Files) use(p *servedPair) {
 	}
 	c.served.Store(p)
 	leaf := p.cert.Leaf
-	c.opts.Log.Info("loaded the renewed "+c.opts.Listener+" certificate", "file", c.certFile,
+	c.log.Info("loaded the renewed "+c.opts.Listener+" certificate", "file", c.certFile,
 		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	if !bytes.Equal(old.ca, p.ca) && p.ca != nil {
-		c.opts.Log.Info("the CA chain for cars changed; the setup page pushes the configs again")
+		c.log.Info("the CA chain for cars changed; the setup page pushes the configs again")
 	}
 }
 
@@ -241,7 +241,7 @@ func (c *Files) load() (*servedPair, error) {
 	}
 	p := &servedPair{cert: &cert}
 	if p.ca, err = chainCA(cert, c.opts.CertKey); err != nil {
-		c.opts.Log.Warn("cannot work out the CA of "+c.opts.CertKey+"; the setup page cannot push a config until it can",
+		c.log.Warn("cannot work out the CA of "+c.opts.CertKey+"; the setup page cannot push a config until it can",
 			"file", c.certFile, "err", err)
 	}
 	return p, nil

@@ -211,9 +211,9 @@ func startCertFiles(t *testing.T, a testPair, write func(*testing.T, certPaths, 
 	write(t, paths, a)
 	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	logs := &logRecorder{}
-	files, err := NewFiles(paths.cert, paths.key, FilesOptions{
+	files, err := NewFiles(paths.cert, paths.key, slog.New(logs), FilesOptions{
 		Listener: "vehicle listener", CertKey: "vehicle.cert_file", KeyKey: "vehicle.key_file",
-		Recheck: time.Minute, Now: clock.now, Log: slog.New(logs),
+		Recheck: time.Minute, Now: clock.now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestVehicleCertConcurrentHandshakes(t *testing.T) {
 	dir := t.TempDir()
 	paths := certPaths{cert: filepath.Join(dir, "fullchain.pem"), key: filepath.Join(dir, "privkey.pem")}
 	renamePair(t, paths, a)
-	files, err := NewFiles(paths.cert, paths.key, FilesOptions{})
+	files, err := NewFiles(paths.cert, paths.key, nil, FilesOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestFilesFromConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := Config{CertFile: tt.cert, KeyFile: tt.key, ClientCAFiles: []string{clientCA}}
-			files, err := NewFiles(cfg.CertFile, cfg.KeyFile, FilesOptions{})
+			files, err := NewFiles(cfg.CertFile, cfg.KeyFile, nil, FilesOptions{})
 			// As the configuration's owner reports it.
 			err = configerr.Prefix("vehicle", err)
 			if tt.wantErr != "" {

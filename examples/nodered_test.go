@@ -125,7 +125,7 @@ func startFleet(t *testing.T) *fleet {
 	tc := &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}
 	icfg := ingest.DefaultConfig()
 	icfg.Listen = "127.0.0.1:0"
-	srv, err := ingest.New(icfg, tc, b)
+	srv, err := ingest.New(icfg, tc, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

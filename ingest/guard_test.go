@@ -187,7 +187,7 @@ func TestControlBudget(t *testing.T) {
 // the limit is answered and served.
 func TestPingFloodDropsCar(t *testing.T) {
 	logs := &lockedBuffer{}
-	ts := startServer(t, nil, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	ts := startServer(t, nil, withLogger(slog.New(slog.NewTextHandler(logs, nil))))
 
 	pongs := 0
 	ws := ts.car(t)
@@ -246,7 +246,7 @@ func TestPingFloodDropsCar(t *testing.T) {
 func TestHugeFrameHeaderRefusedAtOnce(t *testing.T) {
 	logs := &lockedBuffer{}
 	ts := startServer(t, func(c *Config) { c.PingInterval, c.IdleTimeout = 30*time.Minute, time.Hour },
-		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+		withLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	for _, declared := range []uint64{math.MaxInt64, 1 << 62, maxSkippedMessage + 1} {
 		t.Run(strconv.FormatUint(declared, 10), func(t *testing.T) {
 			ws := ts.car(t)

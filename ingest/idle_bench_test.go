@@ -59,7 +59,7 @@ func serveHelper(dir string) int {
 	}
 	cfg := DefaultConfig()
 	sink := SinkFunc(func(context.Context, *telemetry.Record) error { return nil })
-	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink)
+	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -128,7 +128,7 @@ func TestDecodeRecordItemLimit(t *testing.T) {
 // interval, not once per record.
 func TestRecordWithRefusedItemsAcknowledged(t *testing.T) {
 	logs := &lockedBuffer{}
-	ts := startServer(t, nil, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	ts := startServer(t, nil, withLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	ws := ts.car(t)
 	keys := []uint64{uint64(fieldNamed(t, "Soc"))}
 	for k := range uint64(10_000) {

@@ -60,9 +60,6 @@ type Server struct {
 // Option changes how a Server is built.
 type Option func(*Server)
 
-// WithLogger sets the logger; the default discards everything.
-func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
-
 // WithFallback serves requests that are not WebSocket upgrades, such as the
 // public key under /.well-known. Without it such requests get 400.
 func WithFallback(h http.Handler) Option { return func(s *Server) { s.fallback = h } }
@@ -71,8 +68,9 @@ func WithFallback(h http.Handler) Option { return func(s *Server) { s.fallback =
 // (Certificates or GetCertificate) and the pool of vehicle authorities
 // (ClientCAs); New copies it and enforces the rest: client certificates are
 // requested on every connection and verified when given, and required for
-// the WebSocket upgrade.
-func New(cfg Config, tlsConfig *tls.Config, sink Sink, opts ...Option) (*Server, error) {
+// the WebSocket upgrade. log receives the server's logs; nil discards
+// them.
+func New(cfg Config, tlsConfig *tls.Config, sink Sink, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -111,13 +109,16 @@ func New(cfg Config, tlsConfig *tls.Config, sink Sink, opts ...Option) (*Server,
 	s := &Server{
 		cfg:      cfg,
 		sink:     sink,
-		log:      slog.New(slog.DiscardHandler),
+		log:      log,
 		tls:      tc,
 		handlers: handlers{idleFor: defaultHandlerIdle},
 		conns:    make(map[*vehicleConn]struct{}),
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,

@@ -119,7 +119,7 @@ func startServerWithSink(t *testing.T, sink Sink, mutate func(*Config), opts ...
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink, opts...)
+	srv, err := New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +467,7 @@ func (b *lockedBuffer) String() string {
 // reaches the sink; a car with a proper name is served afterwards.
 func TestDeviceIDRefusedAtUpgrade(t *testing.T) {
 	logs := &lockedBuffer{}
-	ts := startServer(t, nil, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	ts := startServer(t, nil, withLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	for i, cn := range []string{
 		"+/#",
 		"+",
@@ -524,7 +524,7 @@ func startServerWithPool(t *testing.T, pool *x509.CertPool) *testServer {
 	ts.cancel()
 	<-ts.done
 	ts.done <- nil // let the first server's cleanup pass
-	srv, err := New(ts.srv.cfg, &tls.Config{Certificates: []tls.Certificate{ts.pki.Server}, ClientCAs: pool}, ts.sink)
+	srv, err := New(ts.srv.cfg, &tls.Config{Certificates: []tls.Certificate{ts.pki.Server}, ClientCAs: pool}, ts.sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,3 +655,6 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("default config: %v", err)
 	}
 }
+
+// withLogger makes a test server log to l.
+func withLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }

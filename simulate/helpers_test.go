@@ -86,7 +86,7 @@ func startServerAt(t *testing.T, pki *certs.Bundle, sink ingest.Sink, addr strin
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	srv, err := ingest.New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink)
+	srv, err := ingest.New(cfg, &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.VehicleCA.Pool()}, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

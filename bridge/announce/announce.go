@@ -56,9 +56,6 @@ type Handler interface {
 // Option changes how an Announcer works.
 type Option func(*Announcer)
 
-// WithLogger logs through l.
-func WithLogger(l *slog.Logger) Option { return func(a *Announcer) { a.log = l } }
-
 // WithStateFile keeps what was announced in path (a JSON file, see the
 // package documentation). Without it nothing is kept across restarts.
 func WithStateFile(path string) Option { return func(a *Announcer) { a.statePath = path } }
@@ -178,9 +175,10 @@ func (c *car) own(h uint64) (n int, ok bool) {
 
 // New returns an announcer for cfg (which must be valid and enabled)
 // that announces the topics of the bridge b, publishes through pub,
-// listens through sub and drives states. With a state file, New reads
-// it; a file that does not parse is logged and ignored.
-func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pubsub.Subscriber, states States, opts ...Option) (*Announcer, error) {
+// listens through sub, drives states and logs to log (nil discards).
+// With a state file, New reads it; a file that does not parse is logged
+// and ignored.
+func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pubsub.Subscriber, states States, log *slog.Logger, opts ...Option) (*Announcer, error) {
 	if !cfg.Enabled {
 		return nil, ErrDisabled
 	}
@@ -195,7 +193,7 @@ func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pub
 	}
 	a := &Announcer{
 		cfg: cfg, br: b, pub: pub, sub: sub, states: states,
-		log:        slog.New(slog.DiscardHandler),
+		log:        log,
 		debounce:   DefaultDebounce,
 		birthDelay: func() time.Duration { return discovery.RepublishDelay(nil) },
 		cars:       make(map[string]*car),
@@ -205,6 +203,9 @@ func New(cfg discovery.Config, b discovery.Bridge, pub pubsub.Publisher, sub pub
 	}
 	for _, o := range opts {
 		o(a)
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
 	}
 	if a.statePath != "" {
 		st, err := loadState(a.statePath)

@@ -374,15 +374,15 @@ func TestNew(t *testing.T) {
 	b := discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}
 	off := discovery.DefaultConfig()
 	off.Enabled = false
-	if _, err := New(off, b, e.broker, e.broker, e.bridge); !errors.Is(err, ErrDisabled) {
+	if _, err := New(off, b, e.broker, e.broker, e.bridge, nil); !errors.Is(err, ErrDisabled) {
 		t.Errorf("New(disabled) = %v, want ErrDisabled", err)
 	}
 	bad := discovery.DefaultConfig()
 	bad.Prefix = "a/#"
-	if _, err := New(bad, b, e.broker, e.broker, e.bridge); err == nil || !strings.HasPrefix(err.Error(), "prefix: ") {
+	if _, err := New(bad, b, e.broker, e.broker, e.bridge, nil); err == nil || !strings.HasPrefix(err.Error(), "prefix: ") {
 		t.Errorf("New(bad prefix) = %v", err)
 	}
-	if _, err := New(discovery.DefaultConfig(), b, nil, e.broker, e.bridge); err == nil {
+	if _, err := New(discovery.DefaultConfig(), b, nil, e.broker, e.bridge, nil); err == nil {
 		t.Error("New without a publisher succeeded")
 	}
 
@@ -390,7 +390,7 @@ func TestNew(t *testing.T) {
 	if err := os.WriteFile(e.statePath(), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(discovery.DefaultConfig(), b, e.broker, e.broker, e.bridge, WithStateFile(e.statePath()))
+	a, err := New(discovery.DefaultConfig(), b, e.broker, e.broker, e.bridge, nil, WithStateFile(e.statePath()))
 	if err != nil || len(a.cars) != 0 {
 		t.Errorf("New with a broken state file = %v", err)
 	}
@@ -400,7 +400,7 @@ func TestNew(t *testing.T) {
 // costs no allocation.
 func TestObserveAllocations(t *testing.T) {
 	e := newEnv(t)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestObserveAllocations(t *testing.T) {
 
 func BenchmarkObserve(b *testing.B) {
 	e := newEnv(b)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestDue(t *testing.T) {
 // available.
 func TestNewNeedsAvailability(t *testing.T) {
 	e := newEnv(t)
-	if _, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge); err == nil {
+	if _, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla"}, e.broker, e.broker, e.bridge, nil); err == nil {
 		t.Error("New accepted a bridge without availability topic")
 	}
 }
@@ -510,7 +510,7 @@ func TestNewNeedsAvailability(t *testing.T) {
 func BenchmarkWakeKnownCars(b *testing.B) {
 	const cars = 1000
 	e := newEnv(b)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -547,7 +547,7 @@ func BenchmarkWakeKnownCars(b *testing.B) {
 // news, and the due queue holds exactly the cars not yet announced.
 func TestWakeTouchesOnlyCarsWithNews(t *testing.T) {
 	e := newEnv(t)
-	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge)
+	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state"}, e.broker, e.broker, e.bridge, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,5 +579,20 @@ func TestWakeTouchesOnlyCarsWithNews(t *testing.T) {
 	}
 	if r.step(ctx, now); len(r.queue) != 1 || r.queue[0].vin != vins[1] || len(a.pending) != 0 {
 		t.Errorf("queue %d cars, pending %d; want %s alone queued", len(r.queue), len(a.pending), vins[1])
+	}
+}
+
+// TestRemoval: each car's discovery config emptied, retained, at QoS 1.
+func TestRemoval(t *testing.T) {
+	cfg := discovery.DefaultConfig()
+	msgs := Removal(cfg, "VIN1", "VIN2")
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for i, vin := range []string{"VIN1", "VIN2"} {
+		m := msgs[i]
+		if m.Topic != discovery.Topic(cfg, vin) || len(m.Payload) != 0 || !m.Retain || m.QoS != 1 {
+			t.Errorf("%s: %+v", vin, m)
+		}
 	}
 }

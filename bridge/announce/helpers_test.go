@@ -95,12 +95,11 @@ func (e *env) statePath() string { return filepath.Join(e.dir, StateFile) }
 func (e *env) start(cfg discovery.Config, opts ...Option) (a *Announcer, stop func()) {
 	e.t.Helper()
 	opts = append([]Option{
-		WithLogger(testLogger(e.t)),
 		withDebounce(testDebounce),
 		withRepublishDelay(func() time.Duration { return 0 }),
 		WithStateFile(e.statePath()),
 	}, opts...)
-	a, err := New(cfg, discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, e.bridge, opts...)
+	a, err := New(cfg, discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, e.bridge, testLogger(e.t), opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func (e *env) startReplica(name string) replica {
 		e.t.Fatal(err)
 	}
 	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, e.pub, e.broker, br,
-		WithLogger(testLogger(e.t).With("replica", name)),
+		testLogger(e.t).With("replica", name),
 		withDebounce(testDebounce),
 		withRepublishDelay(func() time.Duration { return 0 }),
 		WithStateFile(filepath.Join(e.dir, name+".json")))
@@ -211,7 +211,7 @@ func TestMerge(t *testing.T) {
 	e := newEnv(t)
 	rec := new(recorder)
 	a, err := New(discovery.DefaultConfig(), discovery.Bridge{Prefix: "tesla", Availability: "tesla/bridge/state", Version: "test"}, rec, e.broker, e.bridge,
-		WithLogger(testLogger(t)))
+		testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

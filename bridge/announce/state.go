@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -181,4 +183,16 @@ func Forget(path string, vins ...string) (forgotten []string, err error) {
 		return nil, nil
 	}
 	return forgotten, saveState(path, st)
+}
+
+// Removal is the messages that remove the cars vins from Home Assistant:
+// their discovery configs emptied, retained. `fleet2mqtt discovery
+// remove` publishes them and then calls Forget.
+func Removal(cfg discovery.Config, vins ...string) []pubsub.Message {
+	msgs := make([]pubsub.Message, len(vins))
+	for i, vin := range vins {
+		m := discovery.RemoveDevice(cfg, vin)
+		msgs[i] = pubsub.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: true}
+	}
+	return msgs
 }

@@ -12,11 +12,10 @@ import (
 // follows its renewals (see certs.Files: a changed pair that cannot be
 // loaded is reported once, and the previous one stays in service).
 func loadCertificate(c TLSConfig, log *slog.Logger) (*certs.Files, error) {
-	f, err := certs.NewFiles(c.CertFile, c.KeyFile, certs.FilesOptions{
+	f, err := certs.NewFiles(c.CertFile, c.KeyFile, log, certs.FilesOptions{
 		Listener: "MQTT TLS listener",
 		CertKey:  "tls.cert_file", KeyKey: "tls.key_file",
 		Recheck: certs.DefaultRecheck,
-		Log:     log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load MQTT certificate: %w", err)

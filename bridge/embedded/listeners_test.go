@@ -172,7 +172,7 @@ func TestSecureWebSocketListener(t *testing.T) {
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, _ := writeCert(t, dir)
-	c, err := certs.NewFiles(certFile, keyFile, certs.FilesOptions{Log: testLogger(t)}) // Recheck 0: every call looks
+	c, err := certs.NewFiles(certFile, keyFile, testLogger(t), certs.FilesOptions{}) // Recheck 0: every call looks
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 func benchClient(b *testing.B, brokerURL string) (*Client, func()) {
-	c, err := New(Config{URL: brokerURL, ClientID: "bench-" + b.Name()}, WithLogger(quietLogger()))
+	c, err := New(Config{URL: brokerURL, ClientID: "bench-" + b.Name()}, quietLogger())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,7 +12,7 @@
 //
 // Client implements pubsub.Publisher and pubsub.Subscriber:
 //
-//	c, err := external.New(cfg, external.WithLogger(log), external.WithStateTopic("tesla/bridge/state"))
+//	c, err := external.New(cfg, log, external.WithStateTopic("tesla/bridge/state"))
 //	err = c.Start(ctx)            // connects in the background until ctx ends
 //	err = c.Publish(ctx, msgs)    // nil once the broker accepted every message
 //	<-c.Done()                    // after ctx ended: "offline" published, disconnected
@@ -176,9 +176,6 @@ var ErrSubscribeOptions = errors.New("external broker: filter already subscribed
 // Option configures a Client.
 type Option func(*Client)
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
-
 // WithStateTopic sets the bridge state topic, e.g. "tesla/bridge/state": the
 // broker publishes "offline" there (retained, QoS 1) as the client's last
 // will when the connection drops, the client publishes "online" retained on
@@ -186,8 +183,9 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 func WithStateTopic(topic string) Option { return func(c *Client) { c.stateTopic = topic } }
 
 // New checks cfg (after filling defaults) and loads the CA file. It does
-// not connect; see Start.
-func New(cfg Config, opts ...Option) (*Client, error) {
+// not connect; see Start. log receives what the client has to say; nil
+// discards it.
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Client, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -196,7 +194,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		url:     u,
-		log:     slog.Default(),
+		log:     log,
 		backoff: autopaho.NewExponentialBackoff(200*time.Millisecond, 30*time.Second, time.Second, 2),
 		limit:   int64(cfg.QueueSize),
 		subs:    make(map[string][]*handler),
@@ -206,7 +204,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.log == nil {
-		c.log = slog.Default()
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.backoff == nil {
 		return nil, errors.New("external broker: no reconnection backoff (an Option set it to nil)")

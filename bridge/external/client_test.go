@@ -89,7 +89,7 @@ func TestPublishLargeBatch(t *testing.T) {
 }
 
 func TestPublishRejectsInvalidTopic(t *testing.T) {
-	c, err := New(Config{URL: "mqtt://127.0.0.1:1"}, WithLogger(quietLogger()))
+	c, err := New(Config{URL: "mqtt://127.0.0.1:1"}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestShutdownPublishesOffline(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	const state = "tesla/bridge/state"
 	sub := subscribe(t, broker.URL(), state, 0)
-	c, err := New(Config{URL: broker.URL()}, WithLogger(quietLogger()), WithStateTopic(state))
+	c, err := New(Config{URL: broker.URL()}, quietLogger(), WithStateTopic(state))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestConnectRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(tt.cfg, WithLogger(quietLogger()), withBackoff(fastBackoff))
+			c, err := New(tt.cfg, quietLogger(), withBackoff(fastBackoff))
 			if err != nil {
 				t.Fatal(err)
 			}

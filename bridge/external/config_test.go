@@ -171,7 +171,7 @@ func TestNewLoadsCAFile(t *testing.T) {
 		{bad, fmt.Sprintf("ca_file %q: no PEM certificate in it", bad)},
 	}
 	for _, tt := range tests {
-		_, err := New(Config{URL: "mqtts://broker", CAFile: tt.file})
+		_, err := New(Config{URL: "mqtts://broker", CAFile: tt.file}, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("New with ca_file %s = %v, want %q...", tt.file, err, tt.want)
 		}

@@ -32,8 +32,8 @@ func withBackoff(f func(attempt int) time.Duration) Option {
 // the test.
 func startClient(t *testing.T, cfg Config, opts ...Option) *Client {
 	t.Helper()
-	opts = append([]Option{WithLogger(quietLogger()), withBackoff(fastBackoff)}, opts...)
-	c, err := New(cfg, opts...)
+	opts = append([]Option{withBackoff(fastBackoff)}, opts...)
+	c, err := New(cfg, quietLogger(), opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -18,7 +18,7 @@
 //
 // # Wiring
 //
-//	m, err := acme.New(cfg, acme.WithLogger(log))
+//	m, err := acme.New(cfg, log)
 //	m.Configure(tlsConfig)      // GetCertificate and the acme-tls/1 protocol
 //	... start the listener with tlsConfig on the public port ...
 //	go m.Run(ctx)               // obtains the certificate, watches renewals

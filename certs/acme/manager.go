@@ -65,9 +65,6 @@ type servedChain struct {
 // Option changes how a Manager is built.
 type Option func(*Manager)
 
-// WithLogger sets the logger; the default discards everything.
-func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
-
 // WithHTTPClient sets the client that talks to the ACME server (tests
 // trust a test server's certificate this way).
 func WithHTTPClient(c *http.Client) Option { return func(m *Manager) { m.httpClient = c } }
@@ -79,8 +76,8 @@ func WithRoots(p *x509.CertPool) Option { return func(m *Manager) { m.roots = p 
 // New returns a Manager for cfg. cfg.Hostnames and cfg.CacheDir must be
 // set (the command fills their defaults). New talks to no server; it reads
 // certificates already in the cache so that CA is known at once after a
-// restart.
-func New(cfg Config, opts ...Option) (*Manager, error) {
+// restart. log receives what the manager has to say; nil discards it.
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -91,7 +88,7 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 		return nil, errors.New("cache_dir: must be set")
 	}
 	m := &Manager{
-		log:          slog.New(slog.DiscardHandler),
+		log:          log,
 		now:          time.Now,
 		refreshEvery: time.Hour,
 		retryMin:     time.Minute,
@@ -101,6 +98,9 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 	}
 	for _, o := range opts {
 		o(m)
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
 	}
 	for _, h := range cfg.Hostnames {
 		if err := ValidateHostname(h); err != nil {
@@ -300,12 +300,12 @@ func (m *Manager) CA() []byte {
 // CachedCA returns the chain a Manager for cfg would give cars (see CA)
 // from the certificate in its cache, without obtaining or renewing
 // anything; nil when the cache directory does not exist yet. opts are
-// New's: WithRoots matters, the others are not used.
+// New's: WithRoots matters, the others are not used. It logs nothing.
 func CachedCA(cfg Config, opts ...Option) ([]byte, error) {
 	if _, err := os.Stat(cfg.CacheDir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	m, err := New(cfg, opts...)
+	m, err := New(cfg, nil, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ func TestCAFollowsServedChain(t *testing.T) {
 	for _, p := range []*testPKI{first, second, legacy} {
 		roots.AddCert(p.root)
 	}
-	m, err := New(Config{Enabled: true, Hostnames: []string{testHost}, CacheDir: t.TempDir()}, WithRoots(roots))
+	m, err := New(Config{Enabled: true, Hostnames: []string{testHost}, CacheDir: t.TempDir()}, nil, WithRoots(roots))
 	if err != nil {
 		t.Fatal(err)
 	}

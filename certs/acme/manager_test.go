@@ -90,7 +90,7 @@ func TestManagerPebble(t *testing.T) {
 			DirectoryURL: p.DirectoryURL,
 			Hostnames:    []string{host},
 			CacheDir:     cacheDir,
-		}, acme.WithHTTPClient(p.HTTPClient()), acme.WithRoots(roots), acme.WithLogger(testLogger(t)))
+		}, testLogger(t), acme.WithHTTPClient(p.HTTPClient()), acme.WithRoots(roots))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +255,7 @@ func TestNewRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := acme.New(tt.cfg)
+			_, err := acme.New(tt.cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}

@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
-	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 )
 
 // runCheckCert is `fleet2mqtt check-cert`: it connects to the vehicle
@@ -82,7 +79,7 @@ Flags:
 			return fail(fmt.Errorf("read ca: %w", err))
 		}
 		source = *caFile
-	} else if ca, source, err = configuredCA(cfg); err != nil {
+	} else if ca, source, err = vehicleCerts(cfg).CA(); err != nil {
 		return fail(err)
 	}
 	if len(ca) == 0 {
@@ -105,23 +102,4 @@ Flags:
 		return 1
 	}
 	return 0
-}
-
-// configuredCA returns the ca fleet2mqtt pushes to cars with this
-// configuration, without changing anything: the chain of the ACME
-// certificate in the cache, of vehicle.cert_file, or the development CA.
-// source says where it would come from; a nil ca with a nil error means
-// none is known yet.
-func configuredCA(cfg config.Config) (ca []byte, source string, err error) {
-	switch v := cfg.Vehicle; {
-	case v.ACME.Enabled:
-		a := cfg.ACME()
-		ca, err = acme.CachedCA(a)
-		return ca, "the ACME certificate in " + a.CacheDir, configerr.Prefix("vehicle.acme", err)
-	case v.TLS.CertFile != "":
-		ca, err = certs.FileCA(v.TLS.CertFile, v.TLS.KeyFile)
-		return ca, v.TLS.CertFile, configerr.Prefix("vehicle", err)
-	}
-	dir := cfg.DevPKIDir()
-	return certs.DevCA(dir), filepath.Join(dir, certs.CAFile), nil
 }

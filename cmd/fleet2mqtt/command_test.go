@@ -86,7 +86,7 @@ func TestServeCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", "https://"+a.cmd.proxyAddr+"/api/1/vehicles/"+commandVIN+"/command/flash_lights", strings.NewReader("{}"))
+	req, _ := http.NewRequest("POST", "https://"+a.cmd.ProxyAddr()+"/api/1/vehicles/"+commandVIN+"/command/flash_lights", strings.NewReader("{}"))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -204,7 +204,7 @@ func TestServeCommandsBeforeSetup(t *testing.T) {
 		{"GET", "/api/1/vehicles", http.StatusServiceUnavailable, "client id"},
 		{"POST", "/api/1/vehicles/" + commandVIN + "/command/flash_lights", http.StatusBadGateway, "not ready"},
 	} {
-		req, _ := http.NewRequest(tc.method, "https://"+a.cmd.proxyAddr+tc.path, nil)
+		req, _ := http.NewRequest(tc.method, "https://"+a.cmd.ProxyAddr()+tc.path, nil)
 		req.Header.Set("Authorization", "Bearer some-token")
 		resp, err := client.Do(req)
 		if err != nil {

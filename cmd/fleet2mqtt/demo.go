@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
 
-	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
+	"github.com/fleet2mqtt/fleet2mqtt/command/service"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
+	"github.com/fleet2mqtt/fleet2mqtt/simulate/follow"
 )
 
 // runDemo implements `fleet2mqtt demo`: fleet2mqtt on its embedded defaults
@@ -59,14 +60,21 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, cfg.Vehicle.TLS.ClientCAFiles = "", "", nil
 	demoActivity(&cfg, *speed)
 
+	// Commands go to a fake Tesla whose cars are the simulated cars;
+	// anonymous clients from this machine may command, as they may connect.
+	cfg.Commands.Enabled, cfg.Commands.AllowAnonymous = true, true
 	log := cfg.Log.Logger(stderr)
-	cmds, err := startDemoCommands(ctx, &cfg)
+	fake, err := follow.Start(ctx, filepath.Join(cfg.DataDir, "fake-tesla"))
 	if err != nil {
 		log.Error("cannot start the fake Fleet API for commands", "err", err)
 		return 1
 	}
-	defer cmds.close()
-	a, err := start(ctx, cfg, log, cmds.use)
+	defer fake.Close()
+	a, err := start(ctx, cfg, log, func(a *app) {
+		a.cmd.UseEngine(func() (vcmd.Config, error) {
+			return fake.EngineConfig(service.SessionDir(cfg.DataDir), cfg.Commands.RateLimit), nil
+		})
+	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -76,10 +84,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot create the simulated cars", "err", err)
 		return 1
 	}
-	cmds.add(fleet)
+	for _, c := range fleet {
+		fake.Add(c.VIN())
+	}
 	a.demoBanner(stdout, fleet, sc, *speed)
 
-	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator"), Remote: cmds.remote})
+	err = simulate.PlayFleet(ctx, fleet, simulate.PlayConfig{Scenario: sc, Speed: *speed, Log: log.With("component", "simulator"), Remote: fake.Remote})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("simulated cars stopped", "err", err)
 	}
@@ -93,23 +103,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // demoCars makes n simulated cars with certificates from the development
 // vehicle CA of a's data directory.
 func demoCars(a *app, n int) ([]*simulate.Car, error) {
-	pki, err := certs.LoadDir(a.cfg.DevPKIDir())
+	o := simulate.Options{Server: a.vehicleAddr, ServerName: "127.0.0.1", CertDir: a.cfg.DevPKIDir(), Cars: n, Network: "wifi"}
+	target, err := o.Target(a.log)
 	if err != nil {
 		return nil, err
 	}
-	ids, _, err := simulate.Identities(pki, n)
-	if err != nil {
-		return nil, err
-	}
-	tc := &tls.Config{RootCAs: pki.ServerCA.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	base := simulate.CarConfig{URL: "wss://" + a.vehicleAddr + "/", TLS: tc, NetworkInterface: "wifi"}
-	cars := make([]*simulate.Car, len(ids))
-	for i, id := range ids {
-		if cars[i], err = simulate.NewCar(simulate.CarConfigFor(base, id)); err != nil {
-			return nil, err
-		}
-	}
-	return cars, nil
+	return o.NewCars(target, nil)
 }
 
 func (a *app) demoBanner(w io.Writer, cars []*simulate.Car, sc simulate.Scenario, speed float64) {

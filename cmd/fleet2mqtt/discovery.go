@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
-	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 )
@@ -99,33 +99,13 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // removeCars publishes the messages that remove the cars' discovery
 // configs, retained, to the configured broker.
 func removeCars(ctx context.Context, cfg config.Config, vins []string) error {
-	msgs := make([]pubsub.Message, len(vins))
-	for i, vin := range vins {
-		m := discovery.RemoveDevice(cfg.HomeAssistant, vin)
-		msgs[i] = pubsub.Message{Topic: m.Topic, Payload: m.Payload, QoS: 1, Retain: true}
-	}
 	ec, where, err := cfg.BrokerClient("fleet2mqtt-discovery-")
 	if err != nil {
 		return err
 	}
-	c, err := external.New(ec)
+	c, err := external.New(ec, slog.Default())
 	if err != nil {
 		return err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	if err := c.Start(runCtx); err != nil {
-		stop()
-		return fmt.Errorf("connect to %s: %w", where, err)
-	}
-	defer func() {
-		stop()
-		<-c.Done()
-	}()
-	if err := c.AwaitConnection(ctx); err != nil {
-		return fmt.Errorf("cannot reach %s: %w", where, err)
-	}
-	if err := c.Publish(ctx, msgs); err != nil {
-		return fmt.Errorf("publish to %s: %w", where, err)
-	}
-	return nil
+	return c.PublishOnce(ctx, where, announce.Removal(cfg.HomeAssistant, vins...))
 }

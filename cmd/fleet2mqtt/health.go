@@ -1,19 +1,12 @@
 package main
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
-	"net"
-	"net/http"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
-	"github.com/fleet2mqtt/fleet2mqtt/config"
 )
 
 // persister is a broker that keeps retained messages on disk: the embedded
@@ -23,20 +16,11 @@ type persister interface {
 	RetainedRefused() int64
 }
 
-// healthz answers /healthz: "ok", or 503 "degraded" while the broker cannot
-// save its retained messages, so that supervisors (Docker's health check
-// through `fleet2mqtt healthcheck`, systemd, Home Assistant's watchdog)
-// see it. It says nothing else: it is open to anyone who reaches the
-// listener.
-func (a *app) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if p, ok := a.broker.(persister); ok && p.Persistence().Failing {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "degraded")
-		return
-	}
-	fmt.Fprintln(w, "ok")
+// retainedSaveFailing reports a broker that cannot save its retained
+// messages now: /healthz says degraded.
+func (a *app) retainedSaveFailing() bool {
+	p, ok := a.broker.(persister)
+	return ok && p.Persistence().Failing
 }
 
 // finalSaveError reports a broker that could not save its retained
@@ -74,94 +58,4 @@ func (m *metrics) watchStore(p persister) {
 			Help: "Retained messages of MQTT clients refused because the clients' retained messages were at their limit (mqtt.embedded.client_retained_messages, client_retained_bytes).",
 		}, func() float64 { return float64(p.RetainedRefused()) }),
 	)
-}
-
-// webGuard protects /healthz and /metrics on the web listener: it answers
-// only requests whose Host names this server (so that a page on another
-// site cannot read them through DNS rebinding), and /metrics only to
-// clients on this machine or with the metrics token.
-type webGuard struct {
-	names []string // host names besides IP addresses and localhost, lower case
-	token [32]byte // SHA-256 of http.metrics_token
-	open  bool     // no token configured
-}
-
-func newWebGuard(cfg config.Config) webGuard {
-	g := webGuard{open: cfg.HTTP.MetricsToken == ""}
-	if !g.open {
-		g.token = sha256.Sum256([]byte(cfg.HTTP.MetricsToken))
-	}
-	if host, _, err := net.SplitHostPort(cfg.HTTP.Listen); err == nil && host != "" {
-		g.names = append(g.names, strings.ToLower(host))
-	}
-	if h := cfg.Setup.PublicHostname; h != "" {
-		g.names = append(g.names, strings.ToLower(h))
-	}
-	return g
-}
-
-// hostAllowed reports whether a request's Host names this server: an IP
-// address, localhost (or a name under it), or a configured name.
-func (g webGuard) hostAllowed(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	if host == "" {
-		return false
-	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return true
-	}
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	for _, n := range g.names {
-		if host == strings.TrimSuffix(n, ".") {
-			return true
-		}
-	}
-	return false
-}
-
-// host answers 421 to a request whose Host does not name this server.
-func (g webGuard) host(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.hostAllowed(r.Host) {
-			http.Error(w, "this server does not answer for host "+fmt.Sprintf("%q", r.Host), http.StatusMisdirectedRequest)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// metrics serves next to clients on this machine, and to others that
-// give the metrics token.
-func (g webGuard) metrics(next http.Handler) http.Handler {
-	return g.host(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if fromLoopback(r.RemoteAddr) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if g.open {
-			http.Error(w, "/metrics answers only clients on this machine: set http.metrics_token to read it from the network", http.StatusForbidden)
-			return
-		}
-		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(given))
-		if !ok || subtle.ConstantTimeCompare(sum[:], g.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fleet2mqtt metrics"`)
-			http.Error(w, "/metrics needs the token of http.metrics_token", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	}))
-}
-
-// fromLoopback reports whether a request's remote address is on this
-// machine.
-func fromLoopback(remote string) bool {
-	ap, err := netip.ParseAddrPort(remote)
-	return err == nil && ap.Addr().Unmap().IsLoopback()
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
@@ -21,16 +20,16 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/external"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
-	"github.com/fleet2mqtt/fleet2mqtt/certs/acme"
+	"github.com/fleet2mqtt/fleet2mqtt/command/service"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/health"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
-	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
 // serveFlags are the flags of serve and demo: a config file and the
@@ -122,10 +121,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-// broker is what the bridge publishes to and listens on.
+// broker is what the bridge publishes to and listens on, and the
+// component that starts and closes it: the embedded broker or the
+// external client (which outlives the context it was started with, so
+// that the cars' last records and the bridge state are published after
+// it ended).
 type broker interface {
 	pubsub.Publisher
 	pubsub.Subscriber
+	Component() supervise.Component
 }
 
 // app is a running fleet2mqtt: its components (see components), stopped
@@ -144,7 +148,7 @@ type app struct {
 	// cert is where the vehicle listener's certificate comes from.
 	cert certs.Source
 	// cmd is vehicle commands (command.go).
-	cmd *vehicleCommands
+	cmd *service.Service
 	// activity is the derived state (activity.go).
 	activity derivedState
 	// haStatus follows Home Assistant's status topic for the setup page.
@@ -165,7 +169,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range adjust { // the demo's parts (demo_commands.go)
+	for _, f := range adjust { // the demo's parts (demo.go)
 		f(a)
 	}
 	failed := make(chan error, 1)
@@ -178,6 +182,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 	g, err := supervise.Start(ctx, a.components(fail)...)
 	if err != nil {
 		return nil, err
+	}
+	if b, ok := a.broker.(*embedded.Broker); ok {
+		a.mqttAddr = b.Addr(embedded.ListenerTCP) // known once it listens
 	}
 	log.Info("fleet2mqtt ready", "version", version(), "startup", time.Since(t0).Round(time.Microsecond),
 		"vehicle", a.vehicleAddr, "mqtt", a.mqttAddr, "http", a.httpAddr)
@@ -208,7 +215,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err := atomicfile.CheckDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data_dir %s must be writable: fleet2mqtt keeps its keys, the owner's login, retained messages and history there; mount it read-write, or set data_dir to a writable directory: %w", cfg.DataDir, err)
 	}
-	removeLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted (leftovers.go)
+	atomicfile.RemoveLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted
 	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
@@ -238,12 +245,12 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if cfg.DiscoveryEnabled() {
 		var states announce.States = a.bridge
 		if cfg.MQTT.Replica != "" {
-			states = replicaStates{a.bridge}
+			states = bridge.ReplicaStates{Bridge: a.bridge} // only the cars streaming to this replica
 		}
 		a.announcer, err = announce.New(cfg.Discovery(), discovery.Bridge{Prefix: cfg.MQTT.Prefix, Availability: cfg.MQTT.AvailabilityTopic(), Version: version(),
 			Activity: cfg.Activity.Enabled, Currency: cfg.Activity.Currency, StreamingCost: true},
 			published, a.broker, states,
-			announce.WithLogger(log.With("component", "homeassistant")),
+			log.With("component", "homeassistant"),
 			announce.WithStateFile(filepath.Join(cfg.DataDir, announce.StateFile)))
 		if err != nil {
 			return nil, err
@@ -252,8 +259,8 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	} else if cfg.HomeAssistant.Enabled {
 		log.Info("home assistant discovery is off: mqtt.compat.exclusive publishes none of the topics it announces")
 	}
-	tc, err := a.vehicleTLS()
-	if err != nil {
+	var tc *tls.Config
+	if a.cert, tc, err = vehicleCerts(cfg).Listener(log); err != nil {
 		return nil, err
 	}
 	a.haStatus = announce.NewStatusWatch(a.broker, cfg.Discovery().StatusTopicOrDefault(), nil)
@@ -261,20 +268,20 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		ServerCAPEM:       a.cert.CA,
 		Announcer:         announcer,
 		PasswordOut:       os.Stderr,
-		Commands:          a.cmd.forSetup(),
+		Commands:          a.cmd.ForSetup(),
 		HomeAssistantSeen: a.haStatus.Seen,
 		Activity:          a.setupActivity(),
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
 	}
-	a.cmd.useSetupSession(a.wizard)
+	a.cmd.UseSetupSession(a.wizard)
 	fallback := http.NewServeMux()
 	public := a.wizard.PublicHandler() // the public key and the owner login's callback
 	fallback.Handle(fleetapi.PublicKeyPath, public)
 	fallback.Handle(setup.CallbackPath, public)
 	a.vehicle, err = ingest.New(cfg.Vehicle.Config, tc, a.recordPath(),
-		ingest.WithLogger(log.With("component", "vehicle")), ingest.WithFallback(fallback))
+		log.With("component", "vehicle"), ingest.WithFallback(fallback))
 	if err != nil {
 		return nil, err
 	}
@@ -288,39 +295,17 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 // and acts once the stages after it have succeeded, so that what is
 // counted, shown and announced has been published.
 func (a *app) recordPath() ingest.Sink {
-	return stages{
+	return ingest.Stages{
 		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
 		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
-	}.to(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
-}
-
-// stages are steps of the record path, in delivery order; each wraps the
-// steps after it.
-type stages []func(next ingest.Sink) ingest.Sink
-
-// to joins the stages, ending in last.
-func (s stages) to(last ingest.Sink) ingest.Sink {
-	for i := len(s) - 1; i >= 0; i-- {
-		last = s[i](last)
-	}
-	return last
+	}.To(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
 }
 
 // seenBySetupPage tells the setup page about every record the bridge
 // published.
-func (a *app) seenBySetupPage(next ingest.Sink) ingest.Sink {
-	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
-		if err := next.Handle(ctx, rec); err != nil {
-			return err
-		}
-		if rec.Topic != telemetry.TopicConnectivity {
-			a.wizard.RecordSeen(rec.VIN, rec.ReceivedAt)
-		}
-		return nil
-	})
-}
+func (a *app) seenBySetupPage(next ingest.Sink) ingest.Sink { return a.wizard.Tee(next) }
 
 // announce lets the announcer mark the cars and signals it sees; it
 // passes records through when discovery is off.
@@ -337,15 +322,11 @@ func (a *app) announce(next ingest.Sink) ingest.Sink {
 // broker closes last. fail stops the app with an error.
 func (a *app) components(fail func(error)) []supervise.Component {
 	return []supervise.Component{
-		a.brokerComponent(),
+		a.broker.Component(),
 		// A replica watches the others until its own offline is published
 		// (see bridge.Bridge.RunReplicas): it stops after the bridge state.
-		supervise.Background("replicas", func(ctx context.Context) error {
-			if err := a.bridge.RunReplicas(ctx, a.broker); err != nil {
-				a.log.Warn("cannot watch the other replicas; this one says offline for all when it stops", "err", err)
-			}
-			return nil
-		}, nil),
+		supervise.Background("replicas", func(ctx context.Context) error { return a.bridge.RunReplicas(ctx, a.broker) },
+			a.warn("cannot watch the other replicas; this one says offline for all when it stops")),
 		{
 			Name: "bridge state",
 			Start: func(ctx context.Context) error {
@@ -358,23 +339,16 @@ func (a *app) components(fail func(error)) []supervise.Component {
 		},
 		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
-		a.cmd.component(fail), // vehicle commands: MQTT topics, proxy API
+		a.cmd.Component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
 			if a.announcer == nil {
 				return nil
 			}
-			if err := a.announcer.Run(ctx); err != nil {
-				a.log.Warn("home assistant discovery stopped", "err", err)
-			}
-			return nil
-		}, nil),
-		supervise.Background("home assistant status", a.watchHomeAssistant, nil), // for the setup page
-		supervise.Background("setup page", func(ctx context.Context) error {
-			if err := a.wizard.Run(ctx); err != nil {
-				a.log.Warn("setup page background work stopped", "err", err)
-			}
-			return nil
-		}, nil),
+			return a.announcer.Run(ctx)
+		}, a.warn("home assistant discovery stopped")),
+		supervise.Background("home assistant status", a.haStatus.Run, // for the setup page
+			a.warn("cannot follow home assistant's status topic; the setup page cannot tell whether it is connected")),
+		supervise.Background("setup page", a.wizard.Run, a.warn("setup page background work stopped")),
 		a.vehicleListener(fail),
 		// ACME obtains the certificate once the listener answers its
 		// challenge.
@@ -382,61 +356,16 @@ func (a *app) components(fail func(error)) []supervise.Component {
 	}
 }
 
-// brokerComponent starts and closes the broker. The external client
-// outlives the context it was started with: the cars' last records and
-// the bridge state are published after it ended.
-func (a *app) brokerComponent() supervise.Component {
-	switch b := a.broker.(type) {
-	case *external.Client:
-		var stop context.CancelFunc
-		return supervise.Component{
-			Name: "external broker",
-			Start: func(ctx context.Context) error {
-				var clientCtx context.Context
-				clientCtx, stop = context.WithCancel(context.WithoutCancel(ctx))
-				if err := b.Start(clientCtx); err != nil {
-					stop()
-					return fmt.Errorf("external broker: %w", err)
-				}
-				return nil
-			},
-			Stop: func(context.Context) error { stop(); <-b.Done(); return nil },
-		}
-	case *embedded.Broker:
-		return supervise.Component{
-			Name: "embedded broker",
-			Start: func(ctx context.Context) error {
-				if err := b.Start(ctx); err != nil {
-					return fmt.Errorf("embedded broker: %w", err)
-				}
-				a.mqttAddr = b.Addr(embedded.ListenerTCP)
-				return nil
-			},
-			Stop: func(context.Context) error { return b.Close() },
-		}
-	}
-	panic(fmt.Sprintf("unknown broker %T", a.broker))
+// warn logs the error of a component that fleet2mqtt runs on without.
+func (a *app) warn(msg string) func(error) {
+	return func(err error) { a.log.Warn(msg, "err", err) }
 }
 
 // vehicleListener listens on vehicle.listen and serves the cars until
 // stopped.
 func (a *app) vehicleListener(fail func(error)) supervise.Component {
-	var serve supervise.Component
-	return supervise.Component{
-		Name: "vehicle listener",
-		Start: func(ctx context.Context) error {
-			ln, err := net.Listen("tcp", a.cfg.Vehicle.Listen)
-			if err != nil {
-				return fmt.Errorf("vehicle.listen: %w", err)
-			}
-			a.vehicleAddr = ln.Addr().String()
-			serve = supervise.Background("vehicle listener", func(ctx context.Context) error {
-				return a.vehicle.Serve(ctx, ln)
-			}, fail)
-			return serve.Start(ctx)
-		},
-		Stop: func(ctx context.Context) error { return serve.Stop(ctx) },
-	}
+	l := supervise.Listener{Addr: a.cfg.Vehicle.Listen, Key: "vehicle.listen", Listening: func(addr string) { a.vehicleAddr = addr }}
+	return supervise.Serve("vehicle listener", l, a.vehicle.Serve, fail)
 }
 
 // webListener serves the setup page, health and metrics on http.listen;
@@ -445,38 +374,8 @@ func (a *app) webListener(fail func(error)) supervise.Component {
 	if a.cfg.HTTP.Listen == "" {
 		return supervise.Component{Name: "web listener"}
 	}
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
-	return supervise.Component{
-		Name: "web listener",
-		Start: func(context.Context) error {
-			ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
-			if err != nil {
-				return fmt.Errorf("http.listen: %w", err)
-			}
-			a.httpAddr = ln.Addr().String()
-			go func() {
-				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-					fail(fmt.Errorf("web listener: %w", err))
-				}
-			}()
-			return nil
-		},
-		Stop: srv.Shutdown,
-	}
-}
-
-// replicaStates is what a replica's announcer drives: after Home
-// Assistant's birth message it republishes the values of the cars that
-// stream to this replica only. A car that moved to another replica has
-// newer values there, which this replica's would overwrite (and its
-// connected would read false).
-type replicaStates struct{ *bridge.Bridge }
-
-func (s replicaStates) Republish(ctx context.Context, vin string) error {
-	if !s.Streams(vin) {
-		return nil
-	}
-	return s.Bridge.Republish(ctx, vin)
+	l := supervise.Listener{Addr: a.cfg.HTTP.Listen, Key: "http.listen", Listening: func(addr string) { a.httpAddr = addr }}
+	return supervise.HTTP("web listener", l, &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}, fail)
 }
 
 // newBroker makes the configured broker, not started yet, and says where
@@ -486,7 +385,7 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	m := cfg.MQTT
 	log = log.With("component", "mqtt")
 	if m.Broker == config.BrokerExternal {
-		c, err := external.New(m.External, external.WithLogger(log), external.WithStateTopic(m.BridgeStateTopic()))
+		c, err := external.New(m.External, log, external.WithStateTopic(m.BridgeStateTopic()))
 		return c, m.External.URL, err
 	}
 	b, err := embedded.New(m.Embedded, filepath.Join(cfg.DataDir, "mqtt"), m.Prefix, log)
@@ -506,66 +405,15 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	return b, "", nil
 }
 
-// vehicleTLS builds the TLS configuration of the vehicle listener and
-// sets a.cert: a certificate obtained by ACME (vehicle.acme), or the
-// configured certificate files (followed when renewed), and the vehicle
-// CA bundles, or else a development PKI kept in the data directory, so
-// that fleet2mqtt starts with no configuration at all and simulated cars
-// can connect to it.
-func (a *app) vehicleTLS() (*tls.Config, error) {
-	cfg, log := a.cfg, a.log
-	var dev *certs.Bundle
-	devBundle := func() (*certs.Bundle, error) {
-		var err error
-		if dev == nil {
-			dev, err = certs.EnsureDevDir(cfg.DevPKIDir(), log)
-		}
-		return dev, err
-	}
-	switch {
-	case cfg.Vehicle.ACME.Enabled:
+// vehicleCerts is where the vehicle listener's certificate and the cars'
+// authorities come from.
+func vehicleCerts(cfg config.Config) certs.Vehicle {
+	v := certs.Vehicle{Files: cfg.Vehicle.TLS, DevDir: cfg.DevPKIDir(), Section: "vehicle"}
+	if cfg.Vehicle.ACME.Enabled {
 		ac := cfg.ACME()
-		m, err := acme.New(ac, acme.WithLogger(log.With("component", "acme")))
-		if err != nil {
-			return nil, configerr.Prefix("vehicle.acme", err)
-		}
-		log.Info("vehicle certificate by ACME", "hosts", strings.Join(m.Hosts(), ","), "directory", ac.Directory(), "cache", ac.CacheDir)
-		a.cert = m
-	case cfg.Vehicle.TLS.CertFile != "":
-		f, err := certs.NewFiles(cfg.Vehicle.TLS.CertFile, cfg.Vehicle.TLS.KeyFile, certs.FilesOptions{
-			Listener: "vehicle listener", CertKey: "vehicle.cert_file", KeyKey: "vehicle.key_file",
-			Recheck: certs.DefaultRecheck, Log: log,
-		})
-		if err != nil {
-			return nil, configerr.Prefix("vehicle", err)
-		}
-		a.cert = f
-	default:
-		b, err := devBundle()
-		if err != nil {
-			return nil, err
-		}
-		a.cert = &certs.Static{Cert: b.Server, CAPEM: b.ServerCA.CertPEM}
-		log.Warn("no vehicle.cert_file: serving a development certificate that real cars do not accept",
-			"ca", filepath.Join(cfg.DevPKIDir(), certs.CAFile))
+		v.ACME = &ac
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	a.cert.Configure(tc)
-	pool, err := cfg.Vehicle.TLS.ClientCAs()
-	if err != nil {
-		return nil, configerr.Prefix("vehicle", err)
-	}
-	if pool == nil {
-		b, err := devBundle()
-		if err != nil {
-			return nil, err
-		}
-		pool = b.VehicleCA.Pool()
-		log.Warn("no vehicle.client_ca_files: only simulated cars with development certificates can connect; add Tesla's vehicle CA bundle for real cars",
-			"vehicle_ca", filepath.Join(cfg.DevPKIDir(), certs.VehicleCAFile))
-	}
-	tc.ClientCAs = pool
-	return tc, nil
+	return v
 }
 
 // wait blocks until the app has stopped and returns why, nil for a clean
@@ -577,9 +425,9 @@ func (a *app) wait() error {
 
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	guard := newWebGuard(a.cfg) // Host check; /metrics for loopback or the token (health.go)
-	mux.Handle("GET /healthz", guard.host(http.HandlerFunc(a.healthz)))
-	mux.Handle("GET /metrics", guard.metrics(a.metrics.handler()))
+	guard := health.NewGuard(a.cfg.HTTP.Listen, a.cfg.Setup.PublicHostname, a.cfg.HTTP.MetricsToken) // Host check; /metrics for loopback or the token
+	mux.Handle("GET "+health.Path, guard.Host(health.Handler(a.retainedSaveFailing)))
+	mux.Handle("GET /metrics", guard.Metrics(a.metrics.handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi/fleetapitest"
 )
@@ -105,6 +106,13 @@ func (f *Fleet) AccessToken() (string, error) {
 
 // Close stops the fake.
 func (f *Fleet) Close() { f.Server.Close() }
+
+// EngineConfig is the configuration of an engine that commands the
+// fake's cars: sessions cached in sessionDir, limited by limit.
+func (f *Fleet) EngineConfig(sessionDir string, limit command.RateLimit) command.Config {
+	return command.Config{Key: f.Key, Transport: f.Owner, SessionDir: sessionDir,
+		PairingDomain: Domain, RateLimit: &limit}
+}
 
 // AddCar adds a car to the owner's account, online and paired.
 func (f *Fleet) AddCar(vin string) {

@@ -22,7 +22,7 @@ func externalClient(t *testing.T, ctx context.Context, url, clientID string, log
 	t.Helper()
 	cfg := external.DefaultConfig()
 	cfg.URL, cfg.ClientID = url, clientID
-	c, err := external.New(cfg, external.WithLogger(log))
+	c, err := external.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestExternalBrokerNeverRunsRetainedCommands(t *testing.T) {
 	bridge := externalClient(t, ctx, broker.URL(), "fleet2mqtt", log)
 	s := enabled()
 	h, err := cmdmqtt.New(cmdmqtt.Config{Prefix: prefix, Settings: s, Engine: engine,
-		Source: cmdmqtt.External{Subscriber: bridge}, Publisher: bridge, QoS: 1, Logger: log})
+		Source: cmdmqtt.External{Subscriber: bridge}, Publisher: bridge, QoS: 1}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,6 @@ type Config struct {
 	// MaxInFlight bounds the commands running at once (a command may wait
 	// a minute for a car to wake); DefaultMaxInFlight when 0.
 	MaxInFlight int
-	Logger      *slog.Logger
 }
 
 // DefaultMaxInFlight is Config.MaxInFlight when unset.
@@ -125,18 +124,19 @@ type Handler struct {
 	wg    sync.WaitGroup
 }
 
-// New returns a Handler; Run starts it.
-func New(cfg Config) (*Handler, error) {
+// New returns a Handler that logs to log (nil discards); Start starts
+// it.
+func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	if cfg.Prefix == "" || cfg.Engine == nil || cfg.Source == nil || cfg.Publisher == nil {
 		return nil, errors.New("command mqtt: prefix, engine, source and publisher are required")
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxInFlight)}, nil
+	return &Handler{cfg: cfg, log: log, slots: make(chan struct{}, cfg.MaxInFlight)}, nil
 }
 
 // Filters are the topic filters of commands under prefix.

@@ -70,7 +70,7 @@ func newRig(t *testing.T, settings command.Settings) *rig {
 	}
 	t.Cleanup(func() { b.Close() })
 	h, err := cmdmqtt.New(cmdmqtt.Config{Prefix: prefix, Settings: settings, Engine: engine,
-		Source: cmdmqtt.Embedded{Broker: b}, Publisher: b, QoS: 1, Logger: log})
+		Source: cmdmqtt.Embedded{Broker: b}, Publisher: b, QoS: 1}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,19 +50,18 @@ type Config struct {
 	// Transport carries forwarded requests; http.DefaultTransport when
 	// nil.
 	Transport http.RoundTripper
-	Logger    *slog.Logger
 }
 
 // maxBody bounds a command's JSON arguments.
 const maxBody = 64 << 10
 
-// New returns the API's handler.
-func New(cfg Config) (http.Handler, error) {
+// New returns the API's handler, which logs to log (nil discards).
+func New(cfg Config, log *slog.Logger) (http.Handler, error) {
 	if cfg.Engine == nil || cfg.Via == nil || cfg.FleetAPI == nil {
 		return nil, errors.New("proxy API: engine, transport and Fleet API URL are required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	forward := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -73,11 +72,11 @@ func New(cfg Config) (http.Handler, error) {
 		},
 		Transport: cfg.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			cfg.Logger.Warn("proxy API: forwarding to the Fleet API failed", "path", r.URL.Path, "err", err)
+			log.Warn("proxy API: forwarding to the Fleet API failed", "path", r.URL.Path, "err", err)
 			writeError(w, http.StatusBadGateway, "the Fleet API could not be reached: "+err.Error())
 		},
 	}
-	h := &handler{cfg: cfg}
+	h := &handler{cfg: cfg, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/1/vehicles/{vin}/command/{name}", h.command)
 	mux.HandleFunc("/api/1/", func(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +139,10 @@ func badPath(u *url.URL) string {
 	return ""
 }
 
-type handler struct{ cfg Config }
+type handler struct {
+	cfg Config
+	log *slog.Logger
+}
 
 // baseKey carries the Fleet API base URL of one forwarded request.
 type baseKey struct{}
@@ -188,7 +190,7 @@ func (h *handler) command(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, command.ErrInvalidCommand) {
 			status = http.StatusBadRequest
 		}
-		h.cfg.Logger.Warn("vehicle command refused", "who", who(r), "vin", vin, "command", name, "reason", err)
+		h.log.Warn("vehicle command refused", "who", who(r), "vin", vin, "command", name, "reason", err)
 		writeError(w, status, err.Error())
 		return
 	}

@@ -51,10 +51,10 @@ func newRig(t *testing.T) *rig {
 	u, _ := url.Parse(base)
 	settings := command.DefaultSettings()
 	settings.Enabled = true
-	h, err := proxy.New(proxy.Config{Settings: settings, Engine: engine, FleetAPI: func() (*url.URL, error) { return u, nil }, Logger: log,
+	h, err := proxy.New(proxy.Config{Settings: settings, Engine: engine, FleetAPI: func() (*url.URL, error) { return u, nil },
 		Via: func(tok string) command.Transport {
 			return fleet.Client.Owner(fleetapi.BearerToken(tok), fleetapi.RegionNA)
-		}})
+		}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 // Package atomicfile replaces files so that a reader, a crash or a full
 // disk leaves either the old file or the new one: never a mix, never a
-// temporary file.
+// temporary file. It also knows the temporary files of every atomic writer
+// in fleet2mqtt (this one and the others' own), and removes those a crash
+// left behind (RemoveLeftovers).
 package atomicfile
 
 import (

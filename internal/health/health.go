@@ -1,7 +1,9 @@
-// Package health is the client side of fleet2mqtt's health endpoint: the
-// `healthcheck` command asks a running fleet2mqtt's web listener for Path,
-// so that container images without curl can have a HEALTHCHECK. The web
-// listener that answers it is wired in cmd/fleet2mqtt.
+// Package health is fleet2mqtt's health endpoint, both sides. The server
+// side answers Path on the web listener (Handler) and guards it and
+// /metrics against other sites and other machines (Guard). The client
+// side is the `healthcheck` command's: it asks a running fleet2mqtt's web
+// listener for Path (Check), so that container images without curl can
+// have a HEALTHCHECK.
 package health
 
 import (

@@ -1,4 +1,4 @@
-package main
+package atomicfile
 
 import (
 	"errors"
@@ -31,7 +31,7 @@ func TestRemoveLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removeLeftovers(dir, slog.New(slog.DiscardHandler))
+	RemoveLeftovers(dir, slog.New(slog.DiscardHandler))
 	for _, name := range leftovers {
 		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s not removed: %v", name, err)

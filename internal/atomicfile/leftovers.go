@@ -1,4 +1,4 @@
-package main
+package atomicfile
 
 import (
 	"io/fs"
@@ -48,12 +48,12 @@ func isLeftover(name string) bool {
 	return false
 }
 
-// removeLeftovers removes, before anything writes, the temporary files
+// RemoveLeftovers removes, before anything writes, the temporary files
 // that interrupted writes left in the data directory, so that a service
 // that keeps crashing does not slowly fill the disk. Other files, and
 // anything that is not a regular file, are left alone; it logs what it
 // removed and what it could not.
-func removeLeftovers(dataDir string, log *slog.Logger) {
+func RemoveLeftovers(dataDir string, log *slog.Logger) {
 	root := filepath.Clean(dataDir)
 	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
