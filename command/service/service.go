@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -73,8 +74,15 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	counters := command.NewCounters(nil)
+	if cfg.Credentials.DataDir != "" {
+		// Kept on disk and shared with the command line: the month's
+		// counts survive a restart.
+		counters = command.OpenCounters(filepath.Join(SessionDir(cfg.Credentials.DataDir), command.UsageFileName),
+			command.CountersOptions{Logger: log})
+	}
 	s := &Service{cfg: cfg.Credentials.Settings, creds: cfg.Credentials, section: cfg.Section,
-		counters: command.NewCounters(nil), log: log}
+		counters: counters, log: log}
 	s.engine = &lazyEngine{config: s.creds.EngineConfig, metrics: s.counters, log: log}
 	if !s.cfg.Enabled {
 		return s, nil
@@ -163,6 +171,9 @@ func (s *Service) Component(fail func(error)) supervise.Component {
 			if s.handler != nil {
 				s.handler.Wait()
 			}
+			if cerr := s.counters.Close(); cerr != nil {
+				s.log.Warn("could not save the month's command counts", "err", cerr)
+			}
 			return err
 		},
 	}
@@ -196,5 +207,5 @@ func (s *Service) proxyServer(fail func(error)) (supervise.Component, error) {
 		defer s.mu.Unlock()
 		s.proxyAddr = addr
 	}}
-	return supervise.HTTP("proxy API", l, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, fail), nil
+	return supervise.HTTP("proxy API", l, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}, fail), nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
+	"github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -360,7 +361,7 @@ func TestMQTTCommandAbuse(t *testing.T) {
 	const flood = 200
 	r := trial(t, areaHostile,
 		fmt.Sprintf("a user in commands.mqtt_users publishes flash_lights %d times as fast as it can on tesla/<VIN>/command/flash_lights; then set_charge_limit with malformed JSON, the wrong type, out of range, unknown arguments; then set_charge_limit {\"percent\":80} padded with spaces to 1 MB; an anonymous client publishes a command", flood),
-		"the per-car rate limit holds: the car flashes at most the burst (5), every other command gets a result saying it was rate limited; each bad argument gets a result with ok false and the reason; the 1 MB payload is refused (no command runs) with a result or the broker's refusal; the anonymous command is refused with 0x87; fleet2mqtt's memory grows by less than 64 MB")
+		"the per-car rate limit holds: the car flashes at most the default burst (command.DefaultRateLimit.Burst, 15), every other command gets a result saying it was rate limited; each bad argument gets a result with ok false and the reason; the 1 MB payload is refused (no command runs) with a result or the broker's refusal; the anonymous command is refused with 0x87; fleet2mqtt's memory grows by less than 64 MB")
 	rig := newCommandRig(t, "mqtt-commands")
 	f := rig.f
 	rss0, _ := f.memory()
@@ -415,10 +416,11 @@ func TestMQTTCommandAbuse(t *testing.T) {
 			limited++
 		}
 	}
-	if len(got) != flood || ok > 5 || ok+limited != flood {
-		r.errorf(t, "%d results for %d commands: %d ran, %d rate limited, want at most 5 run and the rest rate limited", len(got), flood, ok, limited)
+	burst := command.DefaultRateLimit.Burst
+	if len(got) != flood || ok > burst || ok+limited != flood {
+		r.errorf(t, "%d results for %d commands: %d ran, %d rate limited, want at most %d run and the rest rate limited", len(got), flood, ok, limited, burst)
 	}
-	if n := rig.flashes(); n > 5 {
+	if n := rig.flashes(); n > burst {
 		r.errorf(t, "the car flashed %d times", n)
 	}
 	var limitReason string
