@@ -147,6 +147,7 @@ func (p *player) play(ctx context.Context) error {
 		}
 		t := model.step(step, time.Now())
 		t.notes = append(told.notes, t.notes...)
+		p.remote.report(model.controls())
 		if err := p.send(ctx, t); err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -17,6 +17,22 @@ type Remote struct {
 	mu      sync.Mutex
 	pending RemoteChange
 	wake    chan struct{}
+	watch   func(Controls)
+	told    *Controls // last given to watch
+}
+
+// Controls is the state of the controls a command changes, as the car's
+// stream last said it: the simulated car's own state, which whoever
+// commands it (the fake Fleet API's car) follows through Watch.
+type Controls struct {
+	Locked         bool    // Locked
+	Climate        bool    // HvacPower on
+	DriverTemp     float64 // HvacLeftTemperatureRequest, °C
+	Sentry         bool    // SentryMode armed (or anything but off)
+	Charging       bool    // DetailedChargeState Starting or Charging
+	ChargeLimit    int     // ChargeLimitSoc, percent
+	ChargingAmps   int     // the AC current requested (ChargeCurrentRequest)
+	ChargePortOpen bool    // ChargePortDoorOpen
 }
 
 // RemoteChange is one change; nil fields stay as they are.
@@ -35,6 +51,9 @@ type RemoteChange struct {
 	DriverTemp *float64
 	// Locked and Sentry: Locked, SentryMode.
 	Locked, Sentry *bool
+	// ChargePortOpen opens or closes the charge port door
+	// (ChargePortDoorOpen).
+	ChargePortOpen *bool
 }
 
 // NewRemote returns a Remote with nothing pending.
@@ -52,6 +71,7 @@ func (r *Remote) Apply(c RemoteChange) {
 	p.DriverTemp = pick(c.DriverTemp, p.DriverTemp)
 	p.Locked = pick(c.Locked, p.Locked)
 	p.Sentry = pick(c.Sentry, p.Sentry)
+	p.ChargePortOpen = pick(c.ChargePortOpen, p.ChargePortOpen)
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -64,6 +84,50 @@ func pick[T any](newer, older *T) *T {
 		return newer
 	}
 	return older
+}
+
+// Watch makes fn receive the car's controls after each step in which
+// they changed, and once after its first step: the car is the one source
+// of truth, and a commanded fake follows it. What is pending is shown as
+// already done, so that a command applied a moment before a step is not
+// undone by that step's report. fn runs on the car's goroutine and must
+// not block; a second Watch replaces the first.
+func (r *Remote) Watch(fn func(Controls)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watch, r.told = fn, nil
+}
+
+// report gives the watcher the car's controls c, with what is pending
+// over them, if they changed since the last report.
+func (r *Remote) report(c Controls) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	p := r.pending
+	set(&c.Locked, p.Locked)
+	set(&c.Climate, p.Climate)
+	set(&c.DriverTemp, p.DriverTemp)
+	set(&c.Sentry, p.Sentry)
+	set(&c.Charging, p.Charging)
+	set(&c.ChargeLimit, p.ChargeLimit)
+	set(&c.ChargingAmps, p.ChargingAmps)
+	set(&c.ChargePortOpen, p.ChargePortOpen)
+	fn := r.watch
+	if fn == nil || (r.told != nil && *r.told == c) {
+		r.mu.Unlock()
+		return
+	}
+	r.told = &c
+	r.mu.Unlock()
+	fn(c)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // take returns and clears what is pending.
@@ -93,6 +157,7 @@ type remoteOverrides struct {
 	driverTemp *float64
 	locked     *bool
 	sentry     *bool
+	chargePort *bool
 }
 
 // applyRemote applies a change to the model.
@@ -116,6 +181,9 @@ func (v *vehicle) applyRemote(c RemoteChange, t *tick) {
 	}
 	if c.Sentry != nil {
 		v.remote.sentry = c.Sentry
+	}
+	if c.ChargePortOpen != nil {
+		v.remote.chargePort = c.ChargePortOpen
 	}
 	if c.Charging == nil {
 		return
@@ -166,4 +234,28 @@ func (v *vehicle) reportRemote() {
 			r.add(fSentryMode, sentryOff)
 		}
 	}
+	if o.chargePort != nil {
+		r.add(fChargePortDoorOpen, telemetry.BoolValue(*o.chargePort))
+	}
+}
+
+// controls is the state of the controls as the stream last said it; a
+// temperature not yet said is the one the car asks for when driving.
+func (v *vehicle) controls() Controls {
+	last := func(f telemetry.Field) telemetry.Value { return v.rep.last[f].v }
+	charge, sentry, temp := last(fDetailedChargeState), last(fSentryMode), last(fHvacLeftTempRequest)
+	c := Controls{
+		Locked:         last(fLocked).Bool(),
+		Climate:        last(fHvacPower).Equal(hvacOn),
+		DriverTemp:     21,
+		Sentry:         sentry.Valid() && !sentry.Equal(sentryOff),
+		Charging:       charge.Equal(chargeStarting) || charge.Equal(chargeCharging),
+		ChargeLimit:    v.limit,
+		ChargingAmps:   int(v.amps),
+		ChargePortOpen: last(fChargePortDoorOpen).Bool(),
+	}
+	if temp.Valid() {
+		c.DriverTemp = temp.Float()
+	}
+	return c
 }

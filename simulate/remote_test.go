@@ -72,3 +72,26 @@ func TestRemoteOverridesLastUntilTheStoryMoves(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteWatch: the watcher gets the car's controls when they change,
+// with what is pending shown as done.
+func TestRemoteWatch(t *testing.T) {
+	v := newVehicle(ScenarioDrive, 1)
+	v.step(time.Second, time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	r := NewRemote()
+	var got []Controls
+	r.Watch(func(c Controls) { got = append(got, c) })
+	r.report(v.controls())
+	r.report(v.controls())
+	if len(got) != 1 {
+		t.Fatalf("%d reports of unchanged controls, want 1", len(got))
+	}
+	if c := got[0]; !c.Locked || !c.Climate || c.Charging || c.ChargeLimit != 80 {
+		t.Errorf("a driving car's controls: %+v", c)
+	}
+	r.Apply(RemoteChange{Climate: ptr(false), ChargeLimit: ptr(65)})
+	r.report(v.controls())
+	if len(got) != 2 || got[1].Climate || got[1].ChargeLimit != 65 {
+		t.Errorf("with a change pending: %+v", got)
+	}
+}

@@ -1,6 +1,11 @@
-// Package follow makes simulated cars follow the fake Tesla's cars
-// (command/fakefleet): what a signed command changes in a fake car
-// reaches the simulated car of the same VIN, whose stream then shows it.
+// Package follow joins simulated cars and the fake Tesla's cars
+// (command/fakefleet) of the same VIN. The simulated car is the one
+// source of truth: after each of its steps the fake car's controls
+// (locked, climate and temperature, sentry, charging, charge limit and
+// amps, charge port) are set to what its stream says, so that the fake
+// judges a command against the car as it is (lock an unlocked car,
+// stop a charge in progress); what a signed command then changes in the
+// fake car reaches the simulated car, whose stream shows it.
 // `fleet2mqtt demo` runs it, so that a command on MQTT or from Home
 // Assistant changes the car's stream.
 package follow
@@ -41,8 +46,25 @@ func (d *Fleet) Add(vins ...string) {
 	defer d.mu.Unlock()
 	for _, vin := range vins {
 		d.AddCar(vin)
-		d.remotes[vin] = simulate.NewRemote()
+		r := simulate.NewRemote()
+		car := d.Server.Car(vin)
+		r.Watch(func(c simulate.Controls) { car.UpdateState(func(st *fleetapitest.CarState) { mirror(st, c) }) })
+		d.remotes[vin] = r
 	}
+}
+
+// mirror sets the fake car's controls to the simulated car's. Whether a
+// cable is plugged in stays the fake's own (plugged in): the simulated
+// car plugs in at home when told to charge.
+func mirror(st *fleetapitest.CarState, c simulate.Controls) {
+	st.Locked = c.Locked
+	st.ClimateOn = c.Climate
+	st.DriverTemp = c.DriverTemp
+	st.Sentry = c.Sentry
+	st.Charging = c.Charging
+	st.ChargeLimit = c.ChargeLimit
+	st.ChargingAmps = c.ChargingAmps
+	st.ChargePortOpen = c.ChargePortOpen
 }
 
 // Remote is what the simulated car vin follows; nil for a car not added.
@@ -83,6 +105,9 @@ func change(old, now fleetapitest.CarState) simulate.RemoteChange {
 	}
 	if now.Sentry != old.Sentry {
 		c.Sentry = &now.Sentry
+	}
+	if now.ChargePortOpen != old.ChargePortOpen {
+		c.ChargePortOpen = &now.ChargePortOpen
 	}
 	return c
 }

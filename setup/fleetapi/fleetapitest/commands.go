@@ -151,6 +151,15 @@ func (c *Car) SetState(st CarState) {
 	c.state = st
 }
 
+// UpdateState changes the car's state with fn, atomically with respect
+// to commands (observers are not told): for a car whose state follows
+// another source of truth, such as a simulated car's stream.
+func (c *Car) UpdateState(fn func(*CarState)) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	fn(&c.state)
+}
+
 // SetLegacy makes the car one that predates the Vehicle Command Protocol:
 // signed_command answers 422 and REST commands work.
 func (c *Car) SetLegacy(legacy bool) {
