@@ -48,8 +48,8 @@ type derivedState struct {
 // the bridge, which feeds it every record and publishes what it derives
 // with the record's signals, before the frame is acknowledged.
 func (a *app) buildActivity() error {
-	a.activity.cost = newStreamCost(a.cfg.Activity.StreamingBudgetDollars, a.metrics.car)
-	a.metrics.reg.MustRegister(a.activity.cost)
+	a.activity.cost = newStreamCost(a.cfg.Activity.StreamingBudgetDollars, a.metrics.Car)
+	a.metrics.MustRegister(a.activity.cost)
 	if err := a.bridge.RestoreValues(filepath.Join(a.cfg.DataDir, valuesFile)); err != nil {
 		a.log.Warn("the state objects start without the values from before the restart", "err", err)
 	}

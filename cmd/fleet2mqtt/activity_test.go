@@ -19,6 +19,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/metrics"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -389,10 +390,10 @@ func TestStreamingCost(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		`fleet2mqtt_vehicle_signals_total{car="` + carPseudonym(vin) + `",signal="Soc"} 3`,
-		`fleet2mqtt_vehicle_signals_total{car="` + carPseudonym(vin) + `",signal="Location"} 3`,
-		`fleet2mqtt_vehicle_streaming_monthly_dollars{car="` + carPseudonym(vin) + `"} 0.03`,
-		`fleet2mqtt_vehicle_streaming_over_budget{car="` + carPseudonym(vin) + `"} 1`,
+		`fleet2mqtt_vehicle_signals_total{car="` + metrics.CarPseudonym(vin) + `",signal="Soc"} 3`,
+		`fleet2mqtt_vehicle_signals_total{car="` + metrics.CarPseudonym(vin) + `",signal="Location"} 3`,
+		`fleet2mqtt_vehicle_streaming_monthly_dollars{car="` + metrics.CarPseudonym(vin) + `"} 0.03`,
+		`fleet2mqtt_vehicle_streaming_over_budget{car="` + metrics.CarPseudonym(vin) + `"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -27,6 +27,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/health"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/metrics"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -140,7 +141,7 @@ type app struct {
 	broker  broker
 	bridge  *bridge.Bridge
 	vehicle *ingest.Server
-	metrics *metrics
+	metrics *metrics.Registry
 	wizard  *setup.Wizard
 	// announcer announces the cars to Home Assistant; nil when discovery
 	// is off.
@@ -216,28 +217,20 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("data_dir %s must be writable: fleet2mqtt keeps its keys, the owner's login, retained messages and history there; mount it read-write, or set data_dir to a writable directory: %w", cfg.DataDir, err)
 	}
 	atomicfile.RemoveLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted
-	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
+	a := &app{cfg: cfg, log: log, metrics: metrics.New(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
 		return nil, err
 	}
-	if q, ok := a.broker.(queue); ok {
-		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
-	}
-	if p, ok := a.broker.(persister); ok {
-		a.metrics.watchStore(p)
-	}
-	if eb, ok := a.broker.(*embedded.Broker); ok {
-		a.metrics.watchEmbedded(eb)
-	}
-	published := instrumentedBroker{a.broker, a.metrics}
+	a.metrics.WatchBroker(a.broker, cfg.MQTT.External.WithDefaults().QueueSize)
+	published := a.metrics.Publisher(a.broker)
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
 	}
 	if err := a.buildCommands(); err != nil {
 		return nil, err
 	}
-	a.metrics.watchBridge(a.bridge)
+	a.metrics.WatchBridge(a.bridge)
 	if err := a.buildActivity(); err != nil {
 		return nil, err
 	}
@@ -285,7 +278,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.metrics.watchVehicles(a.vehicle)
+	a.metrics.WatchVehicles(a.vehicle)
 	return a, nil
 }
 
@@ -296,11 +289,11 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 // counted, shown and announced has been published.
 func (a *app) recordPath() ingest.Sink {
 	return ingest.Stages{
-		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
+		a.metrics.Count,   // records by topic and outcome (fleet2mqtt_records_total)
 		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
-	}.To(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
+	}.To(a.bridge) // the bridge: record → messages → broker (metered by metrics.Publisher)
 }
 
 // seenBySetupPage tells the setup page about every record the bridge
@@ -427,7 +420,7 @@ func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	guard := health.NewGuard(a.cfg.HTTP.Listen, a.cfg.Setup.PublicHostname, a.cfg.HTTP.MetricsToken) // Host check; /metrics for loopback or the token
 	mux.Handle("GET "+health.Path, guard.Host(health.Handler(a.retainedSaveFailing)))
-	mux.Handle("GET /metrics", guard.Metrics(a.metrics.handler()))
+	mux.Handle("GET /metrics", guard.Metrics(a.metrics.Handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }

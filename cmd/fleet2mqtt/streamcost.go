@@ -75,7 +75,7 @@ func (a *app) publishStreamCost(ctx context.Context, now time.Time) {
 	if len(msgs) == 0 {
 		return
 	}
-	if err := (instrumentedBroker{a.broker, a.metrics}).Publish(ctx, msgs); err != nil {
+	if err := a.metrics.Publisher(a.broker).Publish(ctx, msgs); err != nil {
 		a.log.Warn("cannot publish the streaming cost estimates", "err", err)
 		return
 	}
