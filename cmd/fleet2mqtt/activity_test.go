@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
+	activitysvc "github.com/fleet2mqtt/fleet2mqtt/activity/service"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/metrics"
@@ -127,7 +128,7 @@ func TestDemoCommute(t *testing.T) {
 
 	stop()
 	// The history holds both drives and the charge.
-	h, err := history.Open(filepath.Join(dataDir, historyFile))
+	h, err := history.Open(filepath.Join(dataDir, activitysvc.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +328,7 @@ places:
 		t.Fatal(err)
 	}
 	<-p.exited
-	h, err := history.Open(filepath.Join(dir, "data", historyFile))
+	h, err := history.Open(filepath.Join(dir, "data", activitysvc.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ func TestStreamingCost(t *testing.T) {
 	}
 	vin := car.car.VIN()
 	sub := subscribe(t, a.mqttAddr, "tesla/"+vin+"/streaming/#")
-	a.publishStreamCost(context.Background(), time.Now())
+	a.activity.PublishStreamCost(context.Background(), time.Now())
 	var est struct {
 		Monthly       float64 `json:"monthly_dollars"`
 		SignalsPerDay float64 `json:"signals_per_day"`

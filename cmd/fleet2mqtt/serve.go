@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	activitysvc "github.com/fleet2mqtt/fleet2mqtt/activity/service"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
@@ -151,7 +152,7 @@ type app struct {
 	// cmd is vehicle commands (command.go).
 	cmd *service.Service
 	// activity is the derived state (activity.go).
-	activity derivedState
+	activity *activitysvc.Service
 	// haStatus follows Home Assistant's status topic for the setup page.
 	haStatus *announce.StatusWatch
 
@@ -231,7 +232,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.metrics.WatchBridge(a.bridge)
-	if err := a.buildActivity(); err != nil {
+	if err := a.buildActivity(published); err != nil {
 		return nil, err
 	}
 	var announcer setup.Announcer // a nil interface when discovery is off
@@ -263,7 +264,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		PasswordOut:       os.Stderr,
 		Commands:          a.cmd.ForSetup(),
 		HomeAssistantSeen: a.haStatus.Seen,
-		Activity:          a.setupActivity(),
+		Activity:          a.activity.ForSetup(),
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
@@ -290,7 +291,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 func (a *app) recordPath() ingest.Sink {
 	return ingest.Stages{
 		a.metrics.Count,   // records by topic and outcome (fleet2mqtt_records_total)
-		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
+		a.activity.Stage,  // records and signals per car, the streaming bill's estimate (activity/service)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
 	}.To(a.bridge) // the bridge: record → messages → broker (metered by metrics.Publisher)
@@ -330,7 +331,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			},
 			Stop: a.bridge.Offline,
 		},
-		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
+		a.activity.Component(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
 		a.cmd.Component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
