@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -131,10 +130,7 @@ Flags:
 	if err != nil {
 		return fail(err)
 	}
-	key, err := fleetapi.LoadPrivateKey(path)
-	if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
-		return fail(fmt.Errorf("no key at %s: give one with --key, or create it on the setup page (step: key pair)", path))
-	}
+	key, err := fleetapi.SigningKey(path, *keyFile != "")
 	if err != nil {
 		return fail(err)
 	}
@@ -142,13 +138,8 @@ Flags:
 	if err != nil {
 		return fail(fmt.Errorf("read telemetry config: %w", err))
 	}
-	// Problems do not stop the signing (--force decides); a config that is
-	// not a JSON object, or a key that cannot sign, does.
-	problems, err := fleetapi.CheckClaims(claims, now)
-	if err != nil {
-		return fail(err)
-	}
-	token, err := fleetapi.SignTelemetryClaims(key, claims)
+	// Problems do not stop the signing: --force decides.
+	token, problems, err := fleetapi.CheckAndSignClaims(key, claims, now)
 	if err != nil {
 		return fail(err)
 	}

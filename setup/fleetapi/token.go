@@ -10,6 +10,29 @@ import (
 	"time"
 )
 
+// SigningKey reads the private key that signs streaming configs from
+// path. named means a person gave the file; when they did not (it is the
+// setup page's key) and it does not exist, the error says how to make one.
+func SigningKey(path string, named bool) (*ecdsa.PrivateKey, error) {
+	key, err := LoadPrivateKey(path)
+	if errors.Is(err, fs.ErrNotExist) && !named {
+		return nil, fmt.Errorf("no key at %s: give one with --key, or create it on the setup page (step: key pair)", path)
+	}
+	return key, err
+}
+
+// CheckAndSignClaims checks the raw claims of a streaming config as a
+// person wrote them (CheckClaims) and signs them (SignTelemetryClaims):
+// problems do not stop the signing, the caller decides; claims that are
+// not a JSON object, or a key that cannot sign, do.
+func CheckAndSignClaims(key *ecdsa.PrivateKey, claims []byte, now time.Time) (token string, problems []string, err error) {
+	if problems, err = CheckClaims(claims, now); err != nil {
+		return "", nil, err
+	}
+	token, err = SignTelemetryClaims(key, claims)
+	return token, problems, err
+}
+
 // VerifyingKey returns the key a signed streaming config is checked
 // against: the public key in path when public, else the public half of
 // the private key in path. A private key file that does not exist gives
