@@ -254,7 +254,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		log.Info("home assistant discovery is off: mqtt.compat.exclusive publishes none of the topics it announces")
 	}
 	var tc *tls.Config
-	if a.cert, tc, err = vehicleCerts(cfg).Listener(log); err != nil {
+	if a.cert, tc, err = cfg.VehicleCerts().Listener(log); err != nil {
 		return nil, err
 	}
 	a.haStatus = announce.NewStatusWatch(a.broker, cfg.Discovery().StatusTopicOrDefault(), nil)
@@ -397,17 +397,6 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 		b.ProtectTopics(func(topic string) bool { return discovery.Owns(ha, topic) })
 	}
 	return b, "", nil
-}
-
-// vehicleCerts is where the vehicle listener's certificate and the cars'
-// authorities come from.
-func vehicleCerts(cfg config.Config) certs.Vehicle {
-	v := certs.Vehicle{Files: cfg.Vehicle.TLS, DevDir: cfg.DevPKIDir(), Section: "vehicle"}
-	if cfg.Vehicle.ACME.Enabled {
-		ac := cfg.ACME()
-		v.ACME = &ac
-	}
-	return v
 }
 
 // wait blocks until the app has stopped and returns why, nil for a clean
