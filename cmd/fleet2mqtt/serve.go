@@ -151,7 +151,7 @@ type app struct {
 	cert certs.Source
 	// cmd is vehicle commands (command.go).
 	cmd *service.Service
-	// activity is the derived state (activity.go).
+	// activity is the derived state (activity/service, built in activity.go).
 	activity *activitysvc.Service
 	// haStatus follows Home Assistant's status topic for the setup page.
 	haStatus *announce.StatusWatch
