@@ -178,6 +178,17 @@ func defaultDataDir() string {
 // makes when no server certificate or vehicle CA is configured.
 func (c *Config) DevPKIDir() string { return filepath.Join(c.DataDir, "dev-pki") }
 
+// VehicleCerts is where the vehicle listener's certificate and the cars'
+// authorities come from: the files, ACME or the development PKI.
+func (c *Config) VehicleCerts() certs.Vehicle {
+	v := certs.Vehicle{Files: c.Vehicle.TLS, DevDir: c.DevPKIDir(), Section: "vehicle"}
+	if c.Vehicle.ACME.Enabled {
+		ac := c.ACME()
+		v.ACME = &ac
+	}
+	return v
+}
+
 // Logger returns the logger the log section asks for, writing to w.
 func (l LogConfig) Logger(w io.Writer) *slog.Logger {
 	level, _ := l.level()

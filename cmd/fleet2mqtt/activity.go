@@ -1,165 +1,30 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
-	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
+	activitysvc "github.com/fleet2mqtt/fleet2mqtt/activity/service"
+	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
-	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
-	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 )
 
-// Where the derived state lives in the data directory.
-const (
-	historyFile     = "history.db"  // the sessions (bbolt)
-	activityDirName = "activity"    // one tracker per car, <VIN>.json
-	valuesFile      = "values.json" // every car's latest values, for the state object
-)
-
-// How often the derived state is ticked (grace periods, timeouts, stale
-// streams) and saved, and how often old sessions are pruned.
-const (
-	activityTick  = 10 * time.Second
-	activityPrune = 24 * time.Hour
-	valuesSave    = time.Minute
-)
-
-// derivedState is what fleet2mqtt derives from the stream: the trackers
-// and their publisher and the history of sessions (nil when activity is
-// off), and what each car's stream costs (streamcost.go).
-type derivedState struct {
-	derived *bridge.Derived
-	history *history.Store
-	cost    *streamCost
-	// configPlaces are the configuration file's places, and loc the zone
-	// of the monthly totals, for the setup page (activity_setup.go).
-	configPlaces []activity.Place
-	loc          *time.Location
-}
-
-// buildActivity makes the streaming cost meter, and with activity.enabled
-// the derived state publisher and the history. The publisher attaches to
-// the bridge, which feeds it every record and publishes what it derives
-// with the record's signals, before the frame is acknowledged.
-func (a *app) buildActivity() error {
-	a.activity.cost = newStreamCost(a.cfg.Activity.StreamingBudgetDollars, a.metrics.car)
-	a.metrics.reg.MustRegister(a.activity.cost)
-	if err := a.bridge.RestoreValues(filepath.Join(a.cfg.DataDir, valuesFile)); err != nil {
-		a.log.Warn("the state objects start without the values from before the restart", "err", err)
-	}
-	if !a.cfg.Activity.Enabled {
-		return nil
-	}
+// buildActivity makes the derived state (activity/service): the streaming
+// cost meter on /metrics, and with activity.enabled the trackers, which
+// the bridge feeds, and the history.
+func (a *app) buildActivity(pub pubsub.Publisher) (err error) {
 	acfg, err := a.cfg.ActivityConfig()
 	if err != nil {
 		return err
 	}
-	// The places the owner added on the setup page join the file's.
-	a.activity.configPlaces, a.activity.loc = acfg.Places, acfg.Location()
-	if owner, err := setup.OwnerPlaces(a.cfg.DataDir); err != nil {
-		a.log.Warn("the places added on the setup page are left out", "err", err)
-	} else {
-		acfg.Places = mergePlaces(acfg.Places, owner, a.log)
+	a.activity, err = activitysvc.New(activitysvc.Config{Activity: acfg, TeslaMate: a.cfg.MQTT.TeslaMate, DataDir: a.cfg.DataDir,
+		Prefix: a.cfg.MQTT.Prefix, QoS: a.cfg.MQTT.QoS, Exclusive: a.cfg.MQTT.Compat.Exclusive, Car: a.metrics.Car},
+		a.bridge, pub, a.log)
+	if err == nil {
+		a.metrics.MustRegister(a.activity.Collector())
 	}
-	h, err := history.Open(filepath.Join(a.cfg.DataDir, historyFile))
-	if err != nil {
-		return fmt.Errorf("activity history: %w", err)
-	}
-	d, err := bridge.NewDerived(a.bridge, bridge.DerivedOptions{
-		Activity:  &acfg,
-		TeslaMate: a.cfg.MQTT.TeslaMate,
-		History:   h,
-		StateDir:  filepath.Join(a.cfg.DataDir, activityDirName),
-	})
-	if err != nil {
-		h.Close()
-		return err
-	}
-	a.activity.derived, a.activity.history = d, h
-	return nil
-}
-
-// saveValues keeps every car's latest values for the state object after
-// a restart.
-func (a *app) saveValues() {
-	if err := a.bridge.SaveValues(filepath.Join(a.cfg.DataDir, valuesFile)); err != nil {
-		a.log.Warn("cannot save the cars' values", "err", err)
-	}
-}
-
-// activityComponent republishes the derived state after a start, ticks
-// it, prunes the history daily, publishes the streaming cost estimates
-// and saves the cars' values every minute; on stop it saves every
-// tracker and the values and closes the history. It
-// stops after the vehicle listener (the cars' last records are in) and
-// before the bridge says offline.
-func (a *app) activityComponent() supervise.Component {
-	d, h := a.activity.derived, a.activity.history
-	retention := a.cfg.Activity.Retention()
-	prune := func() {
-		if n, err := h.Prune(time.Now().Add(-retention)); err != nil {
-			a.log.Warn("cannot prune the history", "err", err)
-		} else if n > 0 {
-			a.log.Info("pruned the history", "sessions", n)
-		}
-	}
-	run := supervise.Background("activity", func(ctx context.Context) error {
-		if d != nil {
-			if err := d.Republish(ctx); err != nil {
-				a.log.Warn("cannot republish the cars' derived state", "err", err)
-			}
-			prune()
-		}
-		tick, cost, daily := time.NewTicker(activityTick), time.NewTicker(streamCostEvery), time.NewTicker(activityPrune)
-		values := time.NewTicker(valuesSave)
-		defer tick.Stop()
-		defer cost.Stop()
-		defer daily.Stop()
-		defer values.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case now := <-tick.C:
-				if d != nil {
-					if err := d.Tick(ctx, now); err != nil {
-						a.log.Warn("derived state", "err", err)
-					}
-				}
-			case now := <-cost.C:
-				a.publishStreamCost(ctx, now)
-			case <-values.C:
-				a.saveValues()
-			case <-daily.C:
-				if h != nil {
-					prune()
-				}
-			}
-		}
-	}, nil)
-	return supervise.Component{
-		Name:  "activity",
-		Start: run.Start,
-		Stop: func(ctx context.Context) error {
-			err := run.Stop(ctx)
-			a.saveValues()
-			if d != nil {
-				if serr := d.Save(); serr != nil {
-					a.log.Warn("cannot save the cars' derived state", "err", serr)
-				}
-				if cerr := h.Close(); cerr != nil {
-					a.log.Warn("cannot close the history", "err", cerr)
-				}
-			}
-			return err
-		},
-	}
+	return err
 }
 
 // demoActivity fits the derived state to the demo: the simulated cars

@@ -17,8 +17,10 @@ import (
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/history"
+	activitysvc "github.com/fleet2mqtt/fleet2mqtt/activity/service"
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/metrics"
 	"github.com/fleet2mqtt/fleet2mqtt/simulate"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -126,7 +128,7 @@ func TestDemoCommute(t *testing.T) {
 
 	stop()
 	// The history holds both drives and the charge.
-	h, err := history.Open(filepath.Join(dataDir, historyFile))
+	h, err := history.Open(filepath.Join(dataDir, activitysvc.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +328,7 @@ places:
 		t.Fatal(err)
 	}
 	<-p.exited
-	h, err := history.Open(filepath.Join(dir, "data", historyFile))
+	h, err := history.Open(filepath.Join(dir, "data", activitysvc.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +367,7 @@ func TestStreamingCost(t *testing.T) {
 	}
 	vin := car.car.VIN()
 	sub := subscribe(t, a.mqttAddr, "tesla/"+vin+"/streaming/#")
-	a.publishStreamCost(context.Background(), time.Now())
+	a.activity.PublishStreamCost(context.Background(), time.Now())
 	var est struct {
 		Monthly       float64 `json:"monthly_dollars"`
 		SignalsPerDay float64 `json:"signals_per_day"`
@@ -389,10 +391,10 @@ func TestStreamingCost(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		`fleet2mqtt_vehicle_signals_total{car="` + carPseudonym(vin) + `",signal="Soc"} 3`,
-		`fleet2mqtt_vehicle_signals_total{car="` + carPseudonym(vin) + `",signal="Location"} 3`,
-		`fleet2mqtt_vehicle_streaming_monthly_dollars{car="` + carPseudonym(vin) + `"} 0.03`,
-		`fleet2mqtt_vehicle_streaming_over_budget{car="` + carPseudonym(vin) + `"} 1`,
+		`fleet2mqtt_vehicle_signals_total{car="` + metrics.CarPseudonym(vin) + `",signal="Soc"} 3`,
+		`fleet2mqtt_vehicle_signals_total{car="` + metrics.CarPseudonym(vin) + `",signal="Location"} 3`,
+		`fleet2mqtt_vehicle_streaming_monthly_dollars{car="` + metrics.CarPseudonym(vin) + `"} 0.03`,
+		`fleet2mqtt_vehicle_streaming_over_budget{car="` + metrics.CarPseudonym(vin) + `"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

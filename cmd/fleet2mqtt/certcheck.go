@@ -79,7 +79,7 @@ Flags:
 			return fail(fmt.Errorf("read ca: %w", err))
 		}
 		source = *caFile
-	} else if ca, source, err = vehicleCerts(cfg).CA(); err != nil {
+	} else if ca, source, err = cfg.VehicleCerts().CA(); err != nil {
 		return fail(err)
 	}
 	if len(ca) == 0 {

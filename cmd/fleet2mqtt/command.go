@@ -47,7 +47,7 @@ func (a *app) buildCommands() (err error) {
 	a.cmd, err = service.New(service.Config{Credentials: commandCredentials(a.cfg), Section: "commands",
 		Prefix: a.cfg.MQTT.Prefix, QoS: a.cfg.MQTT.QoS, Broker: a.broker}, a.log.With("component", "commands"))
 	if err == nil {
-		a.metrics.reg.MustRegister(a.cmd.Collector(a.metrics.car))
+		a.metrics.MustRegister(a.cmd.Collector(a.metrics.Car))
 	}
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/certs"
 	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
 	"github.com/fleet2mqtt/fleet2mqtt/config"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/metrics"
 
 	"github.com/fleet2mqtt/fleet2mqtt/command/fakefleet"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
@@ -104,11 +105,11 @@ func TestServeCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, _ := io.ReadAll(resp.Body)
+	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{car="` + carPseudonym(commandVIN) + `",month="\d{4}-\d\d"\} [1-9]`)
-	if !want.Match(metrics) {
-		t.Errorf("/metrics does not count the car's commands:\n%s", grepLines(metrics, "vehicle_"))
+	want := regexp.MustCompile(`fleet2mqtt_vehicle_commands_month\{car="` + metrics.CarPseudonym(commandVIN) + `",month="\d{4}-\d\d"\} [1-9]`)
+	if !want.Match(page) {
+		t.Errorf("/metrics does not count the car's commands:\n%s", grepLines(page, "vehicle_"))
 	}
 }
 

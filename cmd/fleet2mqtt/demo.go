@@ -119,7 +119,7 @@ func (a *app) demoBanner(w io.Writer, cars []*simulate.Car, sc simulate.Scenario
 	fmt.Fprintf(w, "  One signal:   %s/%s/Soc   everything: %s/%s/state\n", prefix, cars[0].VIN(), prefix, cars[0].VIN())
 	fmt.Fprintf(w, "  Command:      mosquitto_pub -h %s -p %s -t '%s/%s/set/charging' -m ON   (a fake Tesla signs and obeys; see docs/commands.md)\n",
 		hostOf(a.mqttAddr), portOf(a.mqttAddr), prefix, cars[0].VIN())
-	if a.activity.derived != nil {
+	if a.activity.Derives() {
 		fmt.Fprintf(w, "  Activity:     %s/%s/status, place, drive/last, charge/last (scenario commute shows them all)\n", prefix, cars[0].VIN())
 		if a.cfg.MQTT.TeslaMate.Enabled {
 			fmt.Fprintf(w, "  TeslaMate:    teslamate/cars/#\n")

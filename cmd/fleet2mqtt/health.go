@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
 )
 
@@ -34,28 +32,4 @@ func (a *app) finalSaveError() error {
 		}
 	}
 	return nil
-}
-
-// watchStore exports how keeping retained messages on disk goes, and the
-// clients' retained messages refused.
-func (m *metrics) watchStore(p persister) {
-	m.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "fleet2mqtt", Name: "mqtt_retained_save_failing",
-			Help: "1 while the embedded broker cannot save its retained messages (data directory read-only or full); /healthz then says degraded.",
-		}, func() float64 {
-			if p.Persistence().Failing {
-				return 1
-			}
-			return 0
-		}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "fleet2mqtt", Name: "mqtt_retained_save_failures_total",
-			Help: "Saves of the embedded broker's retained messages that failed.",
-		}, func() float64 { return float64(p.Persistence().Failures) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "fleet2mqtt", Name: "mqtt_retained_refused_total",
-			Help: "Retained messages of MQTT clients refused because the clients' retained messages were at their limit (mqtt.embedded.client_retained_messages, client_retained_bytes).",
-		}, func() float64 { return float64(p.RetainedRefused()) }),
-	)
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	activitysvc "github.com/fleet2mqtt/fleet2mqtt/activity/service"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/announce"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/embedded"
@@ -27,6 +28,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/configerr"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/health"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/metrics"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/supervise"
 	"github.com/fleet2mqtt/fleet2mqtt/setup"
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -140,7 +142,7 @@ type app struct {
 	broker  broker
 	bridge  *bridge.Bridge
 	vehicle *ingest.Server
-	metrics *metrics
+	metrics *metrics.Registry
 	wizard  *setup.Wizard
 	// announcer announces the cars to Home Assistant; nil when discovery
 	// is off.
@@ -149,8 +151,8 @@ type app struct {
 	cert certs.Source
 	// cmd is vehicle commands (command.go).
 	cmd *service.Service
-	// activity is the derived state (activity.go).
-	activity derivedState
+	// activity is the derived state (activity/service, built in activity.go).
+	activity *activitysvc.Service
 	// haStatus follows Home Assistant's status topic for the setup page.
 	haStatus *announce.StatusWatch
 
@@ -216,29 +218,21 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("data_dir %s must be writable: fleet2mqtt keeps its keys, the owner's login, retained messages and history there; mount it read-write, or set data_dir to a writable directory: %w", cfg.DataDir, err)
 	}
 	atomicfile.RemoveLeftovers(cfg.DataDir, log) // temporary files of writes a crash interrupted
-	a := &app{cfg: cfg, log: log, metrics: newMetrics(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
+	a := &app{cfg: cfg, log: log, metrics: metrics.New(cfg.HTTP.MetricsVINs), done: make(chan struct{})}
 	var err error
 	if a.broker, a.mqttAddr, err = newBroker(cfg, log); err != nil {
 		return nil, err
 	}
-	if q, ok := a.broker.(queue); ok {
-		a.metrics.watchQueue(q, cfg.MQTT.External.WithDefaults().QueueSize)
-	}
-	if p, ok := a.broker.(persister); ok {
-		a.metrics.watchStore(p)
-	}
-	if eb, ok := a.broker.(*embedded.Broker); ok {
-		a.metrics.watchEmbedded(eb)
-	}
-	published := instrumentedBroker{a.broker, a.metrics}
+	a.metrics.WatchBroker(a.broker, cfg.MQTT.External.WithDefaults().QueueSize)
+	published := a.metrics.Publisher(a.broker)
 	if a.bridge, err = bridge.New(cfg.MQTT.Config, published, log); err != nil {
 		return nil, err
 	}
 	if err := a.buildCommands(); err != nil {
 		return nil, err
 	}
-	a.metrics.watchBridge(a.bridge)
-	if err := a.buildActivity(); err != nil {
+	a.metrics.WatchBridge(a.bridge)
+	if err := a.buildActivity(published); err != nil {
 		return nil, err
 	}
 	var announcer setup.Announcer // a nil interface when discovery is off
@@ -260,7 +254,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		log.Info("home assistant discovery is off: mqtt.compat.exclusive publishes none of the topics it announces")
 	}
 	var tc *tls.Config
-	if a.cert, tc, err = vehicleCerts(cfg).Listener(log); err != nil {
+	if a.cert, tc, err = cfg.VehicleCerts().Listener(log); err != nil {
 		return nil, err
 	}
 	a.haStatus = announce.NewStatusWatch(a.broker, cfg.Discovery().StatusTopicOrDefault(), nil)
@@ -270,7 +264,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 		PasswordOut:       os.Stderr,
 		Commands:          a.cmd.ForSetup(),
 		HomeAssistantSeen: a.haStatus.Seen,
-		Activity:          a.setupActivity(),
+		Activity:          a.activity.ForSetup(),
 	}, log.With("component", "setup"))
 	if err != nil {
 		return nil, err
@@ -285,7 +279,7 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.metrics.watchVehicles(a.vehicle)
+	a.metrics.WatchVehicles(a.vehicle)
 	return a, nil
 }
 
@@ -296,11 +290,11 @@ func build(cfg config.Config, log *slog.Logger) (*app, error) {
 // counted, shown and announced has been published.
 func (a *app) recordPath() ingest.Sink {
 	return ingest.Stages{
-		a.metrics.count,   // records by topic and outcome (fleet2mqtt_records_total)
-		a.meterStream,     // records and signals per car, the streaming bill's estimate (streamcost.go)
+		a.metrics.Count,   // records by topic and outcome (fleet2mqtt_records_total)
+		a.activity.Stage,  // records and signals per car, the streaming bill's estimate (activity/service)
 		a.seenBySetupPage, // the setup page shows the moment data arrives
 		a.announce,        // Home Assistant discovery marks the cars and signals it sees
-	}.To(a.bridge) // the bridge: record → messages → broker (metered by instrumentedBroker)
+	}.To(a.bridge) // the bridge: record → messages → broker (metered by metrics.Publisher)
 }
 
 // seenBySetupPage tells the setup page about every record the bridge
@@ -337,7 +331,7 @@ func (a *app) components(fail func(error)) []supervise.Component {
 			},
 			Stop: a.bridge.Offline,
 		},
-		a.activityComponent(), // derived state: ticks, history; saved before the bridge says offline
+		a.activity.Component(), // derived state: ticks, history; saved before the bridge says offline
 		a.webListener(fail),
 		a.cmd.Component(fail), // vehicle commands: MQTT topics, proxy API
 		supervise.Background("home assistant discovery", func(ctx context.Context) error {
@@ -405,17 +399,6 @@ func newBroker(cfg config.Config, log *slog.Logger) (broker, string, error) {
 	return b, "", nil
 }
 
-// vehicleCerts is where the vehicle listener's certificate and the cars'
-// authorities come from.
-func vehicleCerts(cfg config.Config) certs.Vehicle {
-	v := certs.Vehicle{Files: cfg.Vehicle.TLS, DevDir: cfg.DevPKIDir(), Section: "vehicle"}
-	if cfg.Vehicle.ACME.Enabled {
-		ac := cfg.ACME()
-		v.ACME = &ac
-	}
-	return v
-}
-
 // wait blocks until the app has stopped and returns why, nil for a clean
 // shutdown.
 func (a *app) wait() error {
@@ -427,7 +410,7 @@ func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	guard := health.NewGuard(a.cfg.HTTP.Listen, a.cfg.Setup.PublicHostname, a.cfg.HTTP.MetricsToken) // Host check; /metrics for loopback or the token
 	mux.Handle("GET "+health.Path, guard.Host(health.Handler(a.retainedSaveFailing)))
-	mux.Handle("GET /metrics", guard.Metrics(a.metrics.handler()))
+	mux.Handle("GET /metrics", guard.Metrics(a.metrics.Handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
 }

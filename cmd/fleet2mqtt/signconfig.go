@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -102,25 +99,28 @@ Flags:
 		}
 		// The key is --pub, else the private key's public half, else none:
 		// the key the token's iss names.
-		var (
-			pub    *ecdsa.PublicKey
-			source = *pubFile
-			err    error
-		)
-		if source != "" {
-			pub, err = fleetapi.LoadPublicKey(source)
-		} else if source, err = keyPath(); err == nil {
-			var key *ecdsa.PrivateKey
-			if key, err = fleetapi.LoadPrivateKey(source); err == nil {
-				pub = &key.PublicKey
-			} else if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
-				err = nil
-			}
+		source, public := *pubFile, true
+		var err error
+		if source == "" {
+			source, err = keyPath()
+			public = false
+		}
+		var pub *ecdsa.PublicKey
+		if err == nil {
+			pub, err = fleetapi.VerifyingKey(source, public, *keyFile != "")
 		}
 		if err != nil {
 			return fail(err)
 		}
-		return verifyToken(strings.TrimSpace(token), pub, source, now, stdout, stderr)
+		v := fleetapi.VerifyTelemetryToken(strings.TrimSpace(token), pub, source, now)
+		stdout.Write(v.Claims)
+		for _, f := range v.Findings {
+			fmt.Fprintln(stderr, "fleet2mqtt sign-config:", f)
+		}
+		if !v.OK {
+			return 1
+		}
+		return 0
 	}
 	if *pubFile != "" {
 		return fail(errors.New("--pub only goes with --verify: signing needs the private key"))
@@ -130,10 +130,7 @@ Flags:
 	if err != nil {
 		return fail(err)
 	}
-	key, err := fleetapi.LoadPrivateKey(path)
-	if errors.Is(err, fs.ErrNotExist) && *keyFile == "" {
-		return fail(fmt.Errorf("no key at %s: give one with --key, or create it on the setup page (step: key pair)", path))
-	}
+	key, err := fleetapi.SigningKey(path, *keyFile != "")
 	if err != nil {
 		return fail(err)
 	}
@@ -141,13 +138,8 @@ Flags:
 	if err != nil {
 		return fail(fmt.Errorf("read telemetry config: %w", err))
 	}
-	// Problems do not stop the signing (--force decides); a config that is
-	// not a JSON object, or a key that cannot sign, does.
-	problems, err := fleetapi.CheckClaims(claims, now)
-	if err != nil {
-		return fail(err)
-	}
-	token, err := fleetapi.SignTelemetryClaims(key, claims)
+	// Problems do not stop the signing: --force decides.
+	token, problems, err := fleetapi.CheckAndSignClaims(key, claims, now)
 	if err != nil {
 		return fail(err)
 	}
@@ -166,44 +158,6 @@ Flags:
 	}
 	fmt.Fprintln(stdout, token)
 	return 0
-}
-
-// verifyToken prints a token's claims on stdout and the verdict on its
-// signature and config on stderr, and returns the exit code: 0 when
-// nothing is wrong.
-func verifyToken(token string, pub *ecdsa.PublicKey, keySource string, now time.Time, stdout, stderr io.Writer) int {
-	say := func(format string, args ...any) { fmt.Fprintf(stderr, "fleet2mqtt sign-config: "+format+"\n", args...) }
-	claims, err := fleetapi.VerifyJWS(token, pub)
-	if err != nil {
-		if errors.Is(err, fleetapi.ErrInvalidSignature) && pub != nil {
-			say("the signature does not verify with the key in %s: %v", keySource, err)
-		} else {
-			say("%v", err)
-		}
-		return 1
-	}
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, claims, "", "  ") == nil {
-		pretty.WriteByte('\n')
-		stdout.Write(pretty.Bytes())
-	}
-	if pub != nil {
-		say("the signature is valid: signed with the key in %s", keySource)
-	} else {
-		say("the signature is valid for the key named in iss (no key of ours to compare it with: give --key or --pub)")
-	}
-	problems, err := fleetapi.CheckSignedClaims(claims, now)
-	for _, p := range problems {
-		say("problem: %s", p)
-	}
-	switch {
-	case err != nil:
-		say("problem: %v", err)
-	case len(problems) == 0:
-		say("the config is one Tesla and the car accept")
-		return 0
-	}
-	return 1
 }
 
 // readInput reads file name, or standard input for "-", up to

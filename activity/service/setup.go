@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -15,29 +15,13 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
-// setupActivity is the derived state as the setup page sees it
-// (setup.Activity): the history, each car's position, the places and the
-// streaming cost meter. The history and the derived state are nil when
-// activity is off.
-type setupActivity struct {
-	derived *derivedState
-	// config are the configuration file's places, validated.
-	config []activity.Place
-	loc    *time.Location
-	budget float64
-	log    *slog.Logger
-}
+// ForSetup is the derived state as the setup page sees it: the history,
+// each car's position, the places and the streaming cost estimates.
+func (s *Service) ForSetup() setup.Activity { return forSetup{s} }
 
-// setupActivity returns the setup page's view of a.activity; call it
-// after buildActivity.
-func (a *app) setupActivity() setup.Activity {
-	loc := time.Local
-	if a.activity.loc != nil {
-		loc = a.activity.loc
-	}
-	return &setupActivity{derived: &a.activity, config: a.activity.configPlaces,
-		loc: loc, budget: a.cfg.Activity.StreamingBudgetDollars, log: a.log}
-}
+// forSetup implements setup.Activity; without activity there is no
+// history and no derived state (setup.ErrHistoryOff).
+type forSetup struct{ *Service }
 
 // mergePlaces returns the configuration's places followed by the owner's
 // (added on the setup page); an owner's place that cannot join them (its
@@ -57,38 +41,38 @@ func mergePlaces(config, owner []activity.Place, log *slog.Logger) []activity.Pl
 	return all
 }
 
-func (s *setupActivity) Cars() []string {
+func (s forSetup) Cars() []string {
 	var vins []string
-	if h := s.derived.history; h != nil {
+	if h := s.history; h != nil {
 		if list, err := h.Cars(); err == nil {
 			vins = list
 		} else {
 			s.log.Warn("cannot read the cars of the history", "err", err)
 		}
 	}
-	for _, e := range s.derived.cost.meter.Estimates(time.Now(), s.budget) {
+	for _, e := range s.cost.meter.Estimates(time.Now(), s.cost.budget) {
 		vins = append(vins, e.VIN)
 	}
 	slices.Sort(vins)
 	return slices.Compact(vins)
 }
 
-func (s *setupActivity) Sessions(vin string, kind activity.Kind, limit int) ([]activity.Session, error) {
-	if s.derived.history == nil {
+func (s forSetup) Sessions(vin string, kind activity.Kind, limit int) ([]activity.Session, error) {
+	if s.history == nil {
 		return nil, setup.ErrHistoryOff
 	}
-	return s.derived.history.List(vin, history.Filter{Kind: kind, Limit: limit})
+	return s.history.List(vin, history.Filter{Kind: kind, Limit: limit})
 }
 
-func (s *setupActivity) Monthly(vin string) ([]history.Month, error) {
-	if s.derived.history == nil {
+func (s forSetup) Monthly(vin string) ([]history.Month, error) {
+	if s.history == nil {
 		return nil, setup.ErrHistoryOff
 	}
-	return s.derived.history.Monthly(vin, s.loc)
+	return s.history.Monthly(vin, s.loc)
 }
 
-func (s *setupActivity) Export(w io.Writer, vin string, format setup.ExportFormat) error {
-	h := s.derived.history
+func (s forSetup) Export(w io.Writer, vin string, format setup.ExportFormat) error {
+	h := s.history
 	if h == nil {
 		return setup.ErrHistoryOff
 	}
@@ -101,12 +85,12 @@ func (s *setupActivity) Export(w io.Writer, vin string, format setup.ExportForma
 	return fmt.Errorf("no export format %q: use csv or json", format)
 }
 
-func (s *setupActivity) TimeZone() *time.Location { return s.loc }
+func (s forSetup) TimeZone() *time.Location { return s.loc }
 
-func (s *setupActivity) Position(vin string) (setup.Position, bool) {
+func (s forSetup) Position(vin string) (setup.Position, bool) {
 	var pos setup.Position
 	var ok bool
-	if d := s.derived.derived; d != nil {
+	if d := s.derived; d != nil {
 		d.Tracker(vin, func(tr *activity.Tracker) {
 			v := tr.Values().Get(telemetry.FieldLocation)
 			if v.Kind() != telemetry.KindLocationValue {
@@ -119,14 +103,14 @@ func (s *setupActivity) Position(vin string) (setup.Position, bool) {
 	return pos, ok
 }
 
-func (s *setupActivity) ConfigPlaces() []activity.Place { return slices.Clone(s.config) }
+func (s forSetup) ConfigPlaces() []activity.Place { return slices.Clone(s.places) }
 
-func (s *setupActivity) SetOwnerPlaces(ctx context.Context, owner []activity.Place) error {
-	d := s.derived.derived
+func (s forSetup) SetOwnerPlaces(ctx context.Context, owner []activity.Place) error {
+	d := s.derived
 	if d == nil {
 		return setup.ErrHistoryOff
 	}
-	all := append(slices.Clone(s.config), owner...)
+	all := append(slices.Clone(s.places), owner...)
 	if err := activity.ValidatePlaces(slices.Clone(all)); err != nil {
 		return err
 	}
@@ -138,8 +122,8 @@ func (s *setupActivity) SetOwnerPlaces(ctx context.Context, owner []activity.Pla
 	return nil
 }
 
-func (s *setupActivity) StreamingEstimate(vin string) (streamcost.Estimate, bool) {
-	for _, e := range s.derived.cost.meter.Estimates(time.Now(), s.budget) {
+func (s forSetup) StreamingEstimate(vin string) (streamcost.Estimate, bool) {
+	for _, e := range s.cost.meter.Estimates(time.Now(), s.cost.budget) {
 		if e.VIN == vin {
 			return e, true
 		}

@@ -1,4 +1,10 @@
-package main
+// Package metrics is fleet2mqtt's Prometheus registry and what it
+// exports: the records on their way to the bridge (a stage of the record
+// path), what the broker accepts and how fast (a metered publisher), and
+// the counters of the vehicle listener, the bridge and the broker, read
+// at scrape time. The metrics are gathered at the seams between the parts
+// so that the parts themselves stay free of instrumentation.
+package metrics
 
 import (
 	"context"
@@ -19,10 +25,8 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
-// metrics are fleet2mqtt's Prometheus metrics. They are gathered at the
-// seams between the parts (the ingest sink and the bridge publisher) so
-// that the parts themselves stay free of instrumentation.
-type metrics struct {
+// Registry holds fleet2mqtt's Prometheus metrics; Handler serves them.
+type Registry struct {
 	reg       *prometheus.Registry
 	records   *prometheus.CounterVec // by topic and outcome
 	messages  prometheus.Counter
@@ -33,10 +37,13 @@ type metrics struct {
 	car func(vin string) string
 }
 
-func newMetrics(vins bool) *metrics {
-	m := &metrics{
+// New makes the registry with the record, publish, Go and process
+// metrics. vins (http.metrics_vins) labels per-car metrics with the VIN
+// instead of its pseudonym (CarPseudonym).
+func New(vins bool) *Registry {
+	m := &Registry{
 		reg: prometheus.NewRegistry(),
-		car: carPseudonym,
+		car: CarPseudonym,
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "fleet2mqtt", Name: "records_total",
 			Help: "Vehicle records handed to the bridge, by topic and outcome (published, failed).",
@@ -63,15 +70,27 @@ func newMetrics(vins bool) *metrics {
 	return m
 }
 
-// carPseudonym names a car on /metrics without its VIN: the first 8
+// CarPseudonym names a car on /metrics without its VIN: the first 8
 // hexadecimal digits of the VIN's SHA-256 (printf %s VIN | sha256sum).
-func carPseudonym(vin string) string {
+func CarPseudonym(vin string) string {
 	sum := sha256.Sum256([]byte(vin))
 	return hex.EncodeToString(sum[:4])
 }
 
-// watchVehicles exports the vehicle listener's counters.
-func (m *metrics) watchVehicles(s *ingest.Server) {
+// Car is the value of the car label of per-car metrics for a VIN.
+func (m *Registry) Car(vin string) string { return m.car(vin) }
+
+// MustRegister adds collectors of other parts (the command service, the
+// streaming cost meter); it panics on a name registered twice.
+func (m *Registry) MustRegister(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// WatchVehicles exports the vehicle listener's counters.
+func (m *Registry) WatchVehicles(s *ingest.Server) {
 	gauge := func(name, help string, v func(ingest.Stats) int64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fleet2mqtt", Name: name, Help: help},
 			func() float64 { return float64(v(s.Stats())) })
@@ -94,8 +113,8 @@ func (m *metrics) watchVehicles(s *ingest.Server) {
 	)
 }
 
-// watchBridge exports what the bridge left out past a car's limits.
-func (m *metrics) watchBridge(b *bridge.Bridge) {
+// WatchBridge exports what the bridge left out past a car's limits.
+func (m *Registry) WatchBridge(b *bridge.Bridge) {
 	counter := func(name, help string, v func(bridge.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "fleet2mqtt", Name: name, Help: help},
 			func() float64 { return float64(v(b.Stats())) })
@@ -106,9 +125,25 @@ func (m *metrics) watchBridge(b *bridge.Bridge) {
 	)
 }
 
+// WatchBroker exports what the broker client does that can be watched:
+// the external client's queue (capacity is mqtt.external.queue_size), the
+// embedded broker's drops, waits and retained messages kept on disk. It
+// exports nothing for a broker that has none of those.
+func (m *Registry) WatchBroker(b any, capacity int) {
+	if q, ok := b.(queue); ok {
+		m.watchQueue(q, capacity)
+	}
+	if p, ok := b.(persister); ok {
+		m.watchStore(p)
+	}
+	if eb, ok := b.(*embedded.Broker); ok {
+		m.watchEmbedded(eb)
+	}
+}
+
 // watchEmbedded exports what the embedded broker drops, by reason, and
 // how often publishing waited for a subscriber that reads slowly.
-func (m *metrics) watchEmbedded(b *embedded.Broker) {
+func (m *Registry) watchEmbedded(b *embedded.Broker) {
 	dropped := make([]prometheus.Collector, 0, len(embedded.DropReasons)+1)
 	for _, r := range embedded.DropReasons {
 		dropped = append(dropped, prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -132,7 +167,7 @@ type queue interface {
 
 // watchQueue exports how many messages wait for the broker, and how many
 // may.
-func (m *metrics) watchQueue(q queue, capacity int) {
+func (m *Registry) watchQueue(q queue, capacity int) {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "fleet2mqtt", Name: "mqtt_queue_depth",
@@ -145,9 +180,10 @@ func (m *metrics) watchQueue(q queue, capacity int) {
 	)
 }
 
-// count counts records on their way from the vehicle listener to the
-// bridge: a stage of the record path.
-func (m *metrics) count(next ingest.Sink) ingest.Sink {
+// Count counts records on their way from the vehicle listener to the
+// bridge, by topic and outcome (fleet2mqtt_records_total): a stage of the
+// record path.
+func (m *Registry) Count(next ingest.Sink) ingest.Sink {
 	published := map[telemetry.Topic]prometheus.Counter{}
 	failed := map[telemetry.Topic]prometheus.Counter{}
 	for _, t := range []telemetry.Topic{telemetry.TopicV, telemetry.TopicAlerts, telemetry.TopicErrors, telemetry.TopicConnectivity} {
@@ -167,15 +203,21 @@ func (m *metrics) count(next ingest.Sink) ingest.Sink {
 	})
 }
 
-// publisher measures what the broker accepts and how fast.
-type instrumentedBroker struct {
-	broker
-	m *metrics
+// Publisher meters pub: the messages the broker accepted, how long that
+// took, and the publish calls it did not accept (a cancelled one is not
+// counted).
+func (m *Registry) Publisher(pub pubsub.Publisher) pubsub.Publisher {
+	return meteredPublisher{pub, m}
 }
 
-func (b instrumentedBroker) Publish(ctx context.Context, msgs []pubsub.Message) error {
+type meteredPublisher struct {
+	pub pubsub.Publisher
+	m   *Registry
+}
+
+func (b meteredPublisher) Publish(ctx context.Context, msgs []pubsub.Message) error {
 	t0 := time.Now()
-	err := b.broker.Publish(ctx, msgs)
+	err := b.pub.Publish(ctx, msgs)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			b.m.pubErrors.Inc()
@@ -187,6 +229,33 @@ func (b instrumentedBroker) Publish(ctx context.Context, msgs []pubsub.Message) 
 	return nil
 }
 
-func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+// persister is a broker that keeps retained messages on disk: the embedded
+// one.
+type persister interface {
+	Persistence() embedded.PersistStatus
+	RetainedRefused() int64
+}
+
+// watchStore exports how keeping retained messages on disk goes, and the
+// clients' retained messages refused.
+func (m *Registry) watchStore(p persister) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "fleet2mqtt", Name: "mqtt_retained_save_failing",
+			Help: "1 while the embedded broker cannot save its retained messages (data directory read-only or full); /healthz then says degraded.",
+		}, func() float64 {
+			if p.Persistence().Failing {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "fleet2mqtt", Name: "mqtt_retained_save_failures_total",
+			Help: "Saves of the embedded broker's retained messages that failed.",
+		}, func() float64 { return float64(p.Persistence().Failures) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "fleet2mqtt", Name: "mqtt_retained_refused_total",
+			Help: "Retained messages of MQTT clients refused because the clients' retained messages were at their limit (mqtt.embedded.client_retained_messages, client_retained_bytes).",
+		}, func() float64 { return float64(p.RetainedRefused()) }),
+	)
 }

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -35,11 +35,11 @@ func newStreamCost(budget float64, car func(vin string) string) *streamCost {
 		descs: newStreamCostDescs(), car: car}
 }
 
-// meterStream is a stage of the record path: it counts every record the
-// stages after it published (a record that failed is sent again, and
-// counted then).
-func (a *app) meterStream(next ingest.Sink) ingest.Sink {
-	m := a.activity.cost.meter
+// Stage is a stage of the record path: it counts every record the stages
+// after it published (a record that failed is sent again, and counted
+// then), per car and signal, for the streaming bill's estimate.
+func (s *Service) Stage(next ingest.Sink) ingest.Sink {
+	m := s.cost.meter
 	return ingest.SinkFunc(func(ctx context.Context, rec *telemetry.Record) error {
 		if err := next.Handle(ctx, rec); err != nil {
 			return err
@@ -49,34 +49,35 @@ func (a *app) meterStream(next ingest.Sink) ingest.Sink {
 	})
 }
 
-// publishStreamCost publishes each car's estimate when it changed, and
-// warns about cars over the budget (at most daily per car).
-func (a *app) publishStreamCost(ctx context.Context, now time.Time) {
-	sc := a.activity.cost
+// PublishStreamCost publishes each car's estimate when it changed, and
+// warns about cars over the budget (at most daily per car); Component
+// calls it every minute. It is not safe for concurrent use.
+func (s *Service) PublishStreamCost(ctx context.Context, now time.Time) {
+	sc := s.cost
 	var msgs []pubsub.Message
 	var vins []string
 	for _, e := range sc.meter.Estimates(now, sc.budget) {
 		if e.OverBudget && now.Sub(sc.warned[e.VIN]) >= 24*time.Hour {
 			sc.warned[e.VIN] = now
-			a.log.Warn("a car's streaming costs more than the budget: stream fewer signals or less often (setup page, signals step)",
+			s.log.Warn("a car's streaming costs more than the budget: stream fewer signals or less often (setup page, signals step)",
 				"vin", e.VIN, "monthly_dollars", e.MonthlyDollars, "budget_dollars", e.BudgetDollars, "top_signal", topSignal(e))
 		}
-		if a.cfg.MQTT.Compat.Exclusive {
+		if s.cfg.Exclusive {
 			continue
 		}
 		payload, err := json.Marshal(e)
 		if err != nil || sc.last[e.VIN] == string(payload) {
 			continue
 		}
-		msgs = append(msgs, pubsub.Message{Topic: a.cfg.MQTT.Prefix + "/" + e.VIN + "/" + discovery.StreamingCostLevel,
-			Payload: payload, QoS: a.cfg.MQTT.QoS, Retain: true})
+		msgs = append(msgs, pubsub.Message{Topic: s.cfg.Prefix + "/" + e.VIN + "/" + discovery.StreamingCostLevel,
+			Payload: payload, QoS: s.cfg.QoS, Retain: true})
 		vins = append(vins, e.VIN)
 	}
 	if len(msgs) == 0 {
 		return
 	}
-	if err := (instrumentedBroker{a.broker, a.metrics}).Publish(ctx, msgs); err != nil {
-		a.log.Warn("cannot publish the streaming cost estimates", "err", err)
+	if err := s.pub.Publish(ctx, msgs); err != nil {
+		s.log.Warn("cannot publish the streaming cost estimates", "err", err)
 		return
 	}
 	for i, m := range msgs {
@@ -90,6 +91,10 @@ func topSignal(e streamcost.Estimate) string {
 	}
 	return e.Top[0].Signal
 }
+
+// Collector is the streaming cost meter on /metrics: signals and records
+// per car, the monthly estimate and whether it is over the budget.
+func (s *Service) Collector() prometheus.Collector { return s.cost }
 
 // streamCostDescs are the metrics of the meter, read at scrape time.
 type streamCostDescs struct {
