@@ -235,10 +235,10 @@ func validPublish(topic string, payload []byte, qos byte) error {
 // call of Broker.Publish, one record of a car): the batch's later
 // messages go to them without looking at their backlogs again. So a
 // record waits once for each subscriber, before its first message, not
-// once per message; a backlog may pass its bound by the batches being
-// admitted, except that a QoS 1 or 2 message still waits while the
-// client's session holds max_queued in flight (more would be dropped).
-// The zero value is empty.
+// once per message; a backlog may pass its bounds by the batches being
+// admitted, by a quarter at most (overfull), and a QoS 1 or 2 message
+// still waits while the client's session holds max_queued in flight
+// (more would be dropped). The zero value is empty.
 type admission struct {
 	few  [4]*sender
 	n    int
@@ -450,7 +450,7 @@ func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQ
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dead && (!admitted && s.full() || min(pk.FixedHeader.Qos, subQoS) > 0 && s.sessionFull()) {
+	if !s.dead && (!admitted && s.full() || admitted && s.overfull() || min(pk.FixedHeader.Qos, subQoS) > 0 && s.sessionFull()) {
 		s.setFull(true)
 		return false
 	}
@@ -519,6 +519,16 @@ func (s *sender) backlog() (msgs, bytes int) {
 func (s *sender) full() bool {
 	msgs, bytes := s.backlog()
 	return (msgs > 0 || bytes > 0) && (msgs >= s.f.limits.msgs || bytes >= s.f.limits.bytes)
+}
+
+// overfull reports whether the backlog has passed its bounds by a quarter,
+// with the batches admitted before it was full: a message of such a
+// batch waits too, so that memory stays bounded however many cars publish
+// at once. s.mu is held.
+func (s *sender) overfull() bool {
+	msgs, bytes := s.backlog()
+	l := s.f.limits
+	return msgs >= l.msgs+l.msgs/4 || bytes >= l.bytes+l.bytes/4
 }
 
 // sessionFull reports whether the client's in-flight store holds as many
