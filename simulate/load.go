@@ -35,9 +35,10 @@ const (
 	DefaultLoadMaxWait   = 10 * time.Minute
 	defaultConnectBudget = time.Minute
 	// templateRing is how many distinct records each car cycles through.
-	// Consecutive records differ in every field but Version, as a car's
-	// do; 60 is divisible by 2 to 6, so the wrap-around keeps that true
-	// for short enums too. The marker field (delivery.go) never repeats.
+	// Consecutive records differ in every field but those a car keeps
+	// steady (see loadValue), as a car's do; 60 is divisible by 2 to 6,
+	// so the wrap-around keeps that true for short enums too. The marker
+	// field (delivery.go) never repeats.
 	templateRing = 60
 )
 
@@ -713,6 +714,9 @@ func loadValue(f telemetry.Field, slot, car int) telemetry.Value {
 	case telemetry.KindDouble:
 		return telemetry.FloatValue(round(float64(int(f)%90)+float64(slot)*0.25+float64(car%100)*0.01, 3))
 	case telemetry.KindEnum:
+		if steady, ok := loadSteady[f]; ok {
+			return telemetry.EnumNumber(info.Enum, steady)
+		}
 		n := len(info.Enum.Values) - 1 // leave out Unknown
 		if n < 1 {
 			return telemetry.EnumNumber(info.Enum, 0)
@@ -734,6 +738,16 @@ func loadValue(f telemetry.Field, slot, car int) telemetry.Value {
 		return telemetry.StringValue(loadVersion)
 	}
 	return telemetry.StringValue("2025.44.25." + strconv.Itoa(slot))
+}
+
+// loadSteady are the enum values that stay as they are from record to
+// record, as a driving car's gear and charge state do: a car that shifted
+// gear and plugged in with every record would start and end a drive and a
+// charging session per record, which the server keeps on disk (its
+// derived state and history), and which no car does.
+var loadSteady = map[telemetry.Field]int32{
+	telemetry.FieldGear:                5, // ShiftStateD
+	telemetry.FieldDetailedChargeState: 1, // DetailedChargeStateDisconnected
 }
 
 // loadVersion is the software version every load car reports.

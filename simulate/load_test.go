@@ -315,8 +315,8 @@ func TestLoadFields(t *testing.T) {
 		t.Errorf("loadFields(10000) = %v, want ErrTooManyFields", err)
 	}
 	// The default record mixes kinds, and consecutive records differ in
-	// every field but Version, also across the wrap of the ring. Version
-	// stays put, as a car's does between firmware updates.
+	// every field but Version, gear and charge state, also across the
+	// wrap of the ring. Those stay put, as a driving car's do.
 	fs, _ := loadFields(DefaultLoadFields)
 	kinds := map[telemetry.Kind]bool{}
 	for _, f := range fs {
@@ -327,6 +327,10 @@ func TestLoadFields(t *testing.T) {
 			if f == telemetry.FieldVersion {
 				if !a.Equal(b) || a.Str() != loadVersion {
 					t.Errorf("Version: slots %d and %d carry %v and %v, want %q in every record", slot, (slot+1)%templateRing, a, b, loadVersion)
+				}
+			} else if steady, ok := loadSteady[f]; ok {
+				if !a.Equal(b) || a.EnumNumber() != steady {
+					t.Errorf("%s: slots %d and %d carry %v and %v, want %d in every record", info.Name, slot, (slot+1)%templateRing, a, b, steady)
 				}
 			} else if a.Equal(b) {
 				t.Errorf("%s: slots %d and %d carry the same value %v", info.Name, slot, (slot+1)%templateRing, a)

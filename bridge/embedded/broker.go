@@ -414,13 +414,14 @@ func (b *Broker) Publish(ctx context.Context, msgs []pubsub.Message) error {
 		return ErrNotRunning
 	}
 	var direct int64
+	var adm admission
 	now := time.Now().Unix()
 	for i := range msgs {
 		m := &msgs[i]
 		if err := validPublish(m.Topic, m.Payload, m.QoS); err != nil {
 			return fmt.Errorf("publish %s: %w", m.Topic, err)
 		}
-		done, err := b.fan.publish(ctx, m.Topic, m.Payload, m.QoS, m.Retain, now)
+		done, err := b.fan.publish(ctx, &adm, m.Topic, m.Payload, m.QoS, m.Retain, now)
 		if err != nil {
 			atomic.AddInt64(&b.server.Info.PacketsReceived, direct)
 			atomic.AddInt64(&b.server.Info.MessagesReceived, direct)

@@ -78,7 +78,10 @@ import (
 // waits until the subscriber makes progress (the kernel takes another
 // chunk of its buffer, or it acknowledges a message), at most until its
 // context ends: the record is then not acknowledged to the car, which
-// keeps it and sends it again. So a subscriber that reads slowly slows the
+// keeps it and sends it again. A publisher waits only before the first
+// message of a batch (a record's messages, see admission) for each
+// subscriber, not once per message, unless the subscriber's session is
+// full. So a subscriber that reads slowly slows the
 // cars' acknowledgements down to its pace, as with an external broker,
 // and loses nothing. A subscriber whose backlog stays full with no
 // progress for stall_timeout is stuck: the publisher that finds it so
@@ -228,13 +231,46 @@ func validPublish(topic string, payload []byte, qos byte) error {
 	return nil
 }
 
+// admission is the subscribers that took a message of one batch (one
+// call of Broker.Publish, one record of a car): the batch's later
+// messages go to them without looking at their backlogs again. So a
+// record waits once for each subscriber, before its first message, not
+// once per message; a backlog may pass its bounds by the batches being
+// admitted, by a quarter at most (overfull), and a QoS 1 or 2 message
+// still waits while the client's session holds max_queued in flight
+// (more would be dropped). The zero value is empty.
+type admission struct {
+	few  [4]*sender
+	n    int
+	more []*sender
+}
+
+func (a *admission) has(s *sender) bool {
+	for _, x := range a.few[:min(a.n, len(a.few))] {
+		if x == s {
+			return true
+		}
+	}
+	return slices.Contains(a.more, s)
+}
+
+func (a *admission) add(s *sender) {
+	if a.n < len(a.few) {
+		a.few[a.n] = s
+	} else {
+		a.more = append(a.more, s)
+	}
+	a.n++
+}
+
 // publish delivers one message of the bridge, created at now (Unix
-// seconds). It reports false, having done nothing, when the topic has
-// shared subscriptions: the caller then publishes through mochi. The
-// payload is copied. It waits while a subscriber's backlog is full (see
-// fanout), and fails when ctx ends or the broker closes meanwhile; the
-// message may then have reached some subscribers but not all.
-func (f *fanout) publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool, now int64) (bool, error) {
+// seconds), as part of the batch adm. It reports false, having done
+// nothing, when the topic has shared subscriptions: the caller then
+// publishes through mochi. The payload is copied. It waits while the
+// backlog of a subscriber not yet in adm is full (see fanout), and fails
+// when ctx ends or the broker closes meanwhile; the message may then have
+// reached some subscribers but not all.
+func (f *fanout) publish(ctx context.Context, adm *admission, topic string, payload []byte, qos byte, retain bool, now int64) (bool, error) {
 	r := f.route(topic)
 	if r.mochi {
 		return false, nil
@@ -268,8 +304,11 @@ func (f *fanout) publish(ctx context.Context, topic string, payload []byte, qos 
 	var full []int
 	for i := range r.targets {
 		t := &r.targets[i]
-		if !f.tryDeliver(t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids) {
+		admitted := t.s == nil || adm.has(t.s)
+		if !f.tryDeliver(t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids, admitted) {
 			full = append(full, i)
+		} else if !admitted {
+			adm.add(t.s)
 		}
 	}
 	for _, i := range full {
@@ -277,6 +316,7 @@ func (f *fanout) publish(ctx context.Context, topic string, payload []byte, qos 
 		if err := f.deliver(ctx, t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids); err != nil {
 			return true, err
 		}
+		adm.add(t.s)
 	}
 	return true, nil
 }
@@ -400,16 +440,17 @@ func (f *fanout) invalidate() {
 	f.mu.Unlock()
 }
 
-// tryDeliver is deliver for a client whose backlog is not full; it
-// reports false, having done nothing, when it is.
-func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) bool {
+// tryDeliver is deliver for a client whose backlog is not full, or that
+// is admitted already (see admission); it reports false, having done
+// nothing, when neither is so.
+func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int, admitted bool) bool {
 	if s == nil {
 		f.deliverLocked(cl, s, pk, subQoS, retain, ids)
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dead && s.full() {
+	if !s.dead && (!admitted && s.full() || admitted && s.overfull() || min(pk.FixedHeader.Qos, subQoS) > 0 && s.sessionFull()) {
 		s.setFull(true)
 		return false
 	}
@@ -478,6 +519,23 @@ func (s *sender) backlog() (msgs, bytes int) {
 func (s *sender) full() bool {
 	msgs, bytes := s.backlog()
 	return (msgs > 0 || bytes > 0) && (msgs >= s.f.limits.msgs || bytes >= s.f.limits.bytes)
+}
+
+// overfull reports whether the backlog has passed its bounds by a quarter,
+// with the batches admitted before it was full: a message of such a
+// batch waits too, so that memory stays bounded however many cars publish
+// at once. s.mu is held.
+func (s *sender) overfull() bool {
+	msgs, bytes := s.backlog()
+	l := s.f.limits
+	return msgs >= l.msgs+l.msgs/4 || bytes >= l.bytes+l.bytes/4
+}
+
+// sessionFull reports whether the client's in-flight store holds as many
+// messages as it may (max_queued): a QoS 1 or 2 message added now would
+// be dropped, so it waits even when its batch was admitted. s.mu is held.
+func (s *sender) sessionFull() bool {
+	return s.cl.State.Inflight.Len() >= int(s.f.server.Options.Capabilities.MaximumInflight)
 }
 
 // roomy reports whether the backlog is below three quarters of both its
