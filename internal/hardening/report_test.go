@@ -213,6 +213,11 @@ func (rep *report) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	if before, err := os.ReadFile("before-after.md"); err == nil {
+		b.WriteString("## Before and after\n\n")
+		b.Write(before)
+		b.WriteString("\n")
+	}
 	if len(rep.notes) > 0 {
 		b.WriteString("## Notes\n\n")
 		for _, n := range rep.notes {
