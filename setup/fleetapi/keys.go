@@ -11,7 +11,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
 )
 
 // PublicKeyPath is where Tesla (and the owner's phone, when pairing) fetch
@@ -199,44 +200,7 @@ func LoadOrCreateKey(path string) (key *ecdsa.PrivateKey, created bool, err erro
 }
 
 // WriteFileAtomic replaces path with data so that readers (and a crash) see
-// either the old file or the new one, never a mix: it writes a temporary
-// file in the same directory with mode perm, syncs it, renames it over path
-// and syncs the directory.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Make the rename itself durable. Not every platform can sync a
-	// directory; the data is already safe, so a failure here is ignored.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+// either the old file or the new one, never a mix (atomicfile.Write).
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	return atomicfile.Write(path, data, perm)
 }
