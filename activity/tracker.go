@@ -269,7 +269,7 @@ func (t *Tracker) data(at time.Time, data []telemetry.Datum) Changes {
 			continue
 		}
 		if needsDetach(v) {
-			w := detach(*v)
+			w := v.Detach()
 			v = &w
 		}
 		if si == vLocation && !t.from.set {

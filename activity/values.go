@@ -1,8 +1,6 @@
 package activity
 
 import (
-	"strings"
-
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -167,30 +165,4 @@ func needsDetach(v *telemetry.Value) bool {
 	}
 	_, raw := v.Raw()
 	return raw && v.Kind() != telemetry.KindEnumValue
-}
-
-// detach returns v without references to the record's memory, which the
-// caller may reuse once Observe returns: strings are copied (only when
-// they changed, so a car that repeats its name costs nothing), a value
-// parsed from text keeps its typed value only.
-func detach(v telemetry.Value) telemetry.Value {
-	switch v.Kind() {
-	case telemetry.KindStringValue:
-		return telemetry.StringValue(strings.Clone(v.Str()))
-	case telemetry.KindFloatValue, telemetry.KindIntValue, telemetry.KindBoolValue, telemetry.KindLocationValue:
-		if _, ok := v.Raw(); !ok {
-			return v
-		}
-		switch v.Kind() {
-		case telemetry.KindFloatValue:
-			return telemetry.FloatValue(v.Float())
-		case telemetry.KindIntValue:
-			return telemetry.IntValue(v.Int())
-		case telemetry.KindBoolValue:
-			return telemetry.BoolValue(v.Bool())
-		default:
-			return telemetry.LocationValue(v.Location())
-		}
-	}
-	return v // enums hold catalog names; the other kinds hold no strings
 }

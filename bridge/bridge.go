@@ -250,7 +250,7 @@ func (b *Bridge) data(v *vehicle, bt *batch, data []telemetry.Datum) {
 		s := &v.slots[si]
 		if b.native && d.Value.Kind() != telemetry.KindNone && s.lastValue == int32(i) {
 			if s.json == nil || !s.value.Equal(d.Value) {
-				s.value = detach(d.Value)
+				s.value = d.Value.Detach()
 				s.json = appendStateValue(s.json[:0], s.value)
 				v.stateChanged()
 			}

@@ -255,30 +255,3 @@ func topicLevel(name string) string {
 func validVIN(vin string) bool {
 	return vin != "" && len(vin) <= 64 && !strings.ContainsAny(vin, "/+#\x00") && utf8.ValidString(vin)
 }
-
-// detach returns v without references to the record's memory, for keeping.
-// Strings are copied; a value parsed from a string the car sent keeps its
-// typed value only (the state object does not need the raw string).
-func detach(v telemetry.Value) telemetry.Value {
-	switch v.Kind() {
-	case telemetry.KindStringValue:
-		return telemetry.StringValue(strings.Clone(v.Str()))
-	case telemetry.KindFloatValue, telemetry.KindIntValue, telemetry.KindBoolValue, telemetry.KindLocationValue:
-		if _, ok := v.Raw(); !ok {
-			return v
-		}
-		switch v.Kind() {
-		case telemetry.KindFloatValue:
-			return telemetry.FloatValue(v.Float())
-		case telemetry.KindIntValue:
-			return telemetry.IntValue(v.Int())
-		case telemetry.KindBoolValue:
-			return telemetry.BoolValue(v.Bool())
-		default:
-			return telemetry.LocationValue(v.Location())
-		}
-	}
-	// Enums hold catalog names (or a name telemetry made for an unknown
-	// number); the other kinds hold no strings.
-	return v
-}

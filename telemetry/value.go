@@ -3,6 +3,7 @@ package telemetry
 import (
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -445,4 +446,31 @@ func AppendJSONTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')
 	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
 	return append(dst, '"')
+}
+
+// Detach returns v without references to the memory of the record it came
+// from, for keeping beyond the record's life: a string is copied; a value
+// parsed from text the car sent keeps its typed value only. Enums hold
+// catalog names and the other kinds no strings, so they are returned as
+// they are.
+func (v Value) Detach() Value {
+	switch v.Kind() {
+	case KindStringValue:
+		return StringValue(strings.Clone(v.Str()))
+	case KindFloatValue, KindIntValue, KindBoolValue, KindLocationValue:
+		if _, ok := v.Raw(); !ok {
+			return v
+		}
+		switch v.Kind() {
+		case KindFloatValue:
+			return FloatValue(v.Float())
+		case KindIntValue:
+			return IntValue(v.Int())
+		case KindBoolValue:
+			return BoolValue(v.Bool())
+		default:
+			return LocationValue(v.Location())
+		}
+	}
+	return v
 }
