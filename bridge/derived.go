@@ -15,31 +15,8 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/teslamate"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/atomicfile"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
-)
-
-// Topic levels under <prefix>/<VIN>/ of what Derived publishes.
-const (
-	// StatusLevel is driving, charging, parked, asleep, offline or
-	// updating (retained).
-	StatusLevel = "status"
-	// StatusSinceLevel is when the status began, RFC 3339 in UTC (retained).
-	StatusSinceLevel = "status/since"
-	// PlaceLevel is the name of the place the car is at, empty elsewhere
-	// (retained; an empty payload clears it).
-	PlaceLevel = "place"
-	// PlaceEventLevel is {"event_type":"enter"|"leave","place":…,"at":…}
-	// when the car enters or leaves a place (not retained).
-	PlaceEventLevel = "place/event"
-	// DriveLastLevel and ChargeLastLevel are the summary of the last
-	// drive and charging session, JSON (retained; see activity.Session).
-	DriveLastLevel  = "drive/last"
-	ChargeLastLevel = "charge/last"
-	// DriveEventLevel and ChargeEventLevel are {"event_type":"started",
-	// "at":…} when a session starts and {"event_type":"ended",…the
-	// summary…} when it ends (not retained).
-	DriveEventLevel  = "drive/event"
-	ChargeEventLevel = "charge/event"
 )
 
 // Sessions keeps the sessions that ended; package activity/history's
@@ -153,10 +130,10 @@ func (d *Derived) newCar(vin string) *derivedCar {
 	n := d.b.cfg.Prefix + "/" + vin + "/"
 	c := &derivedCar{
 		tr:     activity.NewTracker(d.opts.Activity, vin),
-		status: n + StatusLevel, since: n + StatusSinceLevel,
-		place: n + PlaceLevel, placeEvent: n + PlaceEventLevel,
-		driveLast: n + DriveLastLevel, driveEvent: n + DriveEventLevel,
-		chargeLast: n + ChargeLastLevel, chargeEvent: n + ChargeEventLevel,
+		status: n + topic.StatusLevel, since: n + topic.StatusSinceLevel,
+		place: n + topic.PlaceLevel, placeEvent: n + topic.PlaceEventLevel,
+		driveLast: n + topic.DriveLastLevel, driveEvent: n + topic.DriveEventLevel,
+		chargeLast: n + topic.ChargeLastLevel, chargeEvent: n + topic.ChargeEventLevel,
 	}
 	if d.opts.StateDir != "" {
 		c.snapshotAt = filepath.Join(d.opts.StateDir, vin+".json")

@@ -14,6 +14,7 @@ import (
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
 	"github.com/fleet2mqtt/fleet2mqtt/activity/teslamate"
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -119,7 +120,7 @@ func derivedMsgs(msgs []pubsub.Message) (map[string]string, []string) {
 	for _, m := range msgs {
 		level := strings.TrimPrefix(m.Topic, "tesla/"+vin+"/")
 		switch {
-		case level == StatusLevel, level == StatusSinceLevel, level == PlaceLevel,
+		case level == topic.StatusLevel, level == topic.StatusSinceLevel, level == topic.PlaceLevel,
 			strings.HasSuffix(level, "/event"), strings.HasSuffix(level, "/last"),
 			strings.HasPrefix(m.Topic, "teslamate/"):
 			last[m.Topic] = string(m.Payload)

@@ -1,31 +1,10 @@
 package discovery
 
 import (
+	"github.com/fleet2mqtt/fleet2mqtt/activity"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
-
-// Topic levels under <bridge prefix>/<VIN>/ of the derived state (package
-// bridge's Derived publishes them) and of the streaming cost meter.
-const (
-	StatusLevel      = "status"
-	StatusSinceLevel = "status/since"
-	PlaceLevel       = "place"
-	PlaceEventLevel  = "place/event"
-	DriveLastLevel   = "drive/last"
-	DriveEventLevel  = "drive/event"
-	ChargeLastLevel  = "charge/last"
-	ChargeEventLevel = "charge/event"
-	// StreamingCostLevel is {"monthly_dollars":…,…}: what the car's
-	// stream costs at Tesla's price per signal, estimated from what it
-	// sent in the last day.
-	StreamingCostLevel = "streaming/cost"
-)
-
-// statusOptions are the derived statuses, the options of the status
-// sensor (package activity's Statuses).
-func statusOptions() []string {
-	return []string{"driving", "charging", "parked", "asleep", "offline", "updating"}
-}
 
 // derivedEntity is a Home Assistant entity of the derived state: its
 // component key (lower case, so it never clashes with a signal's), its
@@ -42,36 +21,36 @@ type derivedEntity struct {
 
 // activityEntities are announced with Bridge.Activity.
 var activityEntities = []derivedEntity{
-	{key: "status", platform: "sensor", objectID: "status", level: StatusLevel,
-		static: `,"name":"Status","device_class":"enum","options":` + string(appendStrings(nil, statusOptions())) + `,"icon":"mdi:car-info"`},
-	{key: "status_since", platform: "sensor", objectID: "status_since", level: StatusSinceLevel,
+	{key: "status", platform: "sensor", objectID: "status", level: topic.StatusLevel,
+		static: `,"name":"Status","device_class":"enum","options":` + string(appendStrings(nil, activity.Statuses())) + `,"icon":"mdi:car-info"`},
+	{key: "status_since", platform: "sensor", objectID: "status_since", level: topic.StatusSinceLevel,
 		static: `,"name":"Status since","device_class":"timestamp","entity_category":"diagnostic"`},
-	{key: "place", platform: "sensor", objectID: "place", level: PlaceLevel,
+	{key: "place", platform: "sensor", objectID: "place", level: topic.PlaceLevel,
 		static: `,"name":"Place","value_template":"{{ value if value else 'away' }}","icon":"mdi:map-marker"`},
-	{key: "place_event", platform: "event", objectID: "place", level: PlaceEventLevel,
+	{key: "place_event", platform: "event", objectID: "place", level: topic.PlaceEventLevel,
 		static: `,"name":"Place","event_types":["enter","leave"],"icon":"mdi:map-marker-radius"`},
-	{key: "drive_event", platform: "event", objectID: "drive", level: DriveEventLevel,
+	{key: "drive_event", platform: "event", objectID: "drive", level: topic.DriveEventLevel,
 		static: `,"name":"Drive","event_types":["started","ended"],"icon":"mdi:car-arrow-right"`},
-	{key: "charge_event", platform: "event", objectID: "charging_session", level: ChargeEventLevel,
+	{key: "charge_event", platform: "event", objectID: "charging_session", level: topic.ChargeEventLevel,
 		static: `,"name":"Charging session","event_types":["started","ended"],"icon":"mdi:ev-station"`},
-	{key: "last_drive", platform: "sensor", objectID: "last_drive", level: DriveLastLevel, attributes: true,
+	{key: "last_drive", platform: "sensor", objectID: "last_drive", level: topic.DriveLastLevel, attributes: true,
 		static: `,"name":"Last drive","device_class":"timestamp","value_template":"{{ value_json.end }}","icon":"mdi:map-marker-path"`},
-	{key: "last_drive_distance", platform: "sensor", objectID: "last_drive_distance", level: DriveLastLevel,
+	{key: "last_drive_distance", platform: "sensor", objectID: "last_drive_distance", level: topic.DriveLastLevel,
 		static: `,"name":"Last drive distance","device_class":"distance","unit_of_measurement":"km","suggested_display_precision":1,"value_template":"{{ value_json.distance_km if value_json.distance_km is defined else None }}"`},
-	{key: "last_drive_duration", platform: "sensor", objectID: "last_drive_duration", level: DriveLastLevel,
+	{key: "last_drive_duration", platform: "sensor", objectID: "last_drive_duration", level: topic.DriveLastLevel,
 		static: `,"name":"Last drive duration","device_class":"duration","unit_of_measurement":"min","suggested_display_precision":0,"value_template":"{{ value_json.duration_min }}"`},
-	{key: "last_drive_energy", platform: "sensor", objectID: "last_drive_energy", level: DriveLastLevel,
+	{key: "last_drive_energy", platform: "sensor", objectID: "last_drive_energy", level: topic.DriveLastLevel,
 		static: `,"name":"Last drive energy","device_class":"energy","unit_of_measurement":"kWh","suggested_display_precision":1,"value_template":"{{ value_json.energy_used_kwh if value_json.energy_used_kwh is defined else None }}"`},
-	{key: "last_charge", platform: "sensor", objectID: "last_charge", level: ChargeLastLevel, attributes: true,
+	{key: "last_charge", platform: "sensor", objectID: "last_charge", level: topic.ChargeLastLevel, attributes: true,
 		static: `,"name":"Last charge","device_class":"timestamp","value_template":"{{ value_json.end }}","icon":"mdi:ev-station"`},
-	{key: "last_charge_energy", platform: "sensor", objectID: "last_charge_energy", level: ChargeLastLevel,
+	{key: "last_charge_energy", platform: "sensor", objectID: "last_charge_energy", level: topic.ChargeLastLevel,
 		static: `,"name":"Last charge energy added","device_class":"energy","unit_of_measurement":"kWh","suggested_display_precision":1,"value_template":"{{ value_json.energy_added_kwh if value_json.energy_added_kwh is defined else None }}"`},
-	{key: "last_charge_cost", platform: "sensor", objectID: "last_charge_cost", level: ChargeLastLevel, cost: true,
+	{key: "last_charge_cost", platform: "sensor", objectID: "last_charge_cost", level: topic.ChargeLastLevel, cost: true,
 		static: `,"name":"Last charge cost","suggested_display_precision":2,"value_template":"{{ value_json.cost if value_json.cost is defined else None }}","icon":"mdi:cash"`},
 }
 
 // streamingCostEntity is announced with Bridge.StreamingCost.
-var streamingCostEntity = derivedEntity{key: "streaming_cost", platform: "sensor", objectID: "streaming_cost", level: StreamingCostLevel, attributes: true,
+var streamingCostEntity = derivedEntity{key: "streaming_cost", platform: "sensor", objectID: "streaming_cost", level: topic.StreamingCostLevel, attributes: true,
 	static: `,"name":"Streaming cost estimate","device_class":"monetary","unit_of_measurement":"USD","suggested_display_precision":2,"value_template":"{{ value_json.monthly_dollars }}","entity_category":"diagnostic","icon":"mdi:cash-clock"`}
 
 // derivedEntities returns the derived entities b announces.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
-	"github.com/fleet2mqtt/fleet2mqtt/bridge"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -17,22 +16,6 @@ var activityBridge = Bridge{Prefix: "tesla", Availability: "tesla/bridge/state",
 
 func TestGoldenActivity(t *testing.T) {
 	golden(t, "model3-activity", Messages(DefaultConfig(), activityBridge, sampleCar(t)))
-}
-
-// The topics announced are the ones the bridge publishes.
-func TestActivityLevelsAreTheBridges(t *testing.T) {
-	for _, p := range [][2]string{
-		{StatusLevel, bridge.StatusLevel}, {StatusSinceLevel, bridge.StatusSinceLevel}, {PlaceLevel, bridge.PlaceLevel},
-		{PlaceEventLevel, bridge.PlaceEventLevel}, {DriveLastLevel, bridge.DriveLastLevel}, {DriveEventLevel, bridge.DriveEventLevel},
-		{ChargeLastLevel, bridge.ChargeLastLevel}, {ChargeEventLevel, bridge.ChargeEventLevel},
-	} {
-		if p[0] != p[1] {
-			t.Errorf("discovery announces %q, the bridge publishes %q", p[0], p[1])
-		}
-	}
-	if !slices.Equal(statusOptions(), activity.Statuses()) {
-		t.Errorf("status options %v, activity's statuses %v", statusOptions(), activity.Statuses())
-	}
 }
 
 // Every derived component is one Home Assistant accepts, and takes what

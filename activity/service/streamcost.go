@@ -8,9 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
-	"github.com/fleet2mqtt/fleet2mqtt/discovery"
 	"github.com/fleet2mqtt/fleet2mqtt/ingest"
 	"github.com/fleet2mqtt/fleet2mqtt/internal/streamcost"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/topic"
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
 
@@ -69,7 +69,7 @@ func (s *Service) PublishStreamCost(ctx context.Context, now time.Time) {
 		if err != nil || sc.last[e.VIN] == string(payload) {
 			continue
 		}
-		msgs = append(msgs, pubsub.Message{Topic: s.cfg.Prefix + "/" + e.VIN + "/" + discovery.StreamingCostLevel,
+		msgs = append(msgs, pubsub.Message{Topic: s.cfg.Prefix + "/" + e.VIN + "/" + topic.StreamingCostLevel,
 			Payload: payload, QoS: s.cfg.QoS, Retain: true})
 		vins = append(vins, e.VIN)
 	}
