@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -25,6 +26,17 @@ type PersistStatus struct {
 	LastError string
 	// Failures counts the saves that failed since the broker started.
 	Failures int64
+}
+
+// Err says that retained messages are not on disk, when the last save
+// failed (after Close: the final one, so the changes since FailingSince
+// are lost); nil otherwise.
+func (s PersistStatus) Err() error {
+	if !s.Failing {
+		return nil
+	}
+	return fmt.Errorf("retained MQTT messages not saved at shutdown (failing since %s): %s",
+		s.FailingSince.Format(time.RFC3339), s.LastError)
 }
 
 // saveHealth follows the store's saves for the log, /healthz and the

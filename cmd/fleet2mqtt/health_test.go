@@ -31,7 +31,7 @@ func TestHealthzDegraded(t *testing.T) {
 	a := &app{broker: b}
 	health := func() (int, string) {
 		w := httptest.NewRecorder()
-		health.Handler(a.retainedSaveFailing).ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
+		health.Handler(func() bool { return a.persistence().Failing }).ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
 		return w.Code, w.Body.String()
 	}
 	if code, body := health(); code != 200 || body != "ok\n" {
@@ -60,7 +60,7 @@ func TestHealthzDegraded(t *testing.T) {
 	if err := b.Close(); err == nil {
 		t.Error("Close succeeded though the final save failed")
 	}
-	if err := a.finalSaveError(); err == nil {
-		t.Error("finalSaveError = nil after a failed final save")
+	if err := a.persistence().Err(); err == nil {
+		t.Error("persistence().Err() = nil after a failed final save")
 	}
 }

@@ -203,7 +203,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, adjust ...f
 		if err := g.Stop(stopCtx); err != nil {
 			log.Warn("stopping", "err", err)
 		}
-		if err := a.finalSaveError(); err != nil && a.err == nil {
+		if err := a.persistence().Err(); err != nil && a.err == nil {
 			a.err = err // exit non-zero: changes since the fault are lost
 		}
 		log.Info("fleet2mqtt stopped")
@@ -409,7 +409,7 @@ func (a *app) wait() error {
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	guard := health.NewGuard(a.cfg.HTTP.Listen, a.cfg.Setup.PublicHostname, a.cfg.HTTP.MetricsToken) // Host check; /metrics for loopback or the token
-	mux.Handle("GET "+health.Path, guard.Host(health.Handler(a.retainedSaveFailing)))
+	mux.Handle("GET "+health.Path, guard.Host(health.Handler(func() bool { return a.persistence().Failing })))
 	mux.Handle("GET /metrics", guard.Metrics(a.metrics.Handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
