@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -295,6 +296,55 @@ func TestDerivedTick(t *testing.T) {
 	last, _ := derivedMsgs(r.pub.take())
 	if last["tesla/"+vin+"/status"] != "parked" || last["tesla/"+vin+"/drive/last"] == "" {
 		t.Errorf("after the tick: %v", last)
+	}
+}
+
+// Tick saves a car whose values alone changed at most once a minute; a
+// change of status is saved with the record that made it.
+func TestDerivedTickSavesValuesOncePerInterval(t *testing.T) {
+	dir := t.TempDir()
+	r := newDerivedRig(t, dir, false)
+	saved := func() string {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, vin+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	tick := func(d time.Duration) {
+		t.Helper()
+		if err := r.d.Tick(context.Background(), derivedT0.Add(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.must(0, gear("P"), num(telemetry.FieldOdometer, 1000))
+	r.must(5*time.Second, num(telemetry.FieldOdometer, 1001))
+	tick(10 * time.Second)
+	first := saved()
+	if !strings.Contains(first, "1001") {
+		t.Fatalf("values not saved by the first tick after they changed: %s", first)
+	}
+	r.must(15*time.Second, num(telemetry.FieldOdometer, 1002))
+	tick(20 * time.Second)
+	tick(60 * time.Second)
+	if saved() != first {
+		t.Errorf("values saved again within a minute of the last tick's save:\n%s\n%s", first, saved())
+	}
+	tick(70 * time.Second)
+	if !strings.Contains(saved(), "1002") {
+		t.Errorf("values not saved a minute after the last save: %s", saved())
+	}
+	before := saved()
+	r.must(75*time.Second, gear("D"))
+	if saved() == before {
+		t.Error("a change of status was not saved with its record")
+	}
+	// A clock set back saves at once.
+	r.must(76*time.Second, num(telemetry.FieldOdometer, 1003))
+	tick(-time.Hour)
+	if !strings.Contains(saved(), "1003") {
+		t.Errorf("values not saved after the clock was set back: %s", saved())
 	}
 }
 
