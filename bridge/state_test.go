@@ -293,3 +293,54 @@ func TestStateIntervalValidate(t *testing.T) {
 		t.Errorf("default interval %v, want 1s", got)
 	}
 }
+
+// TestStateTrailingAligned: the trailing state objects of cars whose
+// intervals end within the same quarter interval go out together, at the
+// end of that quarter, not each at its own moment.
+func TestStateTrailingAligned(t *testing.T) {
+	c := newFakeClock()
+	c.t = c.t.Add(10 * time.Millisecond) // off the grid
+	b, r := newTestBridge(t, DefaultConfig())
+	b.clock = c.clock()
+	const other = "5YJ3TESTVIN000002"
+	otherRecord := func(soc int64) *telemetry.Record {
+		rec := socRecord(soc)
+		rec.VIN = other
+		return rec
+	}
+	handle(t, b, socRecord(1)) // 12:00:00.010, at once
+	c.advance(50 * time.Millisecond)
+	handle(t, b, otherRecord(1)) // .060, at once
+	c.advance(250 * time.Millisecond)
+	handle(t, b, socRecord(2)) // due at 01.010: waits for 01.250
+	c.advance(50 * time.Millisecond)
+	handle(t, b, otherRecord(2)) // due at 01.060: waits for 01.250
+	r.take()
+	c.advance(1250*time.Millisecond - 360*time.Millisecond - time.Millisecond)
+	if got := lines(r.take()); len(got) != 0 {
+		t.Fatalf("before the grid's point: %q", got)
+	}
+	c.advance(time.Millisecond)
+	diffLines(t, lines(r.take()), []string{
+		"tesla/" + vin + `/state qos=1 retain=true {"Soc":2}`,
+		"tesla/" + other + `/state qos=1 retain=true {"Soc":2}`,
+	})
+}
+
+// alignTrailing moves a due time on to the next quarter of the interval.
+func TestAlignTrailing(t *testing.T) {
+	const ms = time.Millisecond
+	for _, c := range []struct {
+		now, wait, interval, want time.Duration
+	}{
+		{0, 1000 * ms, time.Second, 1000 * ms}, // on the grid already
+		{10 * ms, 1000 * ms, time.Second, 1240 * ms},
+		{10 * ms, 240 * ms, time.Second, 240 * ms},
+		{10 * ms, 241 * ms, time.Second, 490 * ms},
+		{7, 5, 2, 5}, // an interval too short for a grid
+	} {
+		if got := alignTrailing(time.Unix(0, int64(c.now)), c.wait, c.interval); got != c.want {
+			t.Errorf("alignTrailing(%v, %v, %v) = %v, want %v", c.now, c.wait, c.interval, got, c.want)
+		}
+	}
+}
