@@ -73,7 +73,7 @@ func BenchmarkExecute(b *testing.B) {
 			if bc.dir {
 				cfg.SessionDir = b.TempDir()
 			}
-			e, err := command.New(cfg)
+			e, err := command.New(cfg, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

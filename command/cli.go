@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/fleet2mqtt/fleet2mqtt/setup/fleetapi"
@@ -36,10 +37,11 @@ type CLIEnv struct {
 	// defaults and returns the engine's configuration: Key, Transport
 	// (client.Owner(fleetapi.FileTokenStore{Path: token file}, region),
 	// with WithAPI when API is set), SessionDir (<data_dir>/commands),
-	// PairingDomain, RateLimit and Logger. Without Metrics, the command
-	// is counted in <SessionDir>/usage.json (OpenCounters), the counts
-	// serve shows.
-	Resolve func(ctx context.Context, flags CLIFlags) (Config, error)
+	// PairingDomain and RateLimit; and the logger the configuration's log
+	// section asks for (nil discards), which the engine and the counters
+	// write to. Without Metrics, the command is counted in
+	// <SessionDir>/usage.json (OpenCounters), the counts serve shows.
+	Resolve func(ctx context.Context, flags CLIFlags) (Config, *slog.Logger, error)
 }
 
 const cliUsage = `usage: fleet2mqtt command [--config F] [--key KEY.pem] [--token-file F] [--api URL] [--only-if-awake] VIN NAME [JSON]
@@ -92,14 +94,14 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env CL
 		fmt.Fprintln(stderr, "fleet2mqtt command: not wired (no Resolve)")
 		return 1
 	}
-	cfg, err := env.Resolve(ctx, f)
+	cfg, log, err := env.Resolve(ctx, f)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet2mqtt command: %v\n", err)
 		return 1
 	}
 	if cfg.Metrics == nil && cfg.SessionDir != "" {
 		// Count what Tesla bills into the counts serve shows.
-		counters := OpenCounters(filepath.Join(cfg.SessionDir, UsageFileName), CountersOptions{Logger: cfg.Logger})
+		counters := OpenCounters(filepath.Join(cfg.SessionDir, UsageFileName), log, CountersOptions{})
 		cfg.Metrics = counters
 		defer func() {
 			if err := counters.Close(); err != nil {
@@ -107,7 +109,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env CL
 			}
 		}()
 	}
-	e, err := New(cfg)
+	e, err := New(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleet2mqtt command: %v\n", err)
 		return 1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,20 +17,20 @@ import (
 // cliEnv resolves the flags as cmd/fleet2mqtt does: the key and token
 // from files, the Fleet API at --api.
 func cliEnv(t *testing.T, r *rig) command.CLIEnv {
-	return command.CLIEnv{Resolve: func(_ context.Context, f command.CLIFlags) (command.Config, error) {
+	return command.CLIEnv{Resolve: func(_ context.Context, f command.CLIFlags) (command.Config, *slog.Logger, error) {
 		key, err := fleetapi.LoadPrivateKey(f.Key)
 		if err != nil {
-			return command.Config{}, err
+			return command.Config{}, nil, err
 		}
 		client, err := fleetapi.New(fleetapi.Config{ClientID: r.fake.ClientID(),
 			Endpoints: command.WithAPI(r.fake.Endpoints(), f.API)})
 		if err != nil {
-			return command.Config{}, err
+			return command.Config{}, nil, err
 		}
 		cfg := r.config()
 		cfg.Key = key
 		cfg.Transport = client.Owner(fleetapi.FileTokenStore{Path: f.TokenFile}, "")
-		return cfg, nil
+		return cfg, nil, nil
 	}}
 }
 

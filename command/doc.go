@@ -31,10 +31,10 @@
 //	client, _ := fleetapi.New(fleetapi.Config{ClientID: id, Endpoints: endpoints}) // WithAPI for --api
 //	owner := client.Owner(fleetapi.FileTokenStore{Path: tokenPath}, region)
 //	counters := command.OpenCounters(filepath.Join(dataDir, "commands", command.UsageFileName),
-//		command.CountersOptions{Logger: log}) // counters.Close() when stopping
+//		log, command.CountersOptions{}) // counters.Close() when stopping
 //	engine, _ := command.New(command.Config{Key: key, Transport: owner,
 //		SessionDir: filepath.Join(dataDir, "commands"), PairingDomain: domain,
-//		Metrics: counters, Logger: log})
+//		Metrics: counters}, log)
 //	res := engine.Execute(ctx, command.Request{VIN: vin, Name: "charge_start", Who: "mqtt:alice"})
 //
 // A Tesla-proxy-compatible API uses the caller's own token for one

@@ -78,9 +78,6 @@ type Config struct {
 	BusyRetries int
 	// Metrics is told of every billed request; nothing when nil.
 	Metrics Metrics
-	// Logger receives one line per command and wake progress; discarded
-	// when nil.
-	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -179,8 +176,9 @@ type lane struct {
 	skipCache bool
 }
 
-// New returns an Engine.
-func New(cfg Config) (*Engine, error) {
+// New returns an Engine. log receives one line per command and wake
+// progress; nil discards.
+func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("command engine: no private key")
 	}
@@ -207,14 +205,14 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BusyRetries <= 0 {
 		cfg.BusyRetries = DefaultBusyRetries
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Engine{cfg: cfg, priv: priv, store: sessionStore{dir: cfg.SessionDir}, limit: limit,
-		log: cfg.Logger, cars: make(map[string]*car)}, nil
+		log: log, cars: make(map[string]*car)}, nil
 }
 
 func (e *Engine) car(vin string) *car {

@@ -103,7 +103,7 @@ func (r *rig) config() command.Config {
 
 func (r *rig) engine(t *testing.T) *command.Engine {
 	t.Helper()
-	e, err := command.New(r.config())
+	e, err := command.New(r.config(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestWakeTimeout(t *testing.T) {
 	r := newRig(t, fleetapitest.Vehicle{Paired: true})
 	cfg := r.config()
 	cfg.WakeTimeout = 50 * time.Millisecond
-	e, err := command.New(cfg)
+	e, err := command.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestRateLimit(t *testing.T) {
 	r := newRig(t, fleetapitest.Vehicle{Paired: true})
 	cfg := r.config()
 	cfg.RateLimit = &command.RateLimit{Commands: 1, Per: time.Hour, Burst: 2}
-	e, err := command.New(cfg)
+	e, err := command.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func TestTwoProcessesNeverShareACounter(t *testing.T) {
 	for i, tr := range []*countingTransport{&ta, &tb} {
 		cfg := r.config()
 		cfg.Transport = tr
-		e, err := command.New(cfg)
+		e, err := command.New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestConcurrentEnginesShareTheCache(t *testing.T) {
 	for _, tr := range trs {
 		cfg := r.config()
 		cfg.Transport = tr
-		e, err := command.New(cfg)
+		e, err := command.New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

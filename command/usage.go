@@ -61,9 +61,6 @@ type CountersOptions struct {
 	// included; older ones are dropped when it is written.
 	// DefaultKeepMonths when 0.
 	KeepMonths int
-	// Logger is told of a file that cannot be read or written; discarded
-	// when nil.
-	Logger *slog.Logger
 }
 
 // Counters counts billed requests per car per calendar month (UTC), for
@@ -96,11 +93,11 @@ type Counters struct {
 // NewCounters returns empty counters kept in memory only; now is time.Now
 // when nil.
 func NewCounters(now func() time.Time) *Counters {
-	c := newCounters(CountersOptions{Now: now})
+	c := newCounters(nil, CountersOptions{Now: now})
 	return c
 }
 
-func newCounters(o CountersOptions) *Counters {
+func newCounters(log *slog.Logger, o CountersOptions) *Counters {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -110,20 +107,20 @@ func newCounters(o CountersOptions) *Counters {
 	if o.KeepMonths <= 0 {
 		o.KeepMonths = DefaultKeepMonths
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Counters{now: o.Now, delay: o.FlushDelay, keep: o.KeepMonths, log: o.Logger,
+	return &Counters{now: o.Now, delay: o.FlushDelay, keep: o.KeepMonths, log: log,
 		saved: make(months), pending: make(months)}
 }
 
 // OpenCounters returns counters kept in path, normally
 // <SessionDir>/UsageFileName, with the counts the file holds. A missing
-// file starts at zero; an unreadable one is reported to the logger and
-// counting goes on (the next write replaces it). Close writes what is
-// left.
-func OpenCounters(path string, o CountersOptions) *Counters {
-	c := newCounters(o)
+// file starts at zero; an unreadable one is reported to log and counting
+// goes on (the next write replaces it), as is a file that cannot be
+// written; nil log discards. Close writes what is left.
+func OpenCounters(path string, log *slog.Logger, o CountersOptions) *Counters {
+	c := newCounters(log, o)
 	c.path = path
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -31,7 +31,7 @@ const noFlush = time.Hour
 func TestCountersSurviveARestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "commands", command.UsageFileName)
 	opts := command.CountersOptions{Now: fixedClock("2026-12-05T10:00:00Z"), FlushDelay: noFlush}
-	c := command.OpenCounters(path, opts)
+	c := command.OpenCounters(path, nil, opts)
 	c.CommandSent("VIN1")
 	c.CommandSent("VIN1")
 	c.WakeSent("VIN1")
@@ -51,7 +51,7 @@ func TestCountersSurviveARestart(t *testing.T) {
 	}
 
 	// The restart: the counts go on from the file.
-	c = command.OpenCounters(path, opts)
+	c = command.OpenCounters(path, nil, opts)
 	c.CommandSent("VIN1")
 	want := map[string]command.Usage{"VIN1": {Commands: 3, Wakes: 1}, "VIN2": {Commands: 1}}
 	if got := c.Usage("2026-12"); !equalUsage(got, want) {
@@ -63,14 +63,14 @@ func TestCountersSurviveARestart(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := command.OpenCounters(path, opts).Usage("2026-12"); !equalUsage(got, want) {
+	if got := command.OpenCounters(path, nil, opts).Usage("2026-12"); !equalUsage(got, want) {
 		t.Errorf("in the file %v, want %v", got, want)
 	}
 }
 
 // usageIn reads the current month's usage from a usage file.
 func usageIn(path string) map[string]command.Usage {
-	return command.OpenCounters(path, command.CountersOptions{}).Usage(command.Month(time.Now()))
+	return command.OpenCounters(path, nil, command.CountersOptions{}).Usage(command.Month(time.Now()))
 }
 
 func equalUsage(a, b map[string]command.Usage) bool {
@@ -89,7 +89,7 @@ func equalUsage(a, b map[string]command.Usage) bool {
 // by themselves once the flush delay passed.
 func TestCountersWrittenAfterTheDelay(t *testing.T) {
 	path := filepath.Join(t.TempDir(), command.UsageFileName)
-	c := command.OpenCounters(path, command.CountersOptions{FlushDelay: time.Millisecond})
+	c := command.OpenCounters(path, nil, command.CountersOptions{FlushDelay: time.Millisecond})
 	c.CommandSent("VIN1")
 	deadline := time.Now().Add(10 * time.Second) // a guard against hanging
 	for {
@@ -109,7 +109,7 @@ func TestCountersWrittenAfterTheDelay(t *testing.T) {
 func TestCountersOfTwoProcesses(t *testing.T) {
 	path := filepath.Join(t.TempDir(), command.UsageFileName)
 	opts := command.CountersOptions{FlushDelay: noFlush}
-	serve, cli := command.OpenCounters(path, opts), command.OpenCounters(path, opts)
+	serve, cli := command.OpenCounters(path, nil, opts), command.OpenCounters(path, nil, opts)
 	serve.CommandSent("VIN1")
 	cli.CommandSent("VIN1")
 	cli.WakeSent("VIN1")
@@ -125,7 +125,7 @@ func TestCountersOfTwoProcesses(t *testing.T) {
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Go(func() {
-			c := command.OpenCounters(path, opts)
+			c := command.OpenCounters(path, nil, opts)
 			for range each {
 				c.CommandSent("VIN2")
 				if err := c.Flush(); err != nil {
@@ -138,7 +138,7 @@ func TestCountersOfTwoProcesses(t *testing.T) {
 	if err := serve.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := command.OpenCounters(path, opts).Usage(month)
+	got := command.OpenCounters(path, nil, opts).Usage(month)
 	if got["VIN1"] != (command.Usage{Commands: 2, Wakes: 1}) || got["VIN2"].Commands != writers*each {
 		t.Errorf("file holds %+v, want VIN1 2 commands 1 wake, VIN2 %d commands", got, writers*each)
 	}
@@ -152,7 +152,7 @@ func TestCountersPruneOldMonths(t *testing.T) {
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := command.OpenCounters(path, command.CountersOptions{Now: fixedClock("2026-12-01T00:00:00Z"), FlushDelay: noFlush})
+	c := command.OpenCounters(path, nil, command.CountersOptions{Now: fixedClock("2026-12-01T00:00:00Z"), FlushDelay: noFlush})
 	if got := c.Usage("2025-11")["VIN1"].Commands; got != 5 {
 		t.Errorf("loaded %d commands in 2025-11, want 5", got)
 	}
@@ -185,7 +185,7 @@ func TestCountersDamagedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	c := command.OpenCounters(path, command.CountersOptions{FlushDelay: noFlush, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	c := command.OpenCounters(path, slog.New(slog.NewTextHandler(&log, nil)), command.CountersOptions{FlushDelay: noFlush})
 	if !strings.Contains(log.String(), "unreadable") {
 		t.Errorf("not reported: %q", log.String())
 	}
@@ -207,11 +207,11 @@ func TestEnginesCountIntoOneDirectory(t *testing.T) {
 	var wg sync.WaitGroup
 	var counters []*command.Counters
 	for range 2 {
-		c := command.OpenCounters(filepath.Join(dir, command.UsageFileName), command.CountersOptions{FlushDelay: time.Millisecond})
+		c := command.OpenCounters(filepath.Join(dir, command.UsageFileName), nil, command.CountersOptions{FlushDelay: time.Millisecond})
 		counters = append(counters, c)
 		cfg := r.config()
 		cfg.Metrics = c
-		e, err := command.New(cfg)
+		e, err := command.New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +230,7 @@ func TestEnginesCountIntoOneDirectory(t *testing.T) {
 		}
 	}
 	signed, rest, wakes := r.car.Counts()
-	got := command.OpenCounters(filepath.Join(dir, command.UsageFileName), command.CountersOptions{}).Usage(command.Month(time.Now()))[testVIN]
+	got := command.OpenCounters(filepath.Join(dir, command.UsageFileName), nil, command.CountersOptions{}).Usage(command.Month(time.Now()))[testVIN]
 	if got.Commands != signed+rest || got.Wakes != wakes || got.Commands < 8 {
 		t.Errorf("counted %+v; the car was sent %d signed and %d REST commands, %d wakes", got, signed, rest, wakes)
 	}
@@ -246,12 +246,12 @@ func TestCLICountsItsCommands(t *testing.T) {
 	}
 	env := cliEnv(t, r)
 	resolve := env.Resolve
-	env.Resolve = func(ctx context.Context, f command.CLIFlags) (command.Config, error) {
-		cfg, err := resolve(ctx, f)
+	env.Resolve = func(ctx context.Context, f command.CLIFlags) (command.Config, *slog.Logger, error) {
+		cfg, log, err := resolve(ctx, f)
 		cfg.Metrics = nil // as cmd/fleet2mqtt resolves it
-		return cfg, err
+		return cfg, log, err
 	}
-	serve := command.OpenCounters(filepath.Join(r.dir, "commands", command.UsageFileName), command.CountersOptions{FlushDelay: noFlush})
+	serve := command.OpenCounters(filepath.Join(r.dir, "commands", command.UsageFileName), nil, command.CountersOptions{FlushDelay: noFlush})
 	for range 2 {
 		var out, errOut bytes.Buffer
 		args := []string{"--key", keyFile, "--token-file", r.tokenFile, "--api", r.fake.BaseURL(fleetapi.RegionNA), testVIN, "flash_lights"}

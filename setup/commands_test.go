@@ -51,7 +51,7 @@ func (c *testCommands) get() (*command.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := command.New(command.Config{Key: key, Transport: c.w.CommandTransport(nil), PairingDomain: testHost, Metrics: c.counters})
+	e, err := command.New(command.Config{Key: key, Transport: c.w.CommandTransport(nil), PairingDomain: testHost, Metrics: c.counters}, nil)
 	if err != nil {
 		return nil, err
 	}

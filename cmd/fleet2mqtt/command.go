@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"os"
 
 	vcmd "github.com/fleet2mqtt/fleet2mqtt/command"
@@ -16,7 +17,7 @@ import (
 // runCommand implements `fleet2mqtt command`.
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return vcmd.RunCLI(ctx, args, stdout, stderr, vcmd.CLIEnv{
-		Resolve: func(_ context.Context, f vcmd.CLIFlags) (vcmd.Config, error) {
+		Resolve: func(_ context.Context, f vcmd.CLIFlags) (vcmd.Config, *slog.Logger, error) {
 			if f.Config == "" {
 				f.Config = os.Getenv("FLEET2MQTT_CONFIG")
 			}
@@ -25,13 +26,12 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				err = cfg.Validate()
 			}
 			if err != nil {
-				return vcmd.Config{}, err
+				return vcmd.Config{}, nil, err
 			}
 			creds := commandCredentials(cfg)
 			creds.KeyFile, creds.TokenFile, creds.API = f.Key, f.TokenFile, f.API
 			ec, err := creds.EngineConfig()
-			ec.Logger = cfg.Log.Logger(stderr)
-			return ec, err
+			return ec, cfg.Log.Logger(stderr), err
 		},
 	})
 }

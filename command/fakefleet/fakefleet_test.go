@@ -18,7 +18,7 @@ func TestEngineConfig(t *testing.T) {
 	defer f.Close()
 	const vin = "5YJ3E1EA7KF000009"
 	f.AddCar(vin)
-	e, err := command.New(f.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}))
+	e, err := command.New(f.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

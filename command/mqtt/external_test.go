@@ -53,7 +53,7 @@ func TestExternalBrokerNeverRunsRetainedCommands(t *testing.T) {
 	t.Cleanup(fleet.Close)
 	car := fleet.Server.Car(vin)
 	engine, err := command.New(command.Config{Key: fleet.Key, Transport: fleet.Owner,
-		SessionDir: filepath.Join(t.TempDir(), "commands"), RateLimit: &command.RateLimit{}, Logger: log})
+		SessionDir: filepath.Join(t.TempDir(), "commands"), RateLimit: &command.RateLimit{}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func newRig(t *testing.T) *rig {
 	// The engine's own transport is never used here: every command
 	// brings the caller's token.
 	engine, err := command.New(command.Config{Key: fleet.Key, SessionDir: filepath.Join(t.TempDir(), "commands"),
-		RateLimit: &command.RateLimit{}, Logger: log})
+		RateLimit: &command.RateLimit{}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,8 +36,8 @@ func (l *lazyEngine) get() (*command.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Metrics, cfg.Logger = l.metrics, l.log
-	e, err := command.New(cfg)
+	cfg.Metrics = l.metrics
+	e, err := command.New(cfg, l.log)
 	if err != nil {
 		return nil, err
 	}

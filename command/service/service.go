@@ -79,7 +79,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		// Kept on disk and shared with the command line: the month's
 		// counts survive a restart.
 		counters = command.OpenCounters(filepath.Join(SessionDir(cfg.Credentials.DataDir), command.UsageFileName),
-			command.CountersOptions{Logger: log})
+			log, command.CountersOptions{})
 	}
 	s := &Service{cfg: cfg.Credentials.Settings, creds: cfg.Credentials, section: cfg.Section,
 		counters: counters, log: log}

@@ -171,7 +171,7 @@ func commanded(t *testing.T, cfg simulate.PlayConfig, before map[string]string, 
 	}
 	waitFor(t, fmt.Sprintf("the car to stream %v", before), streams(before))
 	waitFor(t, "the fake car to follow the simulated car", func() bool { return agrees(f.Server.Car(vin).State()) })
-	e, err := command.New(f.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}))
+	e, err := command.New(f.EngineConfig(filepath.Join(t.TempDir(), "commands"), command.RateLimit{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
