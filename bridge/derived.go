@@ -190,7 +190,7 @@ func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 		if err := d.publish(ctx, c, ch); err != nil {
 			errs = append(errs, err)
 		}
-		if c.dirty && (c.tickSavedAt.IsZero() || now.Sub(c.tickSavedAt) >= valuesSaveInterval || now.Before(c.tickSavedAt)) {
+		if c.saveDue(now) {
 			if err := d.save(c); err != nil {
 				errs = append(errs, err)
 			} else {
@@ -200,6 +200,14 @@ func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 		c.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// saveDue reports whether Tick at now saves c: it changed, and Tick last
+// saved it valuesSaveInterval ago, or never, or after now (the clock was
+// set back). c.mu is held.
+func (c *derivedCar) saveDue(now time.Time) bool {
+	last := c.tickSavedAt
+	return c.dirty && (last.IsZero() || now.Sub(last) >= valuesSaveInterval || now.Before(last))
 }
 
 // valuesSaveInterval is how often a car whose values alone changed has

@@ -98,15 +98,16 @@ func (b *Bridge) stateDue(v *vehicle, bt *batch) {
 // (200 a second with 200 cars that send more often than the interval).
 // The state object comes at most interval/4 later for it.
 func alignTrailing(now time.Time, wait, interval time.Duration) time.Duration {
-	grid := int64(interval / 4)
+	grid := interval / 4
 	if grid <= 0 {
 		return wait
 	}
-	due := now.UnixNano() + int64(wait)
-	if r := due % grid; r != 0 {
-		due += grid - r
+	due := now.Add(wait)
+	at := due.Truncate(grid)
+	if at.Before(due) {
+		at = at.Add(grid)
 	}
-	return time.Duration(due - now.UnixNano())
+	return at.Sub(now)
 }
 
 // appendStateMessage adds the state object to bt and notes it published
