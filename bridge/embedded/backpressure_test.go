@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -267,4 +269,55 @@ func TestDropsLogged(t *testing.T) {
 	if d.count(DropSessionFull) != 12 || d.count(DropTooLarge) != 2 {
 		t.Errorf("counts %d and %d, want 12 and 2", d.count(DropSessionFull), d.count(DropTooLarge))
 	}
+}
+
+// TestBacklogShrinksPerChunk: the QoS 0 messages of a write leave the
+// backlog chunk by chunk, with their bytes, not only once the whole write
+// is done, so that publishers waiting on a backlog full by its message
+// bound move on while the rest is being written.
+func TestBacklogShrinksPerChunk(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	server, reader := net.Pipe() // a write returns only once it was read
+	t.Cleanup(func() { server.Close(); reader.Close() })
+	cl := broker.server.NewClient(server, "test", "chunks", false)
+	cl.Properties.ProtocolVersion = 4
+	s := &sender{f: broker.fan, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{}), lastProgress: time.Now()}
+	t.Cleanup(s.end)
+
+	const msgs = 100
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: socTopic, Payload: bytes.Repeat([]byte("x"), 2000)}
+	s.mu.Lock()
+	for range msgs {
+		s.write(cl, &pk, delivery{version: 4})
+	}
+	total := s.bytes
+	s.mu.Unlock()
+	if total < 3*writeChunk {
+		t.Fatalf("%d bytes queued: the test needs several chunks", total)
+	}
+	go s.run()
+
+	backlog := func() (int, int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.backlog()
+	}
+	if _, err := io.ReadFull(reader, make([]byte, writeChunk)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first chunk to leave the backlog", func() bool {
+		_, b := backlog()
+		return b == total-writeChunk
+	})
+	m, _ := backlog()
+	if want := msgs - msgs*writeChunk/total; m != want {
+		t.Errorf("after one chunk of %d bytes, %d messages in the backlog, want %d", total, m, want)
+	}
+	if _, err := io.ReadFull(reader, make([]byte, total-writeChunk)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the backlog to empty", func() bool {
+		m, b := backlog()
+		return m == 0 && b == 0
+	})
 }

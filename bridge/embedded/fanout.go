@@ -941,6 +941,7 @@ func (s *sender) run() {
 		if n == 0 {
 			continue
 		}
+		written0 := 0 // QoS 0 packets of out counted as written
 		for off := 0; off < len(out); {
 			end := min(off+writeChunk, len(out))
 			written, err := s.cl.Net.Conn.Write(out[off:end])
@@ -953,11 +954,16 @@ func (s *sender) run() {
 				return
 			}
 			off = end
+			// A chunk's QoS 0 packets leave the backlog with its bytes
+			// (in proportion: the packets of one batch are much alike),
+			// so that a backlog full by its message bound has room
+			// again as soon as a chunk is written, not only once the
+			// whole of out is.
+			done0 := int(int64(n0) * int64(off) / int64(len(out)))
 			s.mu.Lock()
 			s.bytes -= written
-			if off == len(out) {
-				s.queued0 -= n0
-			}
+			s.queued0 -= done0 - written0
+			written0 = done0
 			s.progressed()
 			s.mu.Unlock()
 		}
