@@ -321,3 +321,67 @@ func TestBacklogShrinksPerChunk(t *testing.T) {
 		return m == 0 && b == 0
 	})
 }
+
+// TestTurnsInOrder: publishers that wait for a subscriber's full backlog
+// deliver in the order they came, and one that comes while others wait
+// queues behind them.
+func TestTurnsInOrder(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueued = 10
+	broker := startBroker(t, cfg, "")
+	server, reader := net.Pipe()
+	t.Cleanup(func() { server.Close(); reader.Close() })
+	cl := broker.server.NewClient(server, "test", "turns", false)
+	cl.Properties.ProtocolVersion = 4
+	s := &sender{f: broker.fan, cl: cl, wake: make(chan struct{}, 1), stop: make(chan struct{}), lastProgress: time.Now()}
+	t.Cleanup(s.end)
+
+	message := func(payload string) *packets.Packet {
+		return &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: socTopic, Payload: []byte(payload)}
+	}
+	s.mu.Lock()
+	for range cfg.MaxQueued {
+		s.write(cl, message("filler"), delivery{version: 4})
+	}
+	s.mu.Unlock()
+	queued := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.queue)
+	}
+	const publishers = 5
+	errs := make(chan error, publishers)
+	for i := range publishers {
+		go func() {
+			errs <- broker.fan.deliver(t.Context(), cl, s, message(fmt.Sprintf("turn-%d", i)), 0, false, nil, false)
+		}()
+		waitFor(t, fmt.Sprintf("publisher %d to queue", i), func() bool { return queued() == i+1 })
+	}
+	go s.run()
+	var got bytes.Buffer
+	buf := make([]byte, 4096)
+	for want := range publishers {
+		marker := []byte(fmt.Sprintf("turn-%d", want))
+		for !bytes.Contains(got.Bytes(), marker) {
+			n, err := reader.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Write(buf[:n])
+		}
+	}
+	for i := range publishers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			prev := bytes.Index(got.Bytes(), []byte(fmt.Sprintf("turn-%d", i-1)))
+			if at := bytes.Index(got.Bytes(), []byte(fmt.Sprintf("turn-%d", i))); at < prev {
+				t.Errorf("publisher %d delivered before publisher %d, which waited longer", i, i-1)
+			}
+		}
+	}
+	if w := broker.Waits(); w < publishers {
+		t.Errorf("%d waits counted, want at least %d", w, publishers)
+	}
+}

@@ -78,7 +78,12 @@ import (
 // waits until the subscriber makes progress (the kernel takes another
 // chunk of its buffer, or it acknowledges a message), at most until its
 // context ends: the record is then not acknowledged to the car, which
-// keeps it and sends it again. A publisher waits only before the first
+// keeps it and sends it again. Publishers that wait for a subscriber take
+// turns, first come first served (see awaitTurn): one that arrives while
+// others wait queues behind them even if there is room, and each turn is
+// given as room appears, one publisher at a time, so that no car's record
+// waits much longer than the others' and a publisher is woken once per
+// wait, not once per chunk of progress. A publisher waits only before the first
 // message of a batch (a record's messages, see admission) for each
 // subscriber, not once per message, unless the subscriber's session is
 // full. So a subscriber that reads slowly slows the
@@ -313,7 +318,7 @@ func (f *fanout) publish(ctx context.Context, adm *admission, topic string, payl
 	}
 	for _, i := range full {
 		t := &r.targets[i]
-		if err := f.deliver(ctx, t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids); err != nil {
+		if err := f.deliver(ctx, t.cl, t.s, &pk, t.qos, t.retain && retain, t.ids, t.s == nil || adm.has(t.s)); err != nil {
 			return true, err
 		}
 		adm.add(t.s)
@@ -450,45 +455,60 @@ func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQ
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dead && (!admitted && s.full() || admitted && s.overfull() || min(pk.FixedHeader.Qos, subQoS) > 0 && s.sessionFull()) {
-		s.setFull(true)
+	if !s.dead && (!admitted && len(s.queue) > 0 || !s.fits(admitted, inFlight(pk, subQoS))) {
 		return false
 	}
 	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
 	return true
 }
 
+// inFlight reports whether pk goes to a subscription of QoS subQoS at QoS 1
+// or 2, through the client's in-flight store.
+func inFlight(pk *packets.Packet, subQoS byte) bool { return min(pk.FixedHeader.Qos, subQoS) > 0 }
+
 // deliver hands pk to one client at the QoS of its subscription (capped by
 // the message's) with the given retain flag and subscription identifiers.
-// s is the client's sender, nil when it is offline. While the client's
-// backlog is full it waits for the client's progress, and disconnects a
-// client that makes none for the stall timeout (see fanout); it fails
-// when ctx ends or the broker closes first.
-func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int) error {
+// s is the client's sender, nil when it is offline; admitted tells
+// whether the message's batch was admitted already (see admission).
+// Unless the message fits in the client's backlog and nobody waits before
+// it, it waits its turn (see awaitTurn), and disconnects a client that
+// makes no progress for the stall timeout (see fanout); it fails when ctx
+// ends or the broker closes first.
+func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *packets.Packet, subQoS byte, retain bool, ids []int, admitted bool) error {
 	if s == nil {
 		f.deliverLocked(cl, s, pk, subQoS, retain, ids)
 		return nil
 	}
 	s.mu.Lock()
-	for !s.dead {
-		if !s.full() {
-			s.setFull(false)
-			break
-		}
-		s.setFull(true)
-		if s.stalled(f.limits.stall) {
-			st := s.kickLocked()
-			s.mu.Unlock()
-			f.disconnectStuck(cl, st)
-			s.mu.Lock()
-			break
-		}
-		if err := s.awaitProgress(ctx); err != nil { // unlocks and locks s.mu
-			s.mu.Unlock()
-			return err
+	if !s.dead && (!admitted && len(s.queue) > 0 || !s.fits(admitted, inFlight(pk, subQoS))) {
+		w := s.enqueue(admitted, inFlight(pk, subQoS), admitted)
+		for !s.dead {
+			if w.granted {
+				s.granting = false
+				if s.fits(w.admitted, w.inFlight) {
+					break
+				}
+				// Others (batches admitted before) took the room
+				// meanwhile: wait again, first in the queue.
+				w = s.enqueue(w.admitted, w.inFlight, true)
+				continue
+			}
+			if s.stalled(f.limits.stall) {
+				st := s.kickLocked() // ends the queue, w with it
+				s.mu.Unlock()
+				f.disconnectStuck(cl, st)
+				s.mu.Lock()
+				break
+			}
+			if err := s.awaitTurn(ctx, w); err != nil { // unlocks and locks s.mu
+				s.leave(w)
+				s.mu.Unlock()
+				return err
+			}
 		}
 	}
 	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
+	s.grantTurn()
 	s.mu.Unlock()
 	return nil
 }
@@ -538,12 +558,20 @@ func (s *sender) sessionFull() bool {
 	return s.cl.State.Inflight.Len() >= int(s.f.server.Options.Capabilities.MaximumInflight)
 }
 
-// roomy reports whether the backlog is below three quarters of both its
-// bounds: publishers that wait are woken only then, so that each wake-up
-// lets them deliver a good share, not one message each. s.mu is held.
-func (s *sender) roomy() bool {
-	msgs, bytes := s.backlog()
-	return msgs < s.f.limits.msgs-s.f.limits.msgs/4 && bytes < s.f.limits.bytes-s.f.limits.bytes/4
+// fits reports whether the backlog has room for a message: below its
+// bounds, or for a batch admitted already below its bounds plus a quarter
+// (overfull); and, for a message that goes in flight, the session not
+// full. It notes whether the backlog is full. s.mu is held.
+func (s *sender) fits(admitted, inFlight bool) bool {
+	full := s.full()
+	s.setFull(full)
+	if inFlight && s.sessionFull() {
+		return false
+	}
+	if admitted {
+		return !s.overfull()
+	}
+	return !full
 }
 
 // stallStart is when the client's current stall began: its last progress,
@@ -559,23 +587,78 @@ func (s *sender) stalled(timeout time.Duration) bool {
 	return !s.fullSince.IsZero() && time.Since(s.stallStart()) >= timeout
 }
 
-// awaitProgress waits, with s.mu released, until the client makes
-// progress, its connection ends, or the stall timeout since its backlog
-// was found full has passed. s.mu is held on entry and on return.
-func (s *sender) awaitProgress(ctx context.Context) error {
-	if s.progress == nil {
-		s.progress = make(chan struct{})
+// waiter is a publisher waiting for its turn to deliver to a client.
+type waiter struct {
+	turn     chan struct{} // closed when it is its turn, or the connection ended
+	granted  bool          // it is its turn
+	admitted bool          // its batch was admitted before (see admission)
+	inFlight bool          // its message goes in flight (QoS 1 or 2)
+}
+
+// enqueue puts a publisher in the client's queue: at its end, or at its
+// head when first (a batch admitted already, so that a batch that has
+// begun is finished first, or a publisher whose turn came and whose room
+// was taken). s.mu is held.
+func (s *sender) enqueue(admitted, inFlight, first bool) *waiter {
+	w := &waiter{turn: make(chan struct{}), admitted: admitted, inFlight: inFlight}
+	if first {
+		s.queue = slices.Insert(s.queue, 0, w)
+	} else {
+		s.queue = append(s.queue, w)
 	}
-	progress, stop := s.progress, s.stop
+	s.f.waits.Add(1)
+	s.grantTurn() // there may be room for the head already
+	return w
+}
+
+// grantTurn gives the turn to the publisher at the head of the queue when
+// the backlog has room for its message and no turn given is still
+// unused: each publisher, once it has delivered, gives the next turn, so
+// that turns go one at a time, in order, while there is room, and
+// progress gives the first. s.mu is held.
+func (s *sender) grantTurn() {
+	if s.granting || len(s.queue) == 0 || !s.fits(s.queue[0].admitted, s.queue[0].inFlight) {
+		return
+	}
+	w := s.queue[0]
+	s.queue[0] = nil
+	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = nil
+	}
+	w.granted = true
+	s.granting = true
+	close(w.turn)
+}
+
+// leave takes a publisher that gives up out of the queue; a turn it was
+// given goes to the next. s.mu is held.
+func (s *sender) leave(w *waiter) {
+	if w.granted {
+		s.granting = false
+		s.grantTurn()
+		return
+	}
+	if i := slices.Index(s.queue, w); i >= 0 {
+		s.queue = slices.Delete(s.queue, i, i+1)
+	}
+}
+
+// awaitTurn waits, with s.mu released, until it is w's turn, the client's
+// connection ends, or the stall timeout since the client's last progress
+// has passed (the caller looks whether it stalled). s.mu is held on entry
+// and on return.
+func (s *sender) awaitTurn(ctx context.Context, w *waiter) error {
 	left := s.f.limits.stall - time.Since(s.stallStart())
+	if left <= 0 {
+		left = s.f.limits.stall // not full: waiting behind others that wait
+	}
 	s.mu.Unlock()
 	s.f.waiters.Add(1)
-	s.f.waits.Add(1)
-	timer := time.NewTimer(max(left, 0))
+	timer := time.NewTimer(left)
 	var err error
 	select {
-	case <-progress:
-	case <-stop:
+	case <-w.turn:
 	case <-timer.C:
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -589,25 +672,24 @@ func (s *sender) awaitProgress(ctx context.Context) error {
 }
 
 // progressed notes that the client took something from its backlog, and
-// wakes the publishers waiting for it once there is room. s.mu is held.
+// gives the next turn when there is room. s.mu is held.
 func (s *sender) progressed() {
 	s.lastProgress = time.Now()
-	if s.fullSince.IsZero() && s.progress == nil {
+	if s.fullSince.IsZero() && len(s.queue) == 0 {
 		return // nobody waits, and the backlog was not full
 	}
-	if !s.roomy() {
-		return
-	}
-	s.setFull(false)
-	s.wakeWaiters()
+	s.setFull(s.full())
+	s.grantTurn()
 }
 
-// wakeWaiters wakes the publishers waiting for the client. s.mu is held.
+// wakeWaiters wakes every publisher waiting for the client, whose
+// connection ended: they find it dead. s.mu is held.
 func (s *sender) wakeWaiters() {
-	if s.progress != nil {
-		close(s.progress)
-		s.progress = nil
+	for _, w := range s.queue {
+		close(w.turn)
 	}
+	s.queue = nil
+	s.granting = false
 }
 
 // stuckBacklog is what a stuck client held when it was disconnected.
@@ -841,11 +923,13 @@ type sender struct {
 	dead    bool       // the connection failed or ended
 
 	// The backlog (see fanout), besides the client's in-flight store.
-	bytes        int           // bytes encoded and not yet written (in buf, or being written)
-	queued0      int           // QoS 0 packets not yet written
-	fullSince    time.Time     // when the backlog was found full; zero once there is room again
-	lastProgress time.Time     // the client's last progress (see stallStart)
-	progress     chan struct{} // closed when there is room again; nil while nobody waits
+	bytes        int       // bytes encoded and not yet written (in buf, or being written)
+	queued0      int       // QoS 0 packets not yet written
+	fullSince    time.Time // when the backlog was found full; zero once there is room again
+	lastProgress time.Time // the client's last progress (see stallStart)
+
+	queue    []*waiter // publishers waiting for their turn, in order (see awaitTurn)
+	granting bool      // a turn was given and is not used yet
 }
 
 // sender returns the sender of cl, starting it on first use, or nil when
