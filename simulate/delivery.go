@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
@@ -91,7 +90,7 @@ func newDeliveryCounter(vins []string, fields []telemetry.Field, records int) *d
 }
 
 // observe counts one message.
-func (d *deliveryCounter) observe(topic string, payload []byte) {
+func (d *deliveryCounter) observe(topic, payload []byte) {
 	car, field, ok := d.match(topic)
 	if !ok {
 		d.other.Add(1)
@@ -113,18 +112,18 @@ func (d *deliveryCounter) observe(topic string, payload []byte) {
 }
 
 // match finds the car and signal of a topic.
-func (d *deliveryCounter) match(topic string) (car, field int, ok bool) {
-	i := strings.LastIndexByte(topic, '/')
+func (d *deliveryCounter) match(topic []byte) (car, field int, ok bool) {
+	i := bytes.LastIndexByte(topic, '/')
 	if i < 0 {
 		return 0, 0, false
 	}
-	if field, ok = d.fields[topic[i+1:]]; !ok {
+	if field, ok = d.fields[string(topic[i+1:])]; !ok {
 		return 0, 0, false
 	}
 	rest := topic[:i]
 	for range 2 {
-		j := strings.LastIndexByte(rest, '/')
-		if car, ok = d.cars[rest[j+1:]]; ok {
+		j := bytes.LastIndexByte(rest, '/')
+		if car, ok = d.cars[string(rest[j+1:])]; ok {
 			return car, field, true
 		}
 		if j < 0 {

@@ -268,7 +268,7 @@ func TestDeliveryCounter(t *testing.T) {
 		{"tesla/5YJ3E7EB2NF000009/Gear", "D"}, // no car of the run
 		{"tesla/5YJ3E7EB2NF000002/Odometer", "100001"},
 	} {
-		d.observe(m.topic, []byte(m.payload))
+		d.observe([]byte(m.topic), []byte(m.payload))
 	}
 	acked := [][]uint64{{0b11}, {0b11}}
 	got := d.result(func(i int) string { return fields[i].String() }, acked)
@@ -287,7 +287,7 @@ func dialPublisher(t *testing.T, addr string) *paho.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: newBufferedConn(conn)})
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "test-publisher", CleanStart: true, KeepAlive: 30}); err != nil {
