@@ -61,9 +61,13 @@ type session struct {
 	// before it has acknowledged some (its Receive Maximum).
 	quota int
 	// quotaWaiters are the batches waiting for quota, first come first
-	// served. One at a time is woken (through its wake channel) when the
-	// quota reaches wakeQuota; it passes the turn on when it is done and
-	// quota is left, so that a PUBACK does not wake every waiting vehicle.
+	// served: a batch that comes while others wait queues behind them,
+	// even when some quota is free, and a batch whose quota ran out half
+	// way waits first in line, so that no vehicle's record waits much
+	// longer than the others'. One at a time is woken (through its wake
+	// channel) when the quota reaches wakeQuota; it passes the turn on
+	// when it is done and quota is left, so that a PUBACK does not wake
+	// every waiting vehicle.
 	quotaWaiters []*batch
 	// wakeQuota is half the broker's Receive Maximum, so that a waiting
 	// batch goes out in a few writes rather than one per PUBACK. It is safe
@@ -108,6 +112,7 @@ type batch struct {
 	unsent  int   // messages in state msgUnsent
 	err     error // a permanent failure (refused, too large)
 	queued  bool  // in session.quotaWaiters
+	turn    bool  // it was woken from quotaWaiters, or is taking quota: it goes before waiters
 	wake    chan struct{}
 }
 
@@ -119,7 +124,7 @@ func getBatch(msgs []pubsub.Message) *batch {
 	b.state = slices.Grow(b.state[:0], len(msgs))[:len(msgs)]
 	clear(b.state)
 	b.ids = slices.Grow(b.ids[:0], len(msgs))[:len(msgs)]
-	b.pending, b.unsent, b.err = len(msgs), len(msgs), nil
+	b.pending, b.unsent, b.err, b.turn = len(msgs), len(msgs), nil, false
 	return b
 }
 
@@ -239,14 +244,11 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 			b.pending--
 			continue
 		}
-		for s.quota <= 0 || len(s.flights) >= 0xFFFF {
+		for s.quota <= 0 || len(s.flights) >= 0xFFFF || !b.turn && len(s.quotaWaiters) > 0 && s.quotaWaiters[0] != b {
 			// Let what is buffered go out, then wait for PUBACKs.
 			c.flushLocked()
 			c.Unlock()
-			if !b.queued {
-				b.queued = true
-				s.quotaWaiters = append(s.quotaWaiters, b)
-			}
+			s.queueLocked(b)
 			s.mu.Unlock()
 			select {
 			case <-b.wake:
@@ -254,6 +256,9 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 			case <-ctx.Done():
 				s.mu.Lock()
 				s.unqueueLocked(b)
+				if b.turn && s.quota > 0 {
+					s.wakeWaiterLocked() // the turn it was given goes to the next
+				}
 				return fmt.Errorf("publish: %w", ctx.Err())
 			}
 			s.mu.Lock()
@@ -265,6 +270,8 @@ func (s *session) sendLocked(ctx context.Context, b *batch) error {
 		}
 		id := s.nextIDLocked()
 		s.quota--
+		s.unqueueLocked(b) // a batch woken first in line leaves it now
+		b.turn = true
 		s.seq++
 		s.flights[id] = flight{kind: packets.PUBLISH, seq: s.seq, batch: b, index: i}
 		b.ids[i] = id
@@ -340,15 +347,35 @@ func (s *session) detachLocked(b *batch) {
 	}
 }
 
-// wakeWaiterLocked wakes the first batch waiting for quota.
+// queueLocked puts b in line for quota: first when it has taken quota
+// already (its record is half sent), else last. A batch that queues
+// behind others while enough quota is free wakes the first of them,
+// which is then due.
+func (s *session) queueLocked(b *batch) {
+	if b.queued {
+		return
+	}
+	b.queued = true
+	if b.turn {
+		s.quotaWaiters = slices.Insert(s.quotaWaiters, 0, b)
+	} else {
+		s.quotaWaiters = append(s.quotaWaiters, b)
+	}
+	b.turn = false
+	if s.quota >= s.wakeQuota {
+		s.wakeWaiterLocked()
+	}
+}
+
+// wakeWaiterLocked wakes the first batch waiting for quota and gives it
+// the turn. It stays first in line until it takes quota, so that batches
+// coming meanwhile queue behind it rather than take the quota first.
 func (s *session) wakeWaiterLocked() {
 	if len(s.quotaWaiters) == 0 {
 		return
 	}
 	b := s.quotaWaiters[0]
-	s.quotaWaiters[0] = nil
-	s.quotaWaiters = s.quotaWaiters[1:]
-	b.queued = false
+	b.turn = true
 	b.signal()
 }
 
@@ -366,10 +393,13 @@ func (s *session) unqueueLocked(b *batch) {
 func (s *session) changedLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
-	// Every quota waiter starts over on the new connection.
-	for len(s.quotaWaiters) > 0 {
-		s.wakeWaiterLocked()
+	// Every quota waiter starts over on the new connection, in order.
+	for _, b := range s.quotaWaiters {
+		b.queued, b.turn = false, true
+		b.signal()
 	}
+	clear(s.quotaWaiters)
+	s.quotaWaiters = s.quotaWaiters[:0]
 }
 
 // connected returns whether the session has a connection, and a channel
