@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/telemetry"
 )
@@ -66,6 +67,7 @@ type deliveryCounter struct {
 	markers [][]atomic.Uint64 // per car: bitset of records whose marker arrived
 	dups    atomic.Int64      // markers that arrived more than once
 	other   atomic.Int64      // messages on topics of no car's signal
+	last    atomic.Int64      // arrival of the last message of a car's signal, Unix nanoseconds
 }
 
 // newDeliveryCounter counts for the cars (by VIN), each sending at most
@@ -97,6 +99,7 @@ func (d *deliveryCounter) observe(topic, payload []byte) {
 		return
 	}
 	d.counts[car*d.nfields+field].Add(1)
+	d.last.Store(time.Now().UnixNano())
 	if field != d.marker {
 		return
 	}
@@ -109,6 +112,13 @@ func (d *deliveryCounter) observe(topic, payload []byte) {
 	if w.Or(bit)&bit != 0 {
 		d.dups.Add(1)
 	}
+}
+
+// lastArrival returns when the last message of a car's signal arrived,
+// and false when none did.
+func (d *deliveryCounter) lastArrival() (time.Time, bool) {
+	n := d.last.Load()
+	return time.Unix(0, n), n != 0
 }
 
 // match finds the car and signal of a topic.

@@ -148,6 +148,12 @@ type MQTTResult struct {
 	Seconds     float64 `json:"seconds"` // from the start to the last message
 	MessagesSec float64 `json:"messages_per_s"`
 	PerRecord   float64 `json:"messages_per_record"`
+	// LastAfterAckMs is how long after the last acknowledgement the last
+	// message of a car's signal arrived (negative: before it): how far
+	// delivery trails the acknowledgements at the end of a run. Messages
+	// the server sends later on its own (state objects it held back,
+	// status) do not count.
+	LastAfterAckMs float64 `json:"last_signal_after_last_ack_ms"`
 	// Delivery matches the messages to the acknowledged records.
 	Delivery *DeliveryResult `json:"delivery,omitempty"`
 }
@@ -437,6 +443,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 				acked[i] = lc.acked
 			}
 			m.Delivery = delivery.result(func(i int) string { return fields[i].String() }, acked)
+			if last, ok := delivery.lastArrival(); ok && lastAck > 0 {
+				m.LastAfterAckMs = ms(last.Sub(start.Add(lastAck)))
+			}
 		}
 		res.MQTT = m
 	}
@@ -794,6 +803,9 @@ func (r *LoadResult) WriteText(w io.Writer) error {
 	if m := r.MQTT; m != nil {
 		fmt.Fprintf(&b, "  mqtt         %d messages on %s (QoS %d) in %.3f s: %s messages/s, %.2f per record\n",
 			m.Messages, m.Topic, m.QoS, m.Seconds, thousands(m.MessagesSec), m.PerRecord)
+		if m.Delivery != nil {
+			fmt.Fprintf(&b, "  last signal  %.1f ms after the last acknowledgement\n", m.LastAfterAckMs)
+		}
 		if d := m.Delivery; d != nil {
 			state := "complete"
 			if !d.Complete() {

@@ -256,6 +256,11 @@ func TestDeliveryCounter(t *testing.T) {
 	if d.marker != 1 {
 		t.Fatalf("marker %d, want Odometer's index 1", d.marker)
 	}
+	d.observe([]byte("tesla/5YJ3E7EB2NF000001/state"), []byte("{}"))
+	if _, ok := d.lastArrival(); ok {
+		t.Error("a message on no car's signal counted as the last signal's arrival")
+	}
+	before := time.Now()
 	for _, m := range []struct{ topic, payload string }{
 		{"tesla/5YJ3E7EB2NF000001/Odometer", "100000"},                 // record 0, native layout
 		{"telemetry/5YJ3E7EB2NF000001/v/Odometer", `{"value":100001}`}, // record 1, reference layout
@@ -270,9 +275,12 @@ func TestDeliveryCounter(t *testing.T) {
 	} {
 		d.observe([]byte(m.topic), []byte(m.payload))
 	}
+	if last, ok := d.lastArrival(); !ok || last.Before(before) || last.After(time.Now()) {
+		t.Errorf("last signal arrived at %v (%v), want between %v and now", last, ok, before)
+	}
 	acked := [][]uint64{{0b11}, {0b11}}
 	got := d.result(func(i int) string { return fields[i].String() }, acked)
-	want := DeliveryResult{MarkerField: "Odometer", Expected: 12, Delivered: 7, Ratio: round(7.0/12, 4), RecordsMissing: 1, Extra: 1, Other: 2}
+	want := DeliveryResult{MarkerField: "Odometer", Expected: 12, Delivered: 7, Ratio: round(7.0/12, 4), RecordsMissing: 1, Extra: 1, Other: 3}
 	if *got != want {
 		t.Errorf("result %+v, want %+v", *got, want)
 	}

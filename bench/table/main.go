@@ -21,9 +21,10 @@ type result struct {
 	AckMaxMs      float64 `json:"ack_max_ms"`
 	DriverCPU     float64 `json:"driver_cpu_s_per_100k_records"`
 	MQTT          *struct {
-		MessagesSec float64 `json:"messages_per_s"`
-		PerRecord   float64 `json:"messages_per_record"`
-		Delivery    *struct {
+		MessagesSec    float64 `json:"messages_per_s"`
+		PerRecord      float64 `json:"messages_per_record"`
+		LastAfterAckMs float64 `json:"last_signal_after_last_ack_ms"`
+		Delivery       *struct {
 			Ratio float64 `json:"delivered_ratio"`
 		} `json:"delivery"`
 	} `json:"mqtt"`
@@ -54,8 +55,8 @@ func main() {
 		}
 		byLabel[r.Label] = append(byLabel[r.Label], r)
 	}
-	fmt.Println("| scenario | runs (complete) | records/s acked | delivered ÷ expected (median, lowest) | MQTT msgs/s | server CPU-s per 100k records | broker CPU-s per 100k | driver CPU-s per 100k | ack p50 / p99 / max ms | RSS idle → peak MB | KB per car |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| scenario | runs (complete) | records/s acked | delivered ÷ expected (median, lowest) | last signal after last ack, ms | MQTT msgs/s | server CPU-s per 100k records | broker CPU-s per 100k | driver CPU-s per 100k | ack p50 / p99 / max ms | RSS idle → peak MB | KB per car |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, label := range order {
 		rs := byLabel[label]
 		m := func(f func(result) float64) float64 {
@@ -103,6 +104,10 @@ func main() {
 				return r.MQTT.Delivery.Ratio
 			})), 100*lowest)
 		}
+		trail := "—"
+		if delivered != "—" {
+			trail = fmt.Sprintf("%.1f", m(mqtt(func(r result) float64 { return r.MQTT.LastAfterAckMs })))
+		}
 		broker := "—"
 		if rs[0].Broker != nil {
 			broker = fmt.Sprintf("%.2f", m(func(r result) float64 {
@@ -112,8 +117,8 @@ func main() {
 				return r.Broker.CPUSecsPer100k
 			}))
 		}
-		fmt.Printf("| %s | %d (%d) | %.0f | %s | %.0f | %.2f | %s | %.2f | %.1f / %.1f / %.1f | %.1f → %.1f | %.0f |\n", label, len(rs), complete,
-			m(func(r result) float64 { return r.RecordsPerSec }), delivered,
+		fmt.Printf("| %s | %d (%d) | %.0f | %s | %s | %.0f | %.2f | %s | %.2f | %.1f / %.1f / %.1f | %.1f → %.1f | %.0f |\n", label, len(rs), complete,
+			m(func(r result) float64 { return r.RecordsPerSec }), delivered, trail,
 			m(mqtt(func(r result) float64 { return r.MQTT.MessagesSec })),
 			m(srv(func(r result) float64 { return r.Server.CPUSecsPer100k })), broker,
 			m(func(r result) float64 { return r.DriverCPU }),
