@@ -23,7 +23,8 @@ func cliEnv(t *testing.T, r *rig) command.CLIEnv {
 			return command.Config{}, nil, err
 		}
 		client, err := fleetapi.New(fleetapi.Config{ClientID: r.fake.ClientID(),
-			Endpoints: command.WithAPI(r.fake.Endpoints(), f.API)})
+			Endpoints: command.WithAPI(r.fake.Endpoints(), f.API)}, nil)
+
 		if err != nil {
 			return command.Config{}, nil, err
 		}

@@ -28,7 +28,7 @@
 // Wiring:
 //
 //	key, _ := fleetapi.LoadPrivateKey(filepath.Join(dataDir, "setup", "private-key.pem"))
-//	client, _ := fleetapi.New(fleetapi.Config{ClientID: id, Endpoints: endpoints}) // WithAPI for --api
+//	client, _ := fleetapi.New(fleetapi.Config{ClientID: id, Endpoints: endpoints}, log) // WithAPI for --api
 //	owner := client.Owner(fleetapi.FileTokenStore{Path: tokenPath}, region)
 //	counters := command.OpenCounters(filepath.Join(dataDir, "commands", command.UsageFileName),
 //		log, command.CountersOptions{}) // counters.Close() when stopping

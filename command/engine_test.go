@@ -72,7 +72,8 @@ func newRig(t *testing.T, v fleetapitest.Vehicle) *rig {
 	r.fake.Register(fleetapi.RegionNA, testDomain, &r.key.PublicKey)
 	client, err := fleetapi.New(fleetapi.Config{ClientID: r.fake.ClientID(), ClientSecret: r.fake.ClientSecret(),
 		RedirectURL: testCallback, Endpoints: r.fake.Endpoints(),
-		Scopes: append(slices.Clone(fleetapi.DefaultScopes), "vehicle_cmds", "vehicle_charging_cmds")})
+		Scopes: append(slices.Clone(fleetapi.DefaultScopes), "vehicle_cmds", "vehicle_charging_cmds")}, nil)
+
 	if err != nil {
 		t.Fatal(err)
 	}

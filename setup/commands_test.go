@@ -180,7 +180,8 @@ func TestCommandsReconsent(t *testing.T) {
 	// The login of an earlier version: the scopes it asked for then.
 	old := []string{"openid", "offline_access", "user_data", "vehicle_device_data", "vehicle_location"}
 	client, err := fleetapi.New(fleetapi.Config{ClientID: h.fake.ClientID(), ClientSecret: h.fake.ClientSecret(),
-		RedirectURL: testRedirect, AuthRegion: fleetapi.RegionNA, Endpoints: h.fake.Endpoints(), Scopes: old})
+		RedirectURL: testRedirect, AuthRegion: fleetapi.RegionNA, Endpoints: h.fake.Endpoints(), Scopes: old}, nil)
+
 	if err != nil {
 		t.Fatal(err)
 	}

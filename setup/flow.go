@@ -194,8 +194,7 @@ func (f *flow) client() (*fleetapi.Client, error) {
 		AuthRegion:   auth,
 		Endpoints:    f.deps.TeslaEndpoints,
 		HTTPClient:   f.deps.TeslaHTTPClient,
-		Logger:       f.log,
-	})
+	}, f.log)
 	if err != nil {
 		return nil, err
 	}

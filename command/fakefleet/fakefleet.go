@@ -77,7 +77,8 @@ func (f *Fleet) login(ctx context.Context) error {
 	f.Server.Register(fleetapi.RegionNA, Domain, &f.Key.PublicKey)
 	client, err := fleetapi.New(fleetapi.Config{ClientID: f.Server.ClientID(), ClientSecret: f.Server.ClientSecret(),
 		RedirectURL: callback, Endpoints: f.Server.Endpoints(),
-		Scopes: append(slices.Clone(fleetapi.DefaultScopes), "vehicle_cmds", "vehicle_charging_cmds")})
+		Scopes: append(slices.Clone(fleetapi.DefaultScopes), "vehicle_cmds", "vehicle_charging_cmds")}, nil)
+
 	if err != nil {
 		return err
 	}

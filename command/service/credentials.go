@@ -62,7 +62,7 @@ func (c Credentials) client() (*fleetapi.Client, fleetapi.Region, string, error)
 	if api := c.api(); api != "" {
 		ep = command.WithAPI(ep, api)
 	}
-	client, err := fleetapi.New(fleetapi.Config{ClientID: creds.ClientID, Endpoints: ep, AuthRegion: creds.Region})
+	client, err := fleetapi.New(fleetapi.Config{ClientID: creds.ClientID, Endpoints: ep, AuthRegion: creds.Region}, nil)
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -54,9 +54,6 @@ type Config struct {
 	Endpoints Endpoints
 	// HTTPClient sends every request; a client with a 30 s timeout when nil.
 	HTTPClient *http.Client
-	// Logger receives debug lines per request (never tokens or secrets);
-	// discarded when nil.
-	Logger *slog.Logger
 	// UserAgent is sent with every Fleet API request.
 	UserAgent string
 }
@@ -94,7 +91,9 @@ type Client struct {
 }
 
 // New returns a Client. It checks the configuration but sends nothing.
-func New(cfg Config) (*Client, error) {
+// log receives debug lines per request (never tokens or secrets); nil
+// discards them.
+func New(cfg Config, log *slog.Logger) (*Client, error) {
 	if cfg.ClientID == "" {
 		return nil, errors.New("fleetapi: client id must be set")
 	}
@@ -124,8 +123,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "fleet2mqtt"
@@ -139,7 +138,7 @@ func New(cfg Config) (*Client, error) {
 		cfg:  cfg,
 		ep:   cfg.Endpoints,
 		http: cfg.HTTPClient,
-		log:  cfg.Logger,
+		log:  log,
 		now:  time.Now,
 		login: oauth2.Config{
 			ClientID:     cfg.ClientID,

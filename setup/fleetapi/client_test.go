@@ -152,7 +152,7 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("redirect not registered", func(t *testing.T) {
-		other, err := fleetapi.New(fleetapi.Config{ClientID: f.fake.ClientID(), RedirectURL: "https://evil.example/cb", Endpoints: f.fake.Endpoints()})
+		other, err := fleetapi.New(fleetapi.Config{ClientID: f.fake.ClientID(), RedirectURL: "https://evil.example/cb", Endpoints: f.fake.Endpoints()}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("wrong secret", func(t *testing.T) {
-		bad, err := fleetapi.New(fleetapi.Config{ClientID: f.fake.ClientID(), ClientSecret: "wrong", RedirectURL: testCallback, Endpoints: f.fake.Endpoints()})
+		bad, err := fleetapi.New(fleetapi.Config{ClientID: f.fake.ClientID(), ClientSecret: "wrong", RedirectURL: testCallback, Endpoints: f.fake.Endpoints()}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

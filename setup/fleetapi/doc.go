@@ -9,7 +9,7 @@
 // One Client serves one developer application (client id and secret):
 //
 //	c, err := fleetapi.New(fleetapi.Config{ClientID: id, ClientSecret: secret,
-//		RedirectURL: "https://example.com/setup/callback"})
+//		RedirectURL: "https://example.com/setup/callback"}, log)
 //
 // The wizard's steps then map onto the package like this:
 //

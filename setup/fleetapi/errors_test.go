@@ -40,7 +40,7 @@ func TestErrorAnswers(t *testing.T) {
 	// freshPartner asks for a partner token with a new client, which has
 	// none cached yet.
 	freshPartner := func(ctx context.Context, f *fixture, _ *fleetapi.Owner) error {
-		c, err := fleetapi.New(fleetapi.Config{ClientID: f.fake.ClientID(), ClientSecret: f.fake.ClientSecret(), Endpoints: f.fake.Endpoints()})
+		c, err := fleetapi.New(fleetapi.Config{ClientID: f.fake.ClientID(), ClientSecret: f.fake.ClientSecret(), Endpoints: f.fake.Endpoints()}, nil)
 		if err != nil {
 			return err
 		}
@@ -207,7 +207,8 @@ func TestExplainGeneric(t *testing.T) {
 	c, err := fleetapi.New(fleetapi.Config{ClientID: "id", ClientSecret: "s", Endpoints: fleetapi.Endpoints{
 		AuthorizeURL: "http://127.0.0.1:1/a", TokenURL: "http://127.0.0.1:1/t",
 		APIBase: map[fleetapi.Region]string{fleetapi.RegionNA: "http://127.0.0.1:1"},
-	}})
+	}}, nil)
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +226,11 @@ func TestNewRejects(t *testing.T) {
 		"no auth region": {ClientID: "id", AuthRegion: fleetapi.RegionCN, Endpoints: fleetapi.Endpoints{
 			AuthorizeURL: "https://a.example/", TokenURL: "https://a.example/t", APIBase: map[fleetapi.Region]string{fleetapi.RegionNA: "https://na.example"}}},
 	} {
-		if _, err := fleetapi.New(cfg); err == nil {
+		if _, err := fleetapi.New(cfg, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	c, err := fleetapi.New(fleetapi.Config{ClientID: "id"})
+	c, err := fleetapi.New(fleetapi.Config{ClientID: "id"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,8 +92,7 @@ func newFixture(t *testing.T, opts fleetapitest.Options) *fixture {
 		ClientSecret: fake.ClientSecret(),
 		RedirectURL:  testCallback,
 		Endpoints:    fake.Endpoints(),
-		Logger:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@
 //	defer fake.Close()
 //	client, _ := fleetapi.New(fleetapi.Config{ClientID: fake.ClientID(),
 //		ClientSecret: fake.ClientSecret(), RedirectURL: "https://example.com/callback",
-//		Endpoints: fake.Endpoints()})
+//		Endpoints: fake.Endpoints()}, nil)
 //
 // Every answer shape lives in fixtures.go, to compare with FLEET-API.md.
 package fleetapitest
