@@ -30,7 +30,9 @@ import (
 //     retained, so that mochi's store, its $SYS counters and the
 //     persistence see what they always saw; a message that is retained
 //     already, unchanged, on a topic only the bridge writes is not kept
-//     again (a car sends many values that did not change);
+//     again (a car sends many values that did not change), and one that
+//     replaces another there waits in the topic's kept state until the
+//     index is read (see kept);
 //   - looks its topic up in a cache of routes (who subscribes to it), which
 //     mochi's subscriber search fills and any change of subscriptions or
 //     sessions empties;
@@ -125,6 +127,10 @@ type fanout struct {
 	mu     sync.RWMutex
 	routes map[string]*route
 
+	kmu     sync.Mutex
+	kept    map[string]*kept // by topic, for topics only the bridge writes
+	pending []*kept          // kept states whose message waits for flushRetained
+
 	smu     sync.RWMutex
 	senders map[*mqtt.Client]*sender
 	closed  bool
@@ -169,15 +175,34 @@ type route struct {
 	inline  []mqtt.InlineSubscription
 	targets []target
 
-	// For a topic only the bridge may publish on (see guard), the payload
-	// and QoS of the message fanout last kept retained on it, so that
-	// publishing the same message again does not rewrite mochi's retained
-	// index: nobody else can have changed it. (Other topics are written by
-	// clients too, through mochi.)
-	bridgeOnly bool
-	mu         sync.Mutex
-	last       []byte // nil when unknown
-	lastQoS    byte
+	// kept is the retained state of a topic only the bridge may publish
+	// on (see guard); nil for other topics, which clients write too,
+	// through mochi.
+	kept *kept
+}
+
+// kept is what fanout knows of the retained message of a topic only the
+// bridge may publish on, whoever wrote it last being the bridge: its
+// payload and QoS, so that publishing the same message again does not
+// rewrite mochi's retained index, and a newer message that replaced it
+// and is not in the index yet (pending). A car changes most of its values
+// with every record; writing each into the index (an 800-byte packet into
+// a map, under the one lock every publisher shares) took a tenth of the
+// broker's CPU at saturation, for messages that the next record replaces
+// before anybody reads them. So a replacement waits here, and
+// flushRetained writes what waits before anything reads the index: a
+// client's subscription (its retained messages), an in-process
+// subscription, the persistence. A topic's kept state outlives the routes
+// (which any change of subscriptions empties), so that a topic's messages
+// reach the index in the order they were published; there is one per
+// topic the bridge retained on, each with its message in mochi's index.
+type kept struct {
+	mu      sync.Mutex // publishers of one topic keep in the order they note
+	topic   string
+	last    []byte // nil when unknown
+	lastQoS byte
+	created int64 // of last
+	pending bool  // last is not in mochi's index yet (see flushRetained)
 }
 
 // target is one client subscribed to a topic, with its subscriptions to the
@@ -209,6 +234,7 @@ func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bri
 		limits:          limits,
 		quit:            make(chan struct{}),
 		routes:          make(map[string]*route),
+		kept:            make(map[string]*kept),
 		senders:         make(map[*mqtt.Client]*sender),
 		requests:        make(map[*mqtt.Client][]retainRequest),
 	}
@@ -330,44 +356,105 @@ func (f *fanout) publish(ctx context.Context, adm *admission, topic string, payl
 // retained index, unless the route knows that the same message is kept
 // already; pk's payload is then the kept one.
 func (f *fanout) keepRetained(r *route, pk *packets.Packet, payload []byte) {
-	if !r.bridgeOnly {
+	k := r.kept
+	if k == nil {
 		if len(payload) > 0 {
 			pk.Payload = bytes.Clone(payload) // shared by the retained store, in-flight stores and handlers; never written
 		}
 		f.retain(*pk)
 		return
 	}
-	r.mu.Lock() // publishers of one topic keep in the order they note
-	defer r.mu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	qos := pk.FixedHeader.Qos
-	if len(payload) > 0 && r.last != nil && r.lastQoS == qos && bytes.Equal(r.last, payload) {
-		pk.Payload = r.last
+	if len(payload) > 0 && k.last != nil && k.lastQoS == qos && bytes.Equal(k.last, payload) {
+		pk.Payload = k.last
 		return
 	}
 	pk.Payload = nil
 	if len(payload) > 0 {
 		pk.Payload = bytes.Clone(payload)
 	}
-	if r.last != nil && len(pk.Payload) > 0 {
-		f.replaceRetained(*pk)
+	if k.last != nil && len(pk.Payload) > 0 {
+		f.replaceRetained(k, pk)
 	} else {
+		k.pending = false // what waited is replaced, or deleted, now
 		f.retain(*pk)
 	}
-	r.last, r.lastQoS = pk.Payload, qos
+	k.last, k.lastQoS = pk.Payload, qos
 }
 
-// replaceRetained replaces the retained message of a topic that has one,
-// which the route kept: only the message changes, not mochi's topic tree,
-// so the tree is not walked under its global lock as RetainMessage does
-// (a car changes some of its values every second).
-func (f *fanout) replaceRetained(pk packets.Packet) {
+// replaceRetained notes that pk replaces the retained message of its
+// topic, which k kept (k.mu is held): it waits in k until flushRetained
+// (see kept). Only the message changes, not mochi's topic tree.
+func (f *fanout) replaceRetained(k *kept, pk *packets.Packet) {
 	if f.server.Options.Capabilities.RetainAvailable == 0 {
 		return
 	}
-	f.server.Topics.Retained.Add(pk.TopicName, pk)
+	k.created = pk.Created
+	if k.pending {
+		return
+	}
+	k.pending = true
+	f.kmu.Lock()
+	f.pending = append(f.pending, k)
+	f.kmu.Unlock()
 	if f.retainedChanged != nil {
 		f.retainedChanged()
 	}
+}
+
+// flushRetained writes the retained messages that wait in kept states
+// into mochi's retained index. Call it before reading the index.
+func (f *fanout) flushRetained() {
+	f.kmu.Lock()
+	pending := f.pending
+	f.pending = nil
+	f.kmu.Unlock()
+	for _, k := range pending {
+		f.flushKept(k)
+	}
+}
+
+// flushTopic writes the retained message that waits in topic's kept
+// state, if any, into mochi's retained index.
+func (f *fanout) flushTopic(topic string) {
+	f.kmu.Lock()
+	k := f.kept[topic]
+	f.kmu.Unlock()
+	if k != nil {
+		f.flushKept(k)
+	}
+}
+
+// flushKept writes the retained message that waits in k, if any, into
+// mochi's retained index. (k stays in f.pending until flushRetained.)
+func (f *fanout) flushKept(k *kept) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.pending {
+		return
+	}
+	k.pending = false
+	f.server.Topics.Retained.Add(k.topic, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: k.lastQoS, Retain: true},
+		TopicName:   k.topic,
+		Payload:     k.last,
+		Origin:      mqtt.InlineClientId,
+		Created:     k.created,
+	})
+}
+
+// keptFor returns the kept state of a topic only the bridge writes.
+func (f *fanout) keptFor(topic string) *kept {
+	f.kmu.Lock()
+	defer f.kmu.Unlock()
+	k := f.kept[topic]
+	if k == nil {
+		k = &kept{topic: strings.Clone(topic)}
+		f.kept[k.topic] = k
+	}
+	return k
 }
 
 // retain keeps pk in mochi's retained index (an empty payload deletes).
@@ -408,7 +495,10 @@ func (f *fanout) route(topic string) *route {
 // makeRoute asks mochi who subscribes to topic. gen must have been read
 // before, so that a route made while subscriptions change is made again.
 func (f *fanout) makeRoute(topic string, gen uint64) *route {
-	r := &route{gen: gen, bridgeOnly: f.bridgeOnly(topic)}
+	r := &route{gen: gen}
+	if f.bridgeOnly(topic) {
+		r.kept = f.keptFor(topic)
+	}
 	subs := f.server.Topics.Subscribers(topic)
 	if len(subs.Shared) > 0 {
 		r.mochi = true
@@ -1174,6 +1264,9 @@ func (f *fanout) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet 
 // which MQTT allows).
 func (f *fanout) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	f.invalidate()
+	// The retained messages sent below, and those mochi hands an
+	// in-process subscription next, come from mochi's index.
+	f.flushRetained()
 	if cl.Net.Inline {
 		return
 	}
@@ -1240,6 +1333,12 @@ func (f *fanout) sendRetained(cl *mqtt.Client, sub packets.Subscription, topics 
 		n := min(chunk, len(topics))
 		s.mu.Lock()
 		for _, t := range topics[:n] {
+			// A bridge message that replaced this one may wait in the
+			// topic's kept state, and may be on its way to this client
+			// live already: write it into the index first, so that the
+			// client gets it, not the one it replaced, before the live
+			// copy (which waits for s.mu).
+			f.flushTopic(t)
 			pk, ok := f.server.Topics.Retained.Get(t)
 			if !ok || len(pk.Payload) == 0 || !f.mayRead(cl, t) || (pk.Expiry > 0 && pk.Expiry < now) {
 				continue // gone, not for this client, or expired (see stopRetainedSweep)

@@ -661,7 +661,10 @@ func TestRetainedRepeat(t *testing.T) {
 	broker := startBroker(t, testConfig(), "")
 	c := dialRaw(t, broker, 5, packets.Properties{})
 	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#"})
-	retained := func(topic string) (packets.Packet, bool) { return broker.server.Topics.Retained.Get(topic) }
+	retained := func(topic string) (packets.Packet, bool) {
+		broker.fan.flushRetained() // as anything that reads mochi's index does
+		return broker.server.Topics.Retained.Get(topic)
+	}
 
 	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("80"), QoS: 0, Retain: true})
 	first, _ := retained(socTopic)
@@ -775,4 +778,42 @@ func TestReceiveMaximumUnderLoad(t *testing.T) {
 	waitFor(t, "an empty in-flight store", func() bool {
 		return serverClient(t, broker, sub.ClientID()).State.Inflight.Len() == 0
 	})
+}
+
+// TestRetainedReplacementRead: a retained message of the bridge that
+// replaced another, and waits in its topic's kept state, is what every
+// reader of the retained messages gets: a client that subscribes, an
+// in-process subscription, and, after a change of subscriptions emptied
+// the routes, a later replacement still wins over it.
+func TestRetainedReplacementRead(t *testing.T) {
+	broker := startBroker(t, testConfig(), "")
+	for _, soc := range []string{"70", "71"} {
+		publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte(soc), QoS: 1, Retain: true})
+	}
+	if pk, _ := broker.server.Topics.Retained.Get(socTopic); string(pk.Payload) != "70" {
+		t.Fatalf("mochi's index holds %q before anything read it, want the first message, 70, with 71 waiting", pk.Payload)
+	}
+	c := dialRaw(t, broker, 4, packets.Properties{})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	if pk := c.expectNext(socTopic, "71"); !pk.FixedHeader.Retain || pk.FixedHeader.Qos != 1 {
+		t.Errorf("retain %v, QoS %d on subscribing; want a retained QoS 1 message", pk.FixedHeader.Retain, pk.FixedHeader.Qos)
+	} else {
+		c.puback(pk.PacketID)
+	}
+
+	// The subscription emptied the routes; the topic keeps its state.
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("72"), QoS: 1, Retain: true})
+	c.puback(c.expectNext(socTopic, "72").PacketID)
+	got := make(chan string, 4)
+	if err := broker.Subscribe(t.Context(), socTopic, func(_ string, payload []byte) { got <- string(payload) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != "72" {
+			t.Errorf("an in-process subscription got %q, want the newest retained message, 72", p)
+		}
+	case <-time.After(wait):
+		t.Fatal("an in-process subscription got no retained message")
+	}
 }

@@ -104,9 +104,14 @@ func TestPeriodicSave(t *testing.T) {
 	cfg := testConfig()
 	cfg.PersistInterval = time.Second
 	b := startBroker(t, cfg, dir)
-	msg := []pubsub.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte("80"), QoS: 1, Retain: true}}
-	if err := b.Publish(t.Context(), msg); err != nil {
-		t.Fatal(err)
+	// The second message replaces the first: it waits in the topic's
+	// kept state until the save writes it into the index (see kept).
+	var msg []pubsub.Message
+	for _, soc := range []string{"79", "80"} {
+		msg = []pubsub.Message{{Topic: "tesla/" + testVIN + "/Soc", Payload: []byte(soc), QoS: 1, Retain: true}}
+		if err := b.Publish(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	deadline := time.Now().Add(wait)
 	for {

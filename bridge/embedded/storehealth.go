@@ -93,6 +93,7 @@ func (b *Broker) Persistence() PersistStatus {
 // saveNow saves what changed and notes the outcome, logging a failure as
 // the back-off allows (see saveHealth); it returns the save's error.
 func (b *Broker) saveNow() error {
+	b.fan.flushRetained()
 	err := b.store.save(b.server.Topics.Retained.GetAll)
 	logFailure, logRecovered := b.store.health.saved(err, time.Now())
 	switch {
