@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
@@ -54,6 +56,10 @@ type Derived struct {
 
 	mu   sync.RWMutex
 	cars map[string]*derivedCar
+
+	// failing counts the cars whose tracker could not be saved at the
+	// last attempt (see SaveFailing).
+	failing atomic.Int32
 }
 
 // derivedCar is the derived state of one car. mu serialises its records,
@@ -69,6 +75,7 @@ type derivedCar struct {
 	// when Tick last saved it (see valuesSaveInterval).
 	dirty       bool
 	tickSavedAt time.Time
+	saveFailed  bool // the last attempt to save failed (counted in Derived.failing)
 	// tmNext is the record time from which values alone may update the
 	// TeslaMate layout again; tmStale: values changed since it was
 	// updated (see teslaMateInterval).
@@ -174,6 +181,8 @@ func (d *Derived) car(vin string) (*derivedCar, error) {
 // (sooner when the clock was set back).
 func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 	var errs []error
+	var saveErr error // the first car's; the others are counted
+	unsaved := 0
 	for _, c := range d.snapshotCars() {
 		if d.b.rep != nil && !d.b.Streams(c.tr.VIN()) {
 			// A replica leaves a car that streams elsewhere to the
@@ -192,12 +201,19 @@ func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 		}
 		if c.saveDue(now) {
 			if err := d.save(c); err != nil {
-				errs = append(errs, err)
+				unsaved++
+				saveErr = cmp.Or(saveErr, err)
 			} else {
 				c.tickSavedAt = now
 			}
 		}
 		c.mu.Unlock()
+	}
+	switch {
+	case unsaved == 1:
+		errs = append(errs, saveErr)
+	case unsaved > 1:
+		errs = append(errs, fmt.Errorf("%d cars' derived state not saved (tried again at the next tick); the first: %w", unsaved, saveErr))
 	}
 	return errors.Join(errs...)
 }
@@ -572,8 +588,22 @@ func (d *Derived) save(c *derivedCar) error {
 		return fmt.Errorf("save the derived state of %s: %w", c.tr.VIN(), err)
 	}
 	if err := atomicfile.Write(c.snapshotAt, data, 0o600); err != nil {
+		if !c.saveFailed {
+			c.saveFailed = true
+			d.failing.Add(1)
+		}
 		return fmt.Errorf("save the derived state of %s: %w", c.tr.VIN(), err)
 	}
 	c.dirty = false
+	if c.saveFailed {
+		c.saveFailed = false
+		d.failing.Add(-1)
+	}
 	return nil
 }
+
+// SaveFailing returns how many cars' derived state could not be saved at
+// the last attempt (a full or read-only disk): they are saved again at
+// the next tick, and until then a restart would lose their sessions in
+// progress.
+func (d *Derived) SaveFailing() int { return int(d.failing.Load()) }

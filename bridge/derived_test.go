@@ -502,3 +502,45 @@ func TestDerivedSetPlaces(t *testing.T) {
 		t.Error("a place without coordinates was taken")
 	}
 }
+
+// TestDerivedSaveFailing: a car whose derived state cannot be saved (here
+// its file is a directory, which stops root too) is counted by
+// SaveFailing until a later tick saves it.
+func TestDerivedSaveFailing(t *testing.T) {
+	dir := t.TempDir()
+	r := newDerivedRig(t, dir, false)
+	file := filepath.Join(dir, vin+".json")
+	r.must(0, gear("P"), num(telemetry.FieldOdometer, 1000))
+	if err := r.d.Tick(context.Background(), derivedT0.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.d.SaveFailing(); n != 0 {
+		t.Fatalf("%d cars failing after a save that worked", n)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(file, "in-the-way"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r.must(15*time.Second, num(telemetry.FieldOdometer, 1001))
+	err := r.d.Tick(context.Background(), derivedT0.Add(80*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "save the derived state of "+vin) {
+		t.Fatalf("tick with the file in the way: %v, want the failed save", err)
+	}
+	if n := r.d.SaveFailing(); n != 1 {
+		t.Fatalf("%d cars failing, want 1", n)
+	}
+	if err := os.RemoveAll(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Tick(context.Background(), derivedT0.Add(90*time.Second)); err != nil {
+		t.Fatalf("the next tick: %v, want the save to work again", err)
+	}
+	if n := r.d.SaveFailing(); n != 0 {
+		t.Errorf("%d cars failing after the save worked again", n)
+	}
+	if data, err := os.ReadFile(file); err != nil || !strings.Contains(string(data), "1001") {
+		t.Errorf("saved %s (%v), want the values of 1001", data, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleet2mqtt/fleet2mqtt/activity"
@@ -78,6 +79,8 @@ type Service struct {
 	// activity is off).
 	places []activity.Place
 	loc    *time.Location
+	// valuesFailing: the last save of the cars' values failed.
+	valuesFailing atomic.Bool
 }
 
 // New makes the streaming cost meter, restores the cars' values into b,
@@ -131,9 +134,18 @@ func (s *Service) Derives() bool { return s.derived != nil }
 // saveValues keeps every car's latest values for the state object after
 // a restart.
 func (s *Service) saveValues() {
-	if err := s.bridge.SaveValues(filepath.Join(s.cfg.DataDir, valuesFile)); err != nil {
+	err := s.bridge.SaveValues(filepath.Join(s.cfg.DataDir, valuesFile))
+	s.valuesFailing.Store(err != nil)
+	if err != nil {
 		s.log.Warn("cannot save the cars' values", "err", err)
 	}
+}
+
+// SaveFailing reports whether the last attempt to save the cars' latest
+// values, or some car's derived state, failed (a full or read-only
+// disk): /healthz says degraded until a save succeeds.
+func (s *Service) SaveFailing() bool {
+	return s.valuesFailing.Load() || s.derived != nil && s.derived.SaveFailing() > 0
 }
 
 // Component republishes the derived state after a start, ticks it,

@@ -11,3 +11,10 @@ func (a *app) persistence() embedded.PersistStatus {
 	}
 	return embedded.PersistStatus{}
 }
+
+// degraded is what /healthz reports: something fleet2mqtt keeps on disk
+// cannot be saved (the broker's retained messages, the cars' values or
+// their derived state), so that a restart now would lose it.
+func (a *app) degraded() bool {
+	return a.persistence().Failing || a.activity != nil && a.activity.SaveFailing()
+}

@@ -31,7 +31,7 @@ func TestHealthzDegraded(t *testing.T) {
 	a := &app{broker: b}
 	health := func() (int, string) {
 		w := httptest.NewRecorder()
-		health.Handler(func() bool { return a.persistence().Failing }).ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
+		health.Handler(a.degraded).ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
 		return w.Code, w.Body.String()
 	}
 	if code, body := health(); code != 200 || body != "ok\n" {

@@ -409,7 +409,7 @@ func (a *app) wait() error {
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	guard := health.NewGuard(a.cfg.HTTP.Listen, a.cfg.Setup.PublicHostname, a.cfg.HTTP.MetricsToken) // Host check; /metrics for loopback or the token
-	mux.Handle("GET "+health.Path, guard.Host(health.Handler(func() bool { return a.persistence().Failing })))
+	mux.Handle("GET "+health.Path, guard.Host(health.Handler(a.degraded)))
 	mux.Handle("GET /metrics", guard.Metrics(a.metrics.Handler()))
 	mux.Handle("/", a.wizard.Handler())
 	return mux
