@@ -270,14 +270,15 @@ func (s *MQTTSubscriber) ping() {
 // next reads one packet: its first byte and the rest, which is valid
 // until the next call.
 func (s *MQTTSubscriber) next() (byte, []byte, error) {
-	typ, err := s.r.ReadByte()
+	hlen, n, err := mqttwire.PeekFixedHeader(s.r)
+	if errors.Is(err, mqttwire.ErrMalformedVarint) {
+		return 0, nil, errors.New("mqtt: malformed remaining length")
+	}
 	if err != nil {
 		return 0, nil, err
 	}
-	n, err := readVarint(s.r)
-	if err != nil {
-		return 0, nil, err
-	}
+	typ, _ := s.r.ReadByte()
+	_, _ = s.r.Discard(hlen - 1)
 	if n > maxIncoming {
 		return 0, nil, fmt.Errorf("mqtt: packet of %d bytes, more than the %d announced", n, maxIncoming)
 	}
@@ -302,35 +303,11 @@ func (s *MQTTSubscriber) write(b []byte) error {
 	return err
 }
 
-// readVarint reads MQTT's variable byte integer.
-func readVarint(r io.ByteReader) (int, error) {
-	n, shift := 0, 0
-	for range 4 {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		n |= int(b&0x7f) << shift
-		if b&0x80 == 0 {
-			return n, nil
-		}
-		shift += 7
-	}
-	return 0, errors.New("mqtt: malformed remaining length")
-}
-
 // skipProperties returns what follows an MQTT 5 property list.
 func skipProperties(p []byte) ([]byte, error) {
-	n, i := 0, 0
-	for shift := 0; ; shift += 7 {
-		if i >= len(p) || i == 4 {
-			return nil, errors.New("malformed property length")
-		}
-		n |= int(p[i]&0x7f) << shift
-		i++
-		if p[i-1]&0x80 == 0 {
-			break
-		}
+	n, i := mqttwire.ConsumeVarint(p)
+	if i <= 0 {
+		return nil, errors.New("malformed property length")
 	}
 	if len(p)-i < n {
 		return nil, errors.New("properties longer than the packet")

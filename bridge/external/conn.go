@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
 )
 
 // Write coalescing. paho writes every packet straight to its connection, one
@@ -125,22 +127,12 @@ const maxPubackLen = 64
 // nextPacket looks at the packet at the head of the stream. It consumes a
 // PUBACK and returns 0, or returns the size of any other packet.
 func (c *conn) nextPacket() (int, error) {
-	// Fixed header: type byte and a remaining length of 1 to 4 bytes.
-	var rem, hlen int
-	for i := 1; ; i++ {
-		h, err := c.r.Peek(i + 1)
-		if err != nil {
-			return 0, err
-		}
-		d := h[i]
-		rem |= int(d&0x7f) << (7 * (i - 1))
-		if d&0x80 == 0 {
-			hlen = i + 1
-			break
-		}
-		if i == 4 {
-			return 0, errors.New("read from broker: malformed remaining length")
-		}
+	hlen, rem, err := mqttwire.PeekFixedHeader(c.r)
+	if errors.Is(err, mqttwire.ErrMalformedVarint) {
+		return 0, errors.New("read from broker: malformed remaining length")
+	}
+	if err != nil {
+		return 0, err
 	}
 	size := hlen + rem
 	h, _ := c.r.Peek(1)

@@ -12,6 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/fleet2mqtt/fleet2mqtt/bridge/pubsub"
+	"github.com/fleet2mqtt/fleet2mqtt/internal/mqttwire"
 )
 
 // TestQuotaTurns: batches that wait for the broker's Receive Maximum go
@@ -57,9 +58,9 @@ func TestQuotaTurns(t *testing.T) {
 
 	publish("a0", "a1", "a2")
 	a0, a1 := next(), next()
-	waitUntil(t, "a to wait for quota", func() bool { return queued() == 1 })
+	waitFor(t, "a to wait for quota", func() bool { return queued() == 1 })
 	publish("b0")
-	waitUntil(t, "b to queue behind a", func() bool { return queued() == 2 })
+	waitFor(t, "b to queue behind a", func() bool { return queued() == 2 })
 	s.puback(a0.id, 0) // a's turn: quota 1
 	publish("c0")      // comes with quota free, a and b waiting: queues last
 	var order []string
@@ -90,21 +91,11 @@ type sentPublish struct {
 func readPublishes(r io.Reader, out chan<- sentPublish) {
 	br := bufio.NewReader(r)
 	for {
-		if _, err := br.ReadByte(); err != nil {
+		hlen, n, err := mqttwire.PeekFixedHeader(br)
+		if err != nil {
 			return
 		}
-		n, shift := 0, 0
-		for {
-			b, err := br.ReadByte()
-			if err != nil {
-				return
-			}
-			n |= int(b&0x7f) << shift
-			shift += 7
-			if b&0x80 == 0 {
-				break
-			}
-		}
+		_, _ = br.Discard(hlen)
 		p := make([]byte, n)
 		if _, err := io.ReadFull(br, p); err != nil {
 			return
@@ -114,7 +105,7 @@ func readPublishes(r io.Reader, out chan<- sentPublish) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for !cond() {

@@ -8,7 +8,10 @@
 //
 // Only what those two need is here: a PUBLISH with no property, or with
 // subscription identifiers alone. A packet with other properties is left to
-// the library that made it.
+// the library that made it. For reading, the variable byte integer and a
+// packet's fixed header (read.go): the external client takes PUBACKs out
+// of its broker's stream with them, the load driver's subscriber reads
+// its broker's packets.
 package mqttwire
 
 // MaxRemaining is the largest remaining length an MQTT packet can declare:
