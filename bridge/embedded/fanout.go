@@ -545,11 +545,18 @@ func (f *fanout) tryDeliver(cl *mqtt.Client, s *sender, pk *packets.Packet, subQ
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dead && (!admitted && len(s.queue) > 0 || !s.fits(admitted, inFlight(pk, subQoS))) {
+	if s.mustQueue(admitted, inFlight(pk, subQoS)) {
 		return false
 	}
 	f.deliverLocked(cl, s, pk, subQoS, retain, ids)
 	return true
+}
+
+// mustQueue reports whether a message must wait its turn (see awaitTurn):
+// it does not fit in the backlog, or others wait before it (a batch
+// admitted already goes before them). s.mu is held.
+func (s *sender) mustQueue(admitted, inFlight bool) bool {
+	return !s.dead && (!admitted && len(s.queue) > 0 || !s.fits(admitted, inFlight))
 }
 
 // inFlight reports whether pk goes to a subscription of QoS subQoS at QoS 1
@@ -570,8 +577,8 @@ func (f *fanout) deliver(ctx context.Context, cl *mqtt.Client, s *sender, pk *pa
 		return nil
 	}
 	s.mu.Lock()
-	if !s.dead && (!admitted && len(s.queue) > 0 || !s.fits(admitted, inFlight(pk, subQoS))) {
-		w := s.enqueue(admitted, inFlight(pk, subQoS), admitted)
+	if inFlight := inFlight(pk, subQoS); s.mustQueue(admitted, inFlight) {
+		w := s.enqueue(admitted, inFlight, admitted)
 		for !s.dead {
 			if w.granted {
 				s.granting = false
