@@ -91,15 +91,15 @@ func newDeliveryCounter(vins []string, fields []telemetry.Field, records int) *d
 	return d
 }
 
-// observe counts one message.
-func (d *deliveryCounter) observe(topic, payload []byte) {
+// observe counts one message, which arrived at at.
+func (d *deliveryCounter) observe(topic, payload []byte, at time.Time) {
 	car, field, ok := d.match(topic)
 	if !ok {
 		d.other.Add(1)
 		return
 	}
 	d.counts[car*d.nfields+field].Add(1)
-	d.last.Store(time.Now().UnixNano())
+	d.last.Store(at.UnixNano())
 	if field != d.marker {
 		return
 	}

@@ -803,10 +803,8 @@ func (r *LoadResult) WriteText(w io.Writer) error {
 	if m := r.MQTT; m != nil {
 		fmt.Fprintf(&b, "  mqtt         %d messages on %s (QoS %d) in %.3f s: %s messages/s, %.2f per record\n",
 			m.Messages, m.Topic, m.QoS, m.Seconds, thousands(m.MessagesSec), m.PerRecord)
-		if m.Delivery != nil {
-			fmt.Fprintf(&b, "  last signal  %.1f ms after the last acknowledgement\n", m.LastAfterAckMs)
-		}
 		if d := m.Delivery; d != nil {
+			fmt.Fprintf(&b, "  last signal  %.1f ms after the last acknowledgement\n", m.LastAfterAckMs)
 			state := "complete"
 			if !d.Complete() {
 				state = "INCOMPLETE"

@@ -256,7 +256,7 @@ func TestDeliveryCounter(t *testing.T) {
 	if d.marker != 1 {
 		t.Fatalf("marker %d, want Odometer's index 1", d.marker)
 	}
-	d.observe([]byte("tesla/5YJ3E7EB2NF000001/state"), []byte("{}"))
+	d.observe([]byte("tesla/5YJ3E7EB2NF000001/state"), []byte("{}"), time.Now())
 	if _, ok := d.lastArrival(); ok {
 		t.Error("a message on no car's signal counted as the last signal's arrival")
 	}
@@ -273,7 +273,7 @@ func TestDeliveryCounter(t *testing.T) {
 		{"tesla/5YJ3E7EB2NF000009/Gear", "D"}, // no car of the run
 		{"tesla/5YJ3E7EB2NF000002/Odometer", "100001"},
 	} {
-		d.observe([]byte(m.topic), []byte(m.payload))
+		d.observe([]byte(m.topic), []byte(m.payload), time.Now())
 	}
 	if last, ok := d.lastArrival(); !ok || last.Before(before) || last.After(time.Now()) {
 		t.Errorf("last signal arrived at %v (%v), want between %v and now", last, ok, before)

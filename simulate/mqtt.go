@@ -36,7 +36,7 @@ type MQTTSubscriber struct {
 	wmu  sync.Mutex // serialises writes: the reader's acknowledgements, the pinger
 	acks []byte     // acknowledgements not yet written; the reader's alone
 
-	onMessage func(topic, payload []byte)
+	onMessage func(topic, payload []byte, at time.Time)
 	done      chan struct{} // closed when the reader ends
 	closeOnce sync.Once
 	err       error // why the reader ended; read after done
@@ -84,10 +84,10 @@ func DialMQTT(ctx context.Context, opt MQTTOptions) (*MQTTSubscriber, error) {
 	return dialMQTT(ctx, opt, nil)
 }
 
-// dialMQTT is DialMQTT that also hands every counted message to onMessage
-// (when set), on the client's one reading goroutine; topic and payload
-// are valid only during the call.
-func dialMQTT(ctx context.Context, opt MQTTOptions, onMessage func(topic, payload []byte)) (*MQTTSubscriber, error) {
+// dialMQTT is DialMQTT that also hands every counted message, with when
+// it arrived, to onMessage (when set), on the client's one reading
+// goroutine; topic and payload are valid only during the call.
+func dialMQTT(ctx context.Context, opt MQTTOptions, onMessage func(topic, payload []byte, at time.Time)) (*MQTTSubscriber, error) {
 	addr := strings.TrimPrefix(opt.Addr, "mqtt://")
 	if opt.QoS > 2 {
 		return nil, fmt.Errorf("mqtt qos %d: must be 0, 1 or 2", opt.QoS)
@@ -243,10 +243,11 @@ func (s *MQTTSubscriber) publish(typ byte, p []byte) error {
 	if typ&1 != 0 {
 		return nil // retained: not published during the run
 	}
+	now := time.Now()
 	if s.onMessage != nil {
-		s.onMessage(topic, payload)
+		s.onMessage(topic, payload, now)
 	}
-	s.last.Store(int64(time.Since(s.epoch)))
+	s.last.Store(int64(now.Sub(s.epoch)))
 	s.count.Add(1)
 	return nil
 }

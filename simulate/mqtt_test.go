@@ -30,7 +30,7 @@ func TestMQTTSubscriber(t *testing.T) {
 		t.Run(fmt.Sprint("qos", qos), func(t *testing.T) {
 			var got []string
 			sub, err := dialMQTT(ctx, MQTTOptions{Addr: broker.Addr, Topic: "tesla/#", QoS: qos, Username: "load", Password: "secret"},
-				func(topic, payload []byte) { got = append(got, string(topic)+"="+string(payload)) })
+				func(topic, payload []byte, _ time.Time) { got = append(got, string(topic)+"="+string(payload)) })
 			if err != nil {
 				t.Fatal(err)
 			}
