@@ -316,6 +316,25 @@ func validVIN(vin string) bool {
 	return true
 }
 
+// RateLimited says, spending nothing, whether a command for vin would be
+// refused now because the car's budget is spent: an error wrapping
+// ErrRateLimited that says when to try again, or nil. A caller that
+// sheds load asks it first, so that the answer names the real limit.
+func (e *Engine) RateLimited(vin string) error {
+	if !validVIN(vin) {
+		return nil // Execute says why
+	}
+	if wait := e.car(vin).bucket.spent(e.limit, e.cfg.Now()); wait > 0 {
+		return e.limited(wait)
+	}
+	return nil
+}
+
+func (e *Engine) limited(wait time.Duration) error {
+	return fmt.Errorf("%w (at most %d per %s, bursts of %d): try again in %s",
+		ErrRateLimited, e.limit.Commands, e.limit.Per, e.limit.Burst, wait.Round(time.Second))
+}
+
 func (e *Engine) execute(ctx context.Context, req Request, res *Result) error {
 	if !validVIN(req.VIN) {
 		return fmt.Errorf("%w: VIN %q must be letters and digits", ErrInvalidCommand, req.VIN)
@@ -333,8 +352,7 @@ func (e *Engine) execute(ctx context.Context, req Request, res *Result) error {
 	}
 	j := &job{req: req, via: via, car: e.car(req.VIN), res: res}
 	if ok, wait := j.car.bucket.take(e.limit, e.cfg.Now()); !ok {
-		return fmt.Errorf("%w (at most %d per %s, bursts of %d): try again in %s",
-			ErrRateLimited, e.limit.Commands, e.limit.Per, e.limit.Burst, wait.Round(time.Second))
+		return e.limited(wait)
 	}
 	if act.Wake {
 		return e.wakeCommand(ctx, j)

@@ -415,8 +415,17 @@ func TestRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Asking spends nothing.
+	for range 5 {
+		if err := e.RateLimited(testVIN); err != nil {
+			t.Fatalf("RateLimited with a full budget: %v", err)
+		}
+	}
 	mustOK(t, run(t, e, "flash_lights", ""))
 	mustOK(t, run(t, e, "flash_lights", ""))
+	if err := e.RateLimited(testVIN); !errors.Is(err, command.ErrRateLimited) || !strings.Contains(err.Error(), "try again in") {
+		t.Errorf("RateLimited with the budget spent: %v", err)
+	}
 	before := len(r.fake.Requests())
 	res := run(t, e, "flash_lights", "")
 	if res.OK || !errors.Is(res.Err, command.ErrRateLimited) || !strings.Contains(res.Reason, "try again in") {

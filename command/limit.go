@@ -46,6 +46,17 @@ type bucket struct {
 
 // take spends a token, or says how long until one is available.
 func (b *bucket) take(l RateLimit, now time.Time) (ok bool, wait time.Duration) {
+	return b.check(l, now, true)
+}
+
+// spent says how long until a token is available (0: one is), spending
+// none.
+func (b *bucket) spent(l RateLimit, now time.Time) (wait time.Duration) {
+	_, wait = b.check(l, now, false)
+	return wait
+}
+
+func (b *bucket) check(l RateLimit, now time.Time, spend bool) (ok bool, wait time.Duration) {
 	if l.Commands == 0 {
 		return true, 0
 	}
@@ -59,7 +70,9 @@ func (b *bucket) take(l RateLimit, now time.Time) (ok bool, wait time.Duration) 
 	}
 	b.last = now
 	if b.tokens >= 1 {
-		b.tokens--
+		if spend {
+			b.tokens--
+		}
 		return true, 0
 	}
 	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))

@@ -96,6 +96,16 @@ type Executor interface {
 	Execute(ctx context.Context, req command.Request) command.Result
 }
 
+// Budget is an Executor that can tell, spending nothing, that a car's
+// command budget is spent (*command.Engine): when every slot is taken, a
+// command for such a car is answered with the rate limit rather than
+// "too many commands in flight".
+type Budget interface {
+	RateLimited(vin string) error
+}
+
+var _ Budget = (*command.Engine)(nil)
+
 // Config configures a Handler.
 type Config struct {
 	// Prefix is the topic prefix (mqtt.prefix), such as "tesla".
@@ -196,7 +206,14 @@ func (h *Handler) receive(ctx context.Context, m Message) {
 	select {
 	case h.slots <- struct{}{}:
 	default:
+		// A car whose budget is spent is told so, as it would be with a
+		// slot free: "try again shortly" would not be true for it.
 		err := fmt.Errorf("too many commands in flight (%d); try again shortly", h.cfg.MaxInFlight)
+		if b, ok := h.cfg.Engine.(Budget); ok {
+			if spent := b.RateLimited(r.vin); spent != nil {
+				err = spent
+			}
+		}
 		h.publish(ctx, r.resultTopic, command.Result{VIN: r.vin, Command: r.req.Name, Reason: err.Error(), Err: err})
 		return
 	}

@@ -57,6 +57,15 @@ func newRig(t *testing.T, settings command.Settings) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b := serve(ctx, t, settings, cmdmqtt.Config{Engine: engine}, log)
+	return &rig{fleet: fleet, car: fleet.Server.Car(vin), broker: b, addr: b.Addr(embedded.ListenerTCP)}
+}
+
+// serve starts the embedded broker with users alice (may command) and bob
+// (may not) and anonymous clients from loopback, and a command handler of
+// hc (its engine and limits; the rest is filled in) on it.
+func serve(ctx context.Context, t *testing.T, settings command.Settings, hc cmdmqtt.Config, log *slog.Logger) *embedded.Broker {
+	t.Helper()
 	cfg := embedded.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Users = []embedded.User{{Name: "alice", Password: "pw-a"}, {Name: "bob", Password: "pw-b"}}
@@ -69,8 +78,8 @@ func newRig(t *testing.T, settings command.Settings) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	h, err := cmdmqtt.New(cmdmqtt.Config{Prefix: prefix, Settings: settings, Engine: engine,
-		Source: cmdmqtt.Embedded{Broker: b}, Publisher: b, QoS: 1}, log)
+	hc.Prefix, hc.Settings, hc.Source, hc.Publisher, hc.QoS = prefix, settings, cmdmqtt.Embedded{Broker: b}, b, 1
+	h, err := cmdmqtt.New(hc, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +87,7 @@ func newRig(t *testing.T, settings command.Settings) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Wait)
-	return &rig{fleet: fleet, car: fleet.Server.Car(vin), broker: b, addr: b.Addr(embedded.ListenerTCP)}
+	return b
 }
 
 func enabled() command.Settings {
@@ -282,6 +291,56 @@ func TestRefusals(t *testing.T) {
 	}
 	if st := r.car.State(); st.Charging {
 		t.Error("a retained charge_start started charging")
+	}
+}
+
+// gate is an executor whose commands run until released, for a car whose
+// budget may be spent.
+type gate struct {
+	release chan struct{}
+	spent   map[string]bool
+}
+
+func (g *gate) Execute(ctx context.Context, req command.Request) command.Result {
+	<-g.release
+	return command.Result{VIN: req.VIN, Command: req.Name, OK: true}
+}
+
+func (g *gate) RateLimited(vin string) error {
+	if g.spent[vin] {
+		return fmt.Errorf("%w: try again in 30s", command.ErrRateLimited)
+	}
+	return nil
+}
+
+// TestFullSlots: with every slot taken, a command is refused at once, and
+// one for a car whose budget is spent is told so rather than to try again
+// shortly.
+func TestFullSlots(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const other = "5YJ3E1EA7KF000002"
+	g := &gate{release: make(chan struct{}), spent: map[string]bool{other: true}}
+	b := serve(ctx, t, enabled(), cmdmqtt.Config{Engine: g, MaxInFlight: 1}, slog.New(slog.DiscardHandler))
+	alice := dial(t, b.Addr(embedded.ListenerTCP), "alice", "pw-a")
+	alice.subscribe(t, prefix+"/+/+/+/result")
+	first := topicOf("command", "flash_lights")
+	alice.publish(t, first, "", false)
+	// The handler takes the slot before the broker acknowledges the
+	// publish: the slot is taken from here on.
+	busy := topicOf("command", "honk_horn")
+	alice.publish(t, busy, "", false)
+	if res := alice.result(t, busy); res.OK || !strings.Contains(res.Reason, "too many commands in flight (1)") {
+		t.Errorf("a command with every slot taken: %+v, want too many commands in flight", res)
+	}
+	spent := prefix + "/" + other + "/command/honk_horn"
+	alice.publish(t, spent, "", false)
+	if res := alice.result(t, spent); res.OK || !strings.Contains(res.Reason, "rate limit") {
+		t.Errorf("a command for a car whose budget is spent, with every slot taken: %+v, want the rate limit", res)
+	}
+	close(g.release)
+	if res := alice.result(t, first); !res.OK {
+		t.Errorf("the command that held the slot: %+v", res)
 	}
 }
 

@@ -72,6 +72,18 @@ func (l *lazyEngine) Execute(ctx context.Context, req command.Request) command.R
 	return e.Execute(ctx, req)
 }
 
+// RateLimited implements the Budget of command/mqtt; nil while the
+// engine is not built (no command has run to spend anything).
+func (l *lazyEngine) RateLimited(vin string) error {
+	l.mu.Lock()
+	e := l.engine
+	l.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.RateLimited(vin)
+}
+
 // failingTransport answers every call with err.
 type failingTransport struct{ err error }
 

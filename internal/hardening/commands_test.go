@@ -361,7 +361,7 @@ func TestMQTTCommandAbuse(t *testing.T) {
 	const flood = 200
 	r := trial(t, areaHostile,
 		fmt.Sprintf("a user in commands.mqtt_users publishes flash_lights %d times as fast as it can on tesla/<VIN>/command/flash_lights; then set_charge_limit with malformed JSON, the wrong type, out of range, unknown arguments; then set_charge_limit {\"percent\":80} padded with spaces to 1 MB; an anonymous client publishes a command", flood),
-		"the per-car rate limit holds: the car flashes at most the default burst (command.DefaultRateLimit.Burst, 15), every other command gets a result saying it was rate limited; each bad argument gets a result with ok false and the reason; the 1 MB payload is refused (no command runs) with a result or the broker's refusal; the anonymous command is refused with 0x87; fleet2mqtt's memory grows by less than 64 MB")
+		"the per-car rate limit holds: the car flashes at most the default burst (command.DefaultRateLimit.Burst, 15), every other command gets a result saying it was rate limited (or, if it came while every command slot was taken before the budget was spent, that too many commands are in flight); each bad argument gets a result with ok false and the reason; the 1 MB payload is refused (no command runs) with a result or the broker's refusal; the anonymous command is refused with 0x87; fleet2mqtt's memory grows by less than 64 MB")
 	rig := newCommandRig(t, "mqtt-commands")
 	f := rig.f
 	rss0, _ := f.memory()
@@ -407,29 +407,33 @@ func TestMQTTCommandAbuse(t *testing.T) {
 		return out
 	}
 	got := collect(flood, 60*time.Second)
-	ok, limited := 0, 0
+	ok, limited, busy := 0, 0, 0
 	for _, res := range got {
 		switch {
 		case res.OK:
 			ok++
 		case strings.Contains(strings.ToLower(res.Reason), "rate limit"):
 			limited++
+		case strings.Contains(res.Reason, "too many commands in flight"):
+			busy++
+		default:
+			r.errorf(t, "a flash_lights result neither ran nor was refused by a limit: %q", res.Reason)
 		}
 	}
 	burst := command.DefaultRateLimit.Burst
-	if len(got) != flood || ok > burst || ok+limited != flood {
-		r.errorf(t, "%d results for %d commands: %d ran, %d rate limited, want at most %d run and the rest rate limited", len(got), flood, ok, limited, burst)
+	if len(got) != flood || ok > burst || ok+limited+busy != flood {
+		r.errorf(t, "%d results for %d commands: %d ran, %d rate limited, %d refused with every slot taken; want at most %d run and the rest refused", len(got), flood, ok, limited, busy, burst)
 	}
 	if n := rig.flashes(); n > burst {
 		r.errorf(t, "the car flashed %d times", n)
 	}
 	var limitReason string
 	for _, res := range got {
-		if !res.OK {
+		if strings.Contains(strings.ToLower(res.Reason), "rate limit") {
 			limitReason = res.Reason
 		}
 	}
-	r.figure("%d commands: %d ran, %d rate limited (%q)", flood, ok, limited, shorten(limitReason, 120))
+	r.figure("%d commands: %d ran, %d rate limited (%q), %d refused with every slot taken", flood, ok, limited, shorten(limitReason, 120), busy)
 
 	bad := map[string]string{
 		"malformed JSON": `{"percent":`,
