@@ -46,9 +46,12 @@ type DerivedOptions struct {
 // the level constants), and optionally TeslaMate's layout. NewDerived
 // attaches it to its Bridge: from then on Bridge.Handle feeds every record
 // to the car's tracker and publishes the derived messages with the
-// record's signals, in one call, before the frame is acknowledged; a
-// session that ended is in the history by then. Tick applies the rules
-// that need time to pass. It is safe for concurrent use.
+// record's signals, in one call, before the frame is acknowledged. A
+// session that ended is appended to the history then; when the history
+// cannot be written (a full or read-only disk), the session waits in
+// memory and is tried again at every Tick (see Unfiled): live data does
+// not wait for the disk. Tick applies the
+// rules that need time to pass. It is safe for concurrent use.
 type Derived struct {
 	b    *Bridge
 	opts DerivedOptions
@@ -58,8 +61,10 @@ type Derived struct {
 	cars map[string]*derivedCar
 
 	// failing counts the cars whose tracker could not be saved at the
-	// last attempt (see SaveFailing).
+	// last attempt (see SaveFailing); unfiled, the sessions that wait
+	// for the history (see Unfiled).
 	failing atomic.Int32
+	unfiled atomic.Int32
 }
 
 // derivedCar is the derived state of one car. mu serialises its records,
@@ -76,6 +81,10 @@ type derivedCar struct {
 	dirty       bool
 	tickSavedAt time.Time
 	saveFailed  bool // the last attempt to save failed (counted in Derived.failing)
+	// unfiled are sessions that ended and are not in the history yet,
+	// oldest first: appending them failed (counted in Derived.unfiled).
+	unfiled       []activity.Session
+	historyFailed bool // appending to the history failed and has not succeeded since (logged once)
 	// tmNext is the record time from which values alone may update the
 	// TeslaMate layout again; tmStale: values changed since it was
 	// updated (see teslaMateInterval).
@@ -191,6 +200,7 @@ func (d *Derived) Tick(ctx context.Context, now time.Time) error {
 			continue
 		}
 		c.mu.Lock()
+		d.file(c) // sessions that wait for the history
 		ch := c.tr.Tick(now)
 		if c.tmStale {
 			ch |= activity.ChangedValues // the layout's values that waited for the interval
@@ -282,13 +292,17 @@ func (d *Derived) SetPlaces(ctx context.Context, places []activity.Place) error 
 	return errors.Join(errs...)
 }
 
-// Save writes every car's tracker that changed to the state directory.
-// Call it on shutdown, after the last record.
+// Save writes every car's tracker that changed to the state directory,
+// and appends the sessions that wait for the history (see Unfiled). Call
+// it on shutdown, after the last record.
 func (d *Derived) Save() error {
 	var errs []error
 	for _, c := range d.snapshotCars() {
 		c.mu.Lock()
 		errs = append(errs, d.save(c))
+		if d.file(c); len(c.unfiled) > 0 {
+			errs = append(errs, fmt.Errorf("%d sessions of %s could not be kept in the history", len(c.unfiled), c.tr.VIN()))
+		}
 		c.mu.Unlock()
 	}
 	return errors.Join(errs...)
@@ -361,6 +375,19 @@ func (d *Derived) prepare(c *derivedCar, bt *batch, ch activity.Changes) (activi
 		c.dirty = true
 	}
 	ch |= c.pending
+	if d.opts.History != nil && ch&(activity.DriveEnded|activity.ChargeEnded) != 0 {
+		for _, kind := range [...]activity.Kind{activity.KindDrive, activity.KindCharge} {
+			if ch&ended(kind) == 0 {
+				continue
+			}
+			if s, ok := lastSession(c.tr, kind); ok {
+				d.queueSession(c, s)
+			}
+		}
+	}
+	if !c.historyFailed { // once it failed, Tick tries again (every few seconds, not every record)
+		d.file(c)
+	}
 	if ch&transitions == 0 {
 		if ch == 0 || c.tm == nil {
 			return 0, nil // nothing, or values only the TeslaMate layout shows
@@ -370,24 +397,63 @@ func (d *Derived) prepare(c *derivedCar, bt *batch, ch activity.Changes) (activi
 			return 0, nil
 		}
 	}
-	if h := d.opts.History; h != nil && ch&(activity.DriveEnded|activity.ChargeEnded) != 0 {
-		for _, kind := range [...]activity.Kind{activity.KindDrive, activity.KindCharge} {
-			if ch&ended(kind) == 0 {
-				continue
-			}
-			if s, ok := lastSession(c.tr, kind); ok {
-				if err := h.Append(s); err != nil {
-					return ch, fmt.Errorf("keep the %s of %s in the history: %w", kind, c.tr.VIN(), err)
-				}
-			}
-		}
-	}
 	d.build(c, bt, ch)
 	return ch, nil
 }
 
+// maxUnfiled bounds the sessions of one car that wait for the history: a
+// car ends a few a day, so this is days of a disk that cannot be written.
+const maxUnfiled = 100
+
+// queueSession adds s to the sessions of c that wait for the history,
+// unless it is there already (changes published again after a failed
+// publish end the same session again). c.mu is held.
+func (d *Derived) queueSession(c *derivedCar, s activity.Session) {
+	for _, u := range c.unfiled {
+		if u.Kind == s.Kind && u.End.Equal(s.End) {
+			return
+		}
+	}
+	if len(c.unfiled) == maxUnfiled {
+		d.b.log.Warn("the history cannot be written and too many sessions wait for it: the oldest is dropped",
+			"vin", c.tr.VIN(), "kind", c.unfiled[0].Kind, "end", c.unfiled[0].End)
+		c.unfiled = slices.Delete(c.unfiled, 0, 1)
+		d.unfiled.Add(-1)
+	}
+	c.unfiled = append(c.unfiled, s)
+	d.unfiled.Add(1)
+}
+
+// file appends the sessions of c that wait for the history, oldest first,
+// and stops at the first that fails: it waits, with those after it, for
+// the next Tick. The first failure of a car, and the history's recovery,
+// are logged. c.mu is held.
+func (d *Derived) file(c *derivedCar) {
+	if len(c.unfiled) == 0 {
+		return
+	}
+	for len(c.unfiled) > 0 {
+		s := c.unfiled[0]
+		if err := d.opts.History.Append(s); err != nil {
+			if !c.historyFailed {
+				c.historyFailed = true
+				d.b.log.Warn("cannot keep a session in the history; it waits in memory and is tried again at every tick",
+					"vin", c.tr.VIN(), "kind", s.Kind, "end", s.End, "err", err)
+			}
+			return
+		}
+		c.unfiled = slices.Delete(c.unfiled, 0, 1)
+		d.unfiled.Add(-1)
+	}
+	c.unfiled = nil
+	if c.historyFailed {
+		c.historyFailed = false
+		d.b.log.Info("the history is written again: every session that waited is in it", "vin", c.tr.VIN())
+	}
+}
+
 // finish ends what prepare began: when the messages could not be
-// published (or the history not written), their changes stay pending and
+// published, their changes stay pending and
 // go out with the car's next record or tick; once they are out, a change
 // of status, place or session is saved at once.
 func (d *Derived) finish(c *derivedCar, ch activity.Changes, err error) {
@@ -601,6 +667,10 @@ func (d *Derived) save(c *derivedCar) error {
 	}
 	return nil
 }
+
+// Unfiled returns how many sessions that ended wait for the history,
+// which could not be written (see Derived): they are in memory only.
+func (d *Derived) Unfiled() int { return int(d.unfiled.Load()) }
 
 // SaveFailing returns how many cars' derived state could not be saved at
 // the last attempt (a full or read-only disk): they are saved again at

@@ -232,21 +232,35 @@ func TestDerivedPublishFailureStaysPending(t *testing.T) {
 	}
 }
 
-// A session that ended must reach the history before the frame is
-// acknowledged; when it cannot, Handle fails and the next record tries
-// again.
+// A history that cannot be written does not hold the car's data back: the
+// record that ends a session is published, and the session waits in
+// memory until a Tick appends it.
 func TestDerivedHistoryFailure(t *testing.T) {
 	r := newDerivedRig(t, "", false)
 	r.must(0, gear("D"), num(telemetry.FieldOdometer, 1))
 	r.must(time.Minute, gear("P"))
 	r.h.err = errors.New("disk full")
-	if err := r.send(5*time.Minute, gear("P"), num(telemetry.FieldOdometer, 2)); err == nil {
-		t.Fatal("history failed, Handle returned nil")
+	r.pub.take()
+	r.must(5*time.Minute, gear("P"), num(telemetry.FieldOdometer, 2)) // the drive ends here
+	last, _ := derivedMsgs(r.pub.take())
+	if last["tesla/"+vin+"/status"] != "parked" || last["tesla/"+vin+"/drive/last"] == "" {
+		t.Errorf("with the history failing, the record that ended the drive published %v", last)
+	}
+	if n := r.d.Unfiled(); n != 1 || len(r.h.list) != 0 {
+		t.Fatalf("%d sessions wait, the history holds %d; want 1 and 0", n, len(r.h.list))
+	}
+	if err := r.d.Tick(context.Background(), derivedT0.Add(6*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.d.Unfiled(); n != 1 {
+		t.Fatalf("%d sessions wait after a tick that failed too, want 1", n)
 	}
 	r.h.err = nil
-	r.must(6*time.Minute, num(telemetry.FieldInsideTemp, 20))
-	if len(r.h.list) != 1 {
-		t.Errorf("history holds %d sessions, want 1", len(r.h.list))
+	if err := r.d.Tick(context.Background(), derivedT0.Add(7*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.d.Unfiled(); n != 0 || len(r.h.list) != 1 || r.h.list[0].Kind != activity.KindDrive {
+		t.Errorf("after the history recovered: %d sessions wait, history %+v", n, r.h.list)
 	}
 }
 

@@ -142,10 +142,11 @@ func (s *Service) saveValues() {
 }
 
 // SaveFailing reports whether the last attempt to save the cars' latest
-// values, or some car's derived state, failed (a full or read-only
-// disk): /healthz says degraded until a save succeeds.
+// values, or some car's derived state, failed, or sessions wait for a
+// history that cannot be written (a full or read-only disk): /healthz
+// says degraded until they are saved.
 func (s *Service) SaveFailing() bool {
-	return s.valuesFailing.Load() || s.derived != nil && s.derived.SaveFailing() > 0
+	return s.valuesFailing.Load() || s.derived != nil && (s.derived.SaveFailing() > 0 || s.derived.Unfiled() > 0)
 }
 
 // Component republishes the derived state after a start, ticks it,
