@@ -194,7 +194,7 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		b.store = newStore(dataDir, b.guard.bridgesOwn, logger)
 		retainedChanged = b.store.changed
 	}
-	limits := backlogLimits{msgs: cfg.MaxQueued, bytes: cfg.MaxQueuedBytes, stall: cfg.StallTimeout}
+	limits := backlogLimits{msgs: cfg.MaxQueued, bytes: cfg.MaxQueuedBytes, stall: cfg.StallTimeout, offline: cfg.MaxOfflineQueued}
 	b.fan = newFanout(server, b.guard.mayRead, b.guard.bridgeOnly, b.drops, logger.With("component", "mqtt-broker"), limits, retainedChanged)
 	b.quota = newRetainQuota(cfg.ClientRetainedMessages, cfg.ClientRetainedBytes, b.guard.bridgesOwn, logger)
 	hooks := []mqtt.Hook{b.guard, b.drops, b.fan, &sysRefusal{}, &ownedGuard{guard: b.guard}, b.quota}
@@ -473,3 +473,8 @@ func (b *Broker) Dropped(reason DropReason) int64 { return b.drops.count(reason)
 // Waits returns how many times a publisher waited for a subscriber whose
 // backlog was full.
 func (b *Broker) Waits() int64 { return b.fan.waits.Load() }
+
+// OfflineQueued returns how many QoS 1 and 2 messages are kept for
+// persistent sessions whose clients are offline (at most
+// Config.MaxOfflineQueued).
+func (b *Broker) OfflineQueued() int64 { return b.fan.offline.Held() }

@@ -68,6 +68,14 @@ type Config struct {
 	// retained messages sent on subscribe). At least 1 MiB (the largest
 	// packet); default 4 MiB.
 	MaxQueuedBytes int `yaml:"max_queued_bytes"`
+	// MaxOfflineQueued bounds the QoS 1 and 2 messages kept for
+	// persistent sessions while their clients are offline, in all
+	// sessions together (each keeps at most MaxQueued): beyond it,
+	// messages for them are dropped and counted (DropOfflineFull), so
+	// that sessions nobody comes back for cannot fill the memory. A kept
+	// message takes about 2 KiB. 0 keeps none; default 32768, one
+	// session's MaxQueued.
+	MaxOfflineQueued int `yaml:"max_offline_queued"`
 	// StallTimeout is how long a subscriber whose backlog is full may
 	// make no progress (read nothing, acknowledge nothing) before it is
 	// disconnected, so that the cars, whose records wait for it, carry
@@ -138,13 +146,14 @@ const (
 // this machine only, retained messages kept on disk.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          "127.0.0.1:1883",
-		AllowAnonymous:  AnonymousLoopback,
-		Persist:         true,
-		PersistInterval: 10 * time.Second,
-		MaxQueued:       32768,
-		MaxQueuedBytes:  4 << 20,
-		StallTimeout:    5 * time.Second,
+		Listen:           "127.0.0.1:1883",
+		AllowAnonymous:   AnonymousLoopback,
+		Persist:          true,
+		PersistInterval:  10 * time.Second,
+		MaxQueued:        32768,
+		MaxQueuedBytes:   4 << 20,
+		MaxOfflineQueued: 32768,
+		StallTimeout:     5 * time.Second,
 
 		ClientRetainedMessages: 10000,
 		ClientRetainedBytes:    32 << 20,
@@ -216,6 +225,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueuedBytes < minQueuedBytes {
 		return configerr.Errorf("max_queued_bytes", "%d is too small: use at least %d (1 MiB, the largest packet)", c.MaxQueuedBytes, minQueuedBytes)
+	}
+	if c.MaxOfflineQueued < 0 {
+		return configerr.Errorf("max_offline_queued", "%d is negative: use 0 (offline sessions keep nothing) or more (default 32768)", c.MaxOfflineQueued)
 	}
 	if c.StallTimeout < 100*time.Millisecond {
 		return configerr.Errorf("stall_timeout", "%v is too short: use at least 100ms (default 5s)", c.StallTimeout)

@@ -114,6 +114,7 @@ type fanout struct {
 	// nil.
 	retainedChanged func()
 	limits          backlogLimits
+	offline         *offlineBudget
 
 	gen     atomic.Uint64 // numbers the states of subscriptions and sessions
 	holding atomic.Int32  // senders holding messages back for a receive maximum
@@ -160,9 +161,10 @@ const inflightCost = 2 << 10
 
 // backlogLimits bound one subscriber's backlog (see fanout).
 type backlogLimits struct {
-	msgs  int           // max_queued
-	bytes int           // max_queued_bytes
-	stall time.Duration // stall_timeout
+	msgs    int           // max_queued
+	bytes   int           // max_queued_bytes
+	stall   time.Duration // stall_timeout
+	offline int           // max_offline_queued, for all offline sessions (see offlineBudget)
 }
 
 // errStuck is why a stuck subscriber's connection is closed.
@@ -232,6 +234,7 @@ func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bri
 		log:             log,
 		retainedChanged: retainedChanged,
 		limits:          limits,
+		offline:         newOfflineBudget(limits.offline),
 		quit:            make(chan struct{}),
 		routes:          make(map[string]*route),
 		kept:            make(map[string]*kept),
@@ -844,8 +847,15 @@ func (f *fanout) deliverLocked(cl *mqtt.Client, s *sender, pk *packets.Packet, s
 		return // nothing to keep for a connection that is gone, or a broker that closes
 	}
 	if d.qos > 0 {
+		if !online && !f.offline.take(cl.ID) {
+			f.drop(cl, DropOfflineFull, 1)
+			return
+		}
 		var ok bool
 		if d.id, ok = f.track(cl, pk, d); !ok || !online {
+			if !ok && !online {
+				f.offline.giveBack(cl.ID)
+			}
 			return // dropped, or kept in flight for the session
 		}
 		if s.mustWait(cl) {
@@ -1198,7 +1208,7 @@ func (f *fanout) ID() string { return "fleet2mqtt-fanout" }
 func (f *fanout) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSessionEstablish,
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnQosComplete:
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnQosComplete, mqtt.OnQosPublish:
 		return true
 	}
 	return false
@@ -1216,10 +1226,28 @@ func (f *fanout) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // the client's first packet.
 func (f *fanout) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(0)
+	f.offline.release(cl.ID) // resumed, or replaced by a clean start
 	f.invalidate()
 }
 
-func (f *fanout) OnClientExpired(*mqtt.Client)                { f.invalidate() }
+func (f *fanout) OnClientExpired(cl *mqtt.Client) {
+	f.offline.release(cl.ID)
+	f.invalidate()
+}
+
+// OnQosPublish counts a message of another MQTT client that mochi keeps
+// for an offline persistent session against the offline budget, and takes
+// it out of the session again when the budget is spent (see
+// offlineBudget); the bridge's own messages do not come through here.
+func (f *fanout) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends int) {
+	if resends > 0 || cl.Net.Inline || !cl.Closed() || f.offline.take(cl.ID) {
+		return
+	}
+	if cl.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&f.server.Info.Inflight, -1)
+	}
+	f.drop(cl, DropOfflineFull, 1)
+}
 func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
 
 // OnQosComplete notes the client's progress (see stallStart), sends what

@@ -76,6 +76,8 @@ func (c *rawClient) send(pk packets.Packet) {
 		err = pk.UnsubscribeEncode(&buf)
 	case packets.Puback:
 		err = pk.PubackEncode(&buf)
+	case packets.Publish:
+		err = pk.PublishEncode(&buf)
 	case packets.Pingreq:
 		err = pk.PingreqEncode(&buf)
 	case packets.Disconnect:
@@ -120,6 +122,8 @@ func (c *rawClient) read() packets.Packet {
 		err = pk.SubackDecode(body)
 	case packets.Unsuback:
 		err = pk.UnsubackDecode(body)
+	case packets.Puback:
+		err = pk.PubackDecode(body)
 	case packets.Pingresp, packets.Disconnect:
 	default:
 		c.t.Fatalf("unexpected packet type %d", pk.FixedHeader.Type)
@@ -815,5 +819,64 @@ func TestRetainedReplacementRead(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("an in-process subscription got no retained message")
+	}
+}
+
+// TestOfflineBudget: offline persistent sessions keep max_offline_queued
+// messages in all, the bridge's and other clients' alike; the rest is
+// dropped and counted, and a session that resumes gives its share back.
+func TestOfflineBudget(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxOfflineQueued = 10
+	broker := startBroker(t, cfg, "")
+	props := packets.Properties{SessionExpiryInterval: 600, SessionExpiryIntervalFlag: true}
+	for _, id := range []string{"gone-a", "gone-b"} {
+		c := dialRawID(t, broker, id, 5, true, props)
+		c.subscribe(packets.Properties{}, packets.Subscription{Filter: "#", Qos: 1})
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+		c.conn.Close()
+		waitFor(t, id+" to be offline", func() bool { return serverClient(t, broker, id).Closed() })
+	}
+	kept := func(id string) int { return serverClient(t, broker, id).State.Inflight.Len() }
+
+	for i := range 4 { // the bridge's: 8 kept
+		publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte(strconv.Itoa(i)), QoS: 1})
+	}
+	other := dialRaw(t, broker, 5, packets.Properties{})
+	for i := range 3 { // another client's, through mochi: 2 more kept, then the budget is spent
+		other.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "other/x", PacketID: uint16(i + 1), Payload: []byte("x")})
+		other.until(packets.Puback)
+	}
+	for i := range 5 { // the bridge's again: all dropped
+		publish(t, broker, pubsub.Message{Topic: gearTopic, Payload: []byte(strconv.Itoa(i)), QoS: 1})
+	}
+	// mochi acknowledges another client's message before it delivers it.
+	want := int64(2*(4+3+5) - 10)
+	waitFor(t, "every message kept or dropped", func() bool { return broker.Dropped(DropOfflineFull) >= want })
+	if a, b := kept("gone-a"), kept("gone-b"); a+b != 10 {
+		t.Errorf("offline sessions keep %d and %d messages, want 10 in all", a, b)
+	}
+	if n := broker.Dropped(DropOfflineFull); n != want {
+		t.Errorf("%d drops counted as offline_full, want %d", n, want)
+	}
+	if n := broker.OfflineQueued(); n != 10 {
+		t.Errorf("OfflineQueued %d, want 10", n)
+	}
+
+	// gone-a comes back: what it kept is its own again, outside the
+	// budget, which gone-b may now use.
+	a := kept("gone-a")
+	back := dialRawID(t, broker, "gone-a", 5, false, props)
+	for range a {
+		pk := back.next()
+		back.puback(pk.PacketID)
+	}
+	// mochi resends a resumed session's messages before it tells the
+	// broker's hooks that the session is established.
+	waitFor(t, "gone-a's share given back", func() bool { return broker.OfflineQueued() == int64(10-a) })
+	before := kept("gone-b")
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("after"), QoS: 1})
+	if n := kept("gone-b"); n != before+1 {
+		t.Errorf("gone-b keeps %d messages after gone-a resumed, want %d", n, before+1)
 	}
 }

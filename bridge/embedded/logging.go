@@ -57,10 +57,14 @@ const (
 	// delivered by mochi, which drops it when the subscriber's queue is
 	// full.
 	DropQueueFull DropReason = "queue_full"
+	// DropOfflineFull: a QoS 1 or 2 message for an offline persistent
+	// session while the offline sessions hold max_offline_queued
+	// messages in all (see offlineBudget).
+	DropOfflineFull DropReason = "offline_full"
 )
 
 // DropReasons lists every DropReason, for metrics.
-var DropReasons = []DropReason{DropStuckSubscriber, DropSessionFull, DropTooLarge, DropQueueFull}
+var DropReasons = []DropReason{DropStuckSubscriber, DropSessionFull, DropTooLarge, DropQueueFull, DropOfflineFull}
 
 // dropLogInterval is the least time between two log lines about dropped
 // messages.
@@ -70,19 +74,21 @@ const dropLogInterval = 5 * time.Second
 // with the real counts: the first drop at once, then at most once per
 // dropLogInterval while drops go on, and what is left when the broker
 // closes. It is also the hook mochi tells of the messages its own publish
-// path drops.
+// path drops. Counting a drop takes no lock once its client and reason
+// are known: under abuse (clients that never read, sessions nobody comes
+// back for) a record's messages may be dropped for many clients each.
 type drops struct {
 	mqtt.HookBase
 	log      *slog.Logger
 	interval time.Duration
 
 	total map[DropReason]*atomic.Int64 // made once, one counter per reason
+	armed atomic.Bool                  // a log line is due (timer set)
 
-	mu      sync.Mutex
-	pending map[dropKey]int64 // dropped since the last log line
-	remote  map[string]string // client id → address, for the log line
-	timer   *time.Timer       // the next log line, while drops are pending
-	last    time.Time         // when the last line was logged
+	mu      sync.RWMutex
+	pending map[dropKey]*dropCount // since the last log line; idle ones are removed
+	timer   *time.Timer            // the next log line, while drops are pending
+	last    time.Time              // when the last line was logged
 }
 
 type dropKey struct {
@@ -90,9 +96,14 @@ type dropKey struct {
 	reason DropReason
 }
 
+type dropCount struct {
+	n      atomic.Int64 // dropped since the last log line
+	remote string       // the client's address, for the log line
+}
+
 func newDrops(log *slog.Logger) *drops {
 	d := &drops{log: log, interval: dropLogInterval, total: make(map[DropReason]*atomic.Int64),
-		pending: make(map[dropKey]int64), remote: make(map[string]string)}
+		pending: make(map[dropKey]*dropCount)}
 	for _, r := range DropReasons {
 		d.total[r] = new(atomic.Int64)
 	}
@@ -105,38 +116,61 @@ func (d *drops) add(cl *mqtt.Client, reason DropReason, n int) {
 		return
 	}
 	d.total[reason].Add(int64(n))
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.pending[dropKey{cl.ID, reason}] += int64(n)
-	d.remote[cl.ID] = cl.Net.Remote
-	if d.timer == nil {
+	k := dropKey{cl.ID, reason}
+	// Counted under the read lock, so that flush, which takes the write
+	// lock to read and remove counts, never misses one.
+	d.mu.RLock()
+	c := d.pending[k]
+	if c != nil {
+		c.n.Add(int64(n))
+	}
+	d.mu.RUnlock()
+	if c == nil {
+		d.mu.Lock()
+		if c = d.pending[k]; c == nil {
+			c = &dropCount{remote: cl.Net.Remote}
+			d.pending[k] = c
+		}
+		c.n.Add(int64(n))
+		d.mu.Unlock()
+	}
+	if !d.armed.Load() && d.armed.CompareAndSwap(false, true) {
+		d.mu.Lock()
 		d.timer = time.AfterFunc(max(d.interval-time.Since(d.last), 0), d.flush)
+		d.mu.Unlock()
 	}
 }
 
 // count returns how many messages were dropped for reason so far.
 func (d *drops) count(reason DropReason) int64 { return d.total[reason].Load() }
 
-// flush logs the pending drops, one line per client and reason.
+// flush logs the pending drops, one line per client and reason, and
+// forgets the clients that dropped nothing since the line before.
 func (d *drops) flush() {
+	// Disarmed first: a drop counted from here on sets the next line.
+	d.armed.Store(false)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.timer = nil
-	if len(d.pending) == 0 {
-		return
-	}
 	var since time.Duration
 	if !d.last.IsZero() {
 		since = time.Since(d.last).Round(time.Millisecond)
 	}
-	for k, n := range d.pending {
+	logged := false
+	for k, c := range d.pending {
+		n := c.n.Swap(0)
+		if n == 0 {
+			delete(d.pending, k)
+			continue
+		}
 		d.log.Warn("MQTT broker dropped messages for a subscriber",
-			"client", k.client, "remote", d.remote[k.client], "reason", string(k.reason), "dropped", n,
+			"client", k.client, "remote", c.remote, "reason", string(k.reason), "dropped", n,
 			"since_last_report", since, "dropped_total", d.total[k.reason].Load())
+		logged = true
 	}
-	clear(d.pending)
-	clear(d.remote)
-	d.last = time.Now()
+	if logged {
+		d.last = time.Now()
+	}
 }
 
 // close logs what is pending now.

@@ -148,7 +148,7 @@ func (m *Registry) watchEmbedded(b *embedded.Broker) {
 	for _, r := range embedded.DropReasons {
 		dropped = append(dropped, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "fleet2mqtt", Name: "mqtt_dropped_messages_total",
-			Help:        "Messages the embedded broker gave up for a subscriber, by reason (stuck_subscriber: disconnected after reading nothing for stall_timeout; session_full: an offline session holds max_queued; packet_too_large; queue_full: another client's message).",
+			Help:        "Messages the embedded broker gave up for a subscriber, by reason (stuck_subscriber: disconnected after reading nothing for stall_timeout; session_full: an offline session holds max_queued; offline_full: offline sessions hold max_offline_queued in all; packet_too_large; queue_full: another client's message).",
 			ConstLabels: prometheus.Labels{"reason": string(r)},
 		}, func() float64 { return float64(b.Dropped(r)) }))
 	}
@@ -156,6 +156,10 @@ func (m *Registry) watchEmbedded(b *embedded.Broker) {
 		Namespace: "fleet2mqtt", Name: "mqtt_publish_waits_total",
 		Help: "Times publishing waited for an embedded broker subscriber whose backlog was full (max_queued, max_queued_bytes): back-pressure, which slows acknowledgements to the cars.",
 	}, func() float64 { return float64(b.Waits()) }))
+	dropped = append(dropped, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "fleet2mqtt", Name: "mqtt_offline_queued_messages",
+		Help: "QoS 1 and 2 messages the embedded broker keeps for persistent sessions whose clients are offline (at most max_offline_queued in all).",
+	}, func() float64 { return float64(b.OfflineQueued()) }))
 	m.reg.MustRegister(dropped...)
 }
 
