@@ -5,6 +5,7 @@ package hardening
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -199,4 +200,96 @@ func (f *fleet) metricSum(name string) float64 {
 		f.t.Fatalf("%s: /metrics has no %s", f.name, name)
 	}
 	return sum
+}
+
+// TestAbandonedSessions: MQTT clients subscribe to # at QoS 1 with a
+// persistent session and never come back, while cars stream as fast as
+// they can; what the broker keeps for them stays within
+// max_offline_queued, and memory with it.
+func TestAbandonedSessions(t *testing.T) {
+	const abandoned = 100
+	cars := envInt(t, "HARDENING_ABANDONED_CARS", 10)
+	phase := envDuration(t, "HARDENING_ABANDONED_PHASE", 20*time.Second)
+	// The bound: the process without them, plus max_offline_queued
+	// messages (32768 at about 3 KiB each in mochi's in-flight stores)
+	// with the Go heap's headroom (GOGC 100: twice the live heap). Without
+	// the budget each session would keep max_queued: 100 × 32768
+	// messages, some 10 GB (2.9 GB peak in 20 s when tried).
+	maxRSS := float64(envInt(t, "HARDENING_ABANDONED_MAX_RSS_MB", 160+2*100))
+	r := trial(t, areaHostile,
+		fmt.Sprintf("%d MQTT clients on loopback connect with a persistent session (MQTT 3.1.1, clean session off), subscribe to # at QoS 1 and leave for good; then %d cars stream as fast as acknowledgements allow for %v", abandoned, cars, phase),
+		fmt.Sprintf("fleet2mqtt_mqtt_offline_queued_messages ≤ max_offline_queued (32768) all along; the rest counted as offline_full drops; peak RSS ≤ %.0f MB; a mosquitto_sub subscriber gets every acknowledged record", maxRSS))
+
+	f := startFleet(t, "abandoned", withConfig("vehicle.handle_timeout", "30s"))
+	for i := range abandoned {
+		c, err := net.DialTimeout("tcp", f.MQTT, 10*time.Second)
+		if err != nil {
+			r.fatalf(t, "client %d: %v", i, err)
+		}
+		connect := mqttPacket(0x10, connectBody("MQTT", 4, 0x00, nil, []byte(fmt.Sprintf("abandoned-%03d", i))))
+		subscribe := mqttPacket(0x82, append(append([]byte{0, 1}, mqttString([]byte("#"))...), 1))
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		ack := make([]byte, 4+5) // CONNACK, SUBACK
+		if _, err := c.Write(append(connect, subscribe...)); err != nil {
+			r.fatalf(t, "client %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, ack); err != nil || ack[3] != 0 || ack[8] != 1 {
+			r.fatalf(t, "client %d: CONNACK and SUBACK % x (%v), want the session and QoS 1", i, ack, err)
+		}
+		table.attacks.Add(1)
+		c.Close()
+	}
+	sub := subscribeProcess(t, f.MQTT)
+	p := newPool(t, poolConfig{URL: f.carURL(), TLS: f.carTLS(), IDs: f.identities(cars), Fields: 5,
+		AckTimeout: 5 * time.Minute, MaxBackoff: 2 * time.Second, ConnectLimit: 16})
+	if err := p.connect(time.Minute); err != nil {
+		r.fatalf(t, "not every car could connect: %v", err)
+	}
+	table.addCars(int64(p.connected()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), phase)
+	start := time.Now()
+	var maxHeld float64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if m, err := f.metrics(); err == nil {
+				maxHeld = max(maxHeld, m["fleet2mqtt_mqtt_offline_queued_messages"])
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	p.stream(ctx, 0, -1)
+	p.wait()
+	cancel()
+	<-done
+	if left := p.flush(90 * time.Second); left > 0 {
+		r.fatalf(t, "%d cars still wait for acknowledgements 90 s after their last record", left)
+	}
+	rate := float64(p.led.count()) / time.Since(start).Seconds()
+	_, peakRSS := f.memory()
+	sub.settle(2*time.Second, time.Minute)
+
+	held := f.metric("fleet2mqtt_mqtt_offline_queued_messages")
+	maxHeld = max(maxHeld, held)
+	if maxHeld > 32768 {
+		r.errorf(t, "offline sessions kept %.0f messages, want at most 32768", maxHeld)
+	}
+	dropped := f.metric(`fleet2mqtt_mqtt_dropped_messages_total{reason="offline_full"}`)
+	if dropped == 0 {
+		r.errorf(t, "no message counted as an offline_full drop")
+	}
+	if peakRSS > maxRSS {
+		r.errorf(t, "peak RSS %.0f MB with %d abandoned sessions, want at most %.0f MB", peakRSS, abandoned, maxRSS)
+	}
+	acked := p.led.snapshot()
+	missing, _ := sub.missing(acked)
+	table.acked.Add(int64(len(acked)))
+	table.delivered.Add(int64(len(acked) - len(missing)))
+	if len(missing) > 0 {
+		r.errorf(t, "%d of %d acknowledged records never reached the subscriber that reads", len(missing), len(acked))
+	}
+	r.figure("%.0f records/s; at most %.0f messages kept for the %d offline sessions; %.0f counted as offline_full drops; peak RSS %.0f MB; the reading subscriber got %d of %d acknowledged records",
+		rate, maxHeld, abandoned, dropped, peakRSS, len(acked)-len(missing), len(acked))
 }
