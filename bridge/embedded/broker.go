@@ -163,6 +163,9 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	// messages for it (Config.MaxQueued): mochi's 8192 are about a second
 	// of a thousand cars.
 	caps.MaximumInflight = uint16(cfg.MaxQueued)
+	// Sessions nobody comes back for end (Config.MaxSessionExpiry); mochi
+	// would keep them for ever.
+	caps.MaximumSessionExpiryInterval = uint32(cfg.MaxSessionExpiry / time.Second)
 	caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,

@@ -3,6 +3,7 @@ package embedded
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -76,6 +77,12 @@ type Config struct {
 	// message takes about 2 KiB. 0 keeps none; default 32768, one
 	// session's MaxQueued.
 	MaxOfflineQueued int `yaml:"max_offline_queued"`
+	// MaxSessionExpiry is the longest a persistent session outlives its
+	// client's connection: an MQTT 5 client that asks for longer gets
+	// this (its CONNACK says so), an MQTT 3 session without clean session
+	// ends after this. A session nobody comes back for then ends, with
+	// what it kept. At least 1s; default 168h (a week).
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
 	// StallTimeout is how long a subscriber whose backlog is full may
 	// make no progress (read nothing, acknowledge nothing) before it is
 	// disconnected, so that the cars, whose records wait for it, carry
@@ -153,6 +160,7 @@ func DefaultConfig() Config {
 		MaxQueued:        32768,
 		MaxQueuedBytes:   4 << 20,
 		MaxOfflineQueued: 32768,
+		MaxSessionExpiry: 7 * 24 * time.Hour,
 		StallTimeout:     5 * time.Second,
 
 		ClientRetainedMessages: 10000,
@@ -228,6 +236,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOfflineQueued < 0 {
 		return configerr.Errorf("max_offline_queued", "%d is negative: use 0 (offline sessions keep nothing) or more (default 32768)", c.MaxOfflineQueued)
+	}
+	if c.MaxSessionExpiry < time.Second || c.MaxSessionExpiry > math.MaxUint32*time.Second {
+		return configerr.Errorf("max_session_expiry", "%v is out of range: use 1s or more (default 168h), up to about 136 years", c.MaxSessionExpiry)
 	}
 	if c.StallTimeout < 100*time.Millisecond {
 		return configerr.Errorf("stall_timeout", "%v is too short: use at least 100ms (default 5s)", c.StallTimeout)

@@ -1230,8 +1230,15 @@ func (f *fanout) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	f.invalidate()
 }
 
+// OnClientExpired forgets a session that ended while its client was away:
+// what it kept leaves the offline budget, and its subscriptions leave the
+// topic index (mochi removes the client but not them) unless the client
+// came back meanwhile.
 func (f *fanout) OnClientExpired(cl *mqtt.Client) {
 	f.offline.release(cl.ID)
+	if cur, ok := f.server.Clients.Get(cl.ID); ok && cur == cl {
+		f.server.UnsubscribeClient(cl)
+	}
 	f.invalidate()
 }
 

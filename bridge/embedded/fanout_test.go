@@ -880,3 +880,38 @@ func TestOfflineBudget(t *testing.T) {
 		t.Errorf("gone-b keeps %d messages after gone-a resumed, want %d", n, before+1)
 	}
 }
+
+// TestSessionExpiry: a persistent session ends max_session_expiry after
+// its client left, with what it kept and its subscriptions; an MQTT 5
+// client that asks for longer is told the bound.
+func TestSessionExpiry(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxSessionExpiry = time.Second
+	broker := startBroker(t, cfg, "")
+
+	c5 := dialRawID(t, broker, "asks-long", 5, true, packets.Properties{SessionExpiryInterval: 3600, SessionExpiryIntervalFlag: true})
+	if got := serverClient(t, broker, "asks-long").Properties.Props.SessionExpiryInterval; got != 1 {
+		t.Errorf("an MQTT 5 client asking for 3600 s keeps its session %d s, want 1", got)
+	}
+	c5.conn.Close()
+
+	c := dialRawID(t, broker, "leaves", 4, false, packets.Properties{})
+	c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.conn.Close()
+	waitFor(t, "the client to be offline", func() bool { return serverClient(t, broker, "leaves").Closed() })
+	publish(t, broker, pubsub.Message{Topic: socTopic, Payload: []byte("1"), QoS: 1})
+	if n := broker.OfflineQueued(); n != 1 {
+		t.Fatalf("OfflineQueued %d, want 1", n)
+	}
+	waitFor(t, "the session to end", func() bool {
+		_, ok := broker.server.Clients.Get("leaves")
+		return !ok
+	})
+	if n := broker.OfflineQueued(); n != 0 {
+		t.Errorf("OfflineQueued %d after the session ended, want 0", n)
+	}
+	if subs := broker.server.Topics.Subscribers(socTopic); len(subs.Subscriptions) != 0 {
+		t.Errorf("the ended session's subscription is still in the topic index: %v", subs.Subscriptions)
+	}
+}
