@@ -197,7 +197,7 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		b.store = newStore(dataDir, b.guard.bridgesOwn, logger)
 		retainedChanged = b.store.changed
 	}
-	limits := backlogLimits{msgs: cfg.MaxQueued, bytes: cfg.MaxQueuedBytes, stall: cfg.StallTimeout, offline: cfg.MaxOfflineQueued}
+	limits := backlogLimits{msgs: cfg.MaxQueued, bytes: cfg.MaxQueuedBytes, stall: cfg.StallTimeout, offline: cfg.MaxOfflineQueued, subs: cfg.MaxSubscriptions}
 	b.fan = newFanout(server, b.guard.mayRead, b.guard.bridgeOnly, b.drops, logger.With("component", "mqtt-broker"), limits, retainedChanged)
 	b.quota = newRetainQuota(cfg.ClientRetainedMessages, cfg.ClientRetainedBytes, b.guard.bridgesOwn, logger)
 	hooks := []mqtt.Hook{b.guard, b.drops, b.fan, &sysRefusal{}, &ownedGuard{guard: b.guard}, b.quota}

@@ -83,6 +83,12 @@ type Config struct {
 	// ends after this. A session nobody comes back for then ends, with
 	// what it kept. At least 1s; default 168h (a week).
 	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	// MaxSubscriptions bounds the topic filters one client may be
+	// subscribed to (each costs about 2 KiB): more are refused (SUBACK
+	// 0x97, quota exceeded; 0x80 for MQTT 3), with a log line once per
+	// connection. Home Assistant subscribes to a few hundred per car. At
+	// least 1; default 10000.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
 	// StallTimeout is how long a subscriber whose backlog is full may
 	// make no progress (read nothing, acknowledge nothing) before it is
 	// disconnected, so that the cars, whose records wait for it, carry
@@ -161,6 +167,7 @@ func DefaultConfig() Config {
 		MaxQueuedBytes:   4 << 20,
 		MaxOfflineQueued: 32768,
 		MaxSessionExpiry: 7 * 24 * time.Hour,
+		MaxSubscriptions: 10000,
 		StallTimeout:     5 * time.Second,
 
 		ClientRetainedMessages: 10000,
@@ -239,6 +246,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSessionExpiry < time.Second || c.MaxSessionExpiry > math.MaxUint32*time.Second {
 		return configerr.Errorf("max_session_expiry", "%v is out of range: use 1s or more (default 168h), up to about 136 years", c.MaxSessionExpiry)
+	}
+	if c.MaxSubscriptions < 1 {
+		return configerr.Errorf("max_subscriptions", "%d is too small: use 1 or more (default 10000)", c.MaxSubscriptions)
 	}
 	if c.StallTimeout < 100*time.Millisecond {
 		return configerr.Errorf("stall_timeout", "%v is too short: use at least 100ms (default 5s)", c.StallTimeout)

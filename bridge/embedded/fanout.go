@@ -136,8 +136,9 @@ type fanout struct {
 	senders map[*mqtt.Client]*sender
 	closed  bool
 
-	rmu      sync.Mutex
-	requests map[*mqtt.Client][]retainRequest // from OnSubscribe to OnSubscribed
+	rmu       sync.Mutex
+	requests  map[*mqtt.Client][]retainRequest // from OnSubscribe to OnSubscribed
+	overQuota map[*mqtt.Client]bool            // clients told they have max_subscriptions (logged once)
 }
 
 // maxRoutes bounds the route cache; past it the cache starts over. A route
@@ -165,6 +166,7 @@ type backlogLimits struct {
 	bytes   int           // max_queued_bytes
 	stall   time.Duration // stall_timeout
 	offline int           // max_offline_queued, for all offline sessions (see offlineBudget)
+	subs    int           // max_subscriptions, per client
 }
 
 // errStuck is why a stuck subscriber's connection is closed.
@@ -220,8 +222,9 @@ type target struct {
 // retainRequest is what a SUBSCRIBE asked about retained messages, kept
 // while mochi processes the packet.
 type retainRequest struct {
-	handling byte // the subscription's retain handling: 0 send, 1 send if new, 2 do not send
-	existed  bool // the client had this subscription before
+	handling  byte // the subscription's retain handling: 0 send, 1 send if new, 2 do not send
+	existed   bool // the client had this subscription before
+	overQuota bool // refused: the client has max_subscriptions already
 }
 
 func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bridgeOnly func(string) bool,
@@ -240,6 +243,7 @@ func newFanout(server *mqtt.Server, mayRead func(*mqtt.Client, string) bool, bri
 		kept:            make(map[string]*kept),
 		senders:         make(map[*mqtt.Client]*sender),
 		requests:        make(map[*mqtt.Client][]retainRequest),
+		overQuota:       make(map[*mqtt.Client]bool),
 	}
 }
 
@@ -1277,27 +1281,52 @@ func (f *fanout) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	f.endSender(cl)
 	f.rmu.Lock()
 	delete(f.requests, cl)
+	delete(f.overQuota, cl)
 	f.rmu.Unlock()
 }
 
 // OnSubscribe notes what each subscription asks about retained messages
 // and tells mochi not to send them: OnSubscribed sends them instead,
-// through the client's queue.
+// through the client's queue. It also refuses the new filters of a client
+// that has max_subscriptions already: each costs about 2 KiB in mochi's
+// topic index, and nothing else bounds how many one client asks for. A
+// refused filter is made empty here, which mochi refuses as invalid;
+// OnSubscribed then answers it with 0x97, quota exceeded (MQTT 5; 0x80
+// for MQTT 3).
 func (f *fanout) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk // mochi hands retained messages to in-process handlers itself
 	}
 	reqs := make([]retainRequest, len(pk.Filters))
 	filters := slices.Clone(pk.Filters)
+	have := cl.State.Subscriptions.Len()
+	refused := 0
 	for i := range filters {
 		_, existed := cl.State.Subscriptions.Get(filters[i].Filter)
 		reqs[i] = retainRequest{handling: filters[i].RetainHandling, existed: existed}
 		filters[i].RetainHandling = 2
+		if !existed && filters[i].Filter != "" {
+			if have >= f.limits.subs {
+				reqs[i].overQuota = true
+				filters[i].Filter = ""
+				refused++
+				continue
+			}
+			have++ // a filter twice in one packet counts twice: never too few
+		}
 	}
 	pk.Filters = filters
 	f.rmu.Lock()
 	f.requests[cl] = reqs
+	first := refused > 0 && !f.overQuota[cl]
+	if refused > 0 {
+		f.overQuota[cl] = true
+	}
 	f.rmu.Unlock()
+	if first { // once per connection
+		f.log.Warn("MQTT client has as many subscriptions as a client may (mqtt.embedded.max_subscriptions); more are refused",
+			"client", cl.ID, "remote", cl.Net.Remote, "max_subscriptions", f.limits.subs, "refused", refused)
+	}
 	return pk
 }
 
@@ -1318,6 +1347,14 @@ func (f *fanout) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) 
 	f.rmu.Unlock()
 	if len(reqs) != len(pk.Filters) || len(codes) != len(pk.Filters) {
 		return
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		for i := range reqs {
+			if reqs[i].overQuota {
+				// codes is the SUBACK's (mochi writes it after this hook).
+				codes[i] = packets.ErrQuotaExceeded.Code
+			}
+		}
 	}
 	var retained []string // every retained topic, read once for the packet's wildcard filters
 	for i, sub := range pk.Filters {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -913,5 +914,40 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	if subs := broker.server.Topics.Subscribers(socTopic); len(subs.Subscriptions) != 0 {
 		t.Errorf("the ended session's subscription is still in the topic index: %v", subs.Subscriptions)
+	}
+}
+
+// TestSubscriptionQuota: a client gets max_subscriptions filters; more are
+// refused with 0x97 (MQTT 5) or 0x80 (MQTT 3), one log line says so, and
+// subscribing again to a filter it has is not a new one.
+func TestSubscriptionQuota(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxSubscriptions = 3
+	broker, logs := startLoggedBroker(t, cfg)
+	for _, tc := range []struct {
+		version byte
+		refused byte
+	}{{5, 0x97}, {4, 0x80}} {
+		c := dialRaw(t, broker, tc.version, packets.Properties{})
+		got := c.subscribe(packets.Properties{},
+			packets.Subscription{Filter: "a/1", Qos: 1}, packets.Subscription{Filter: "a/2", Qos: 1})
+		got = append(got, c.subscribe(packets.Properties{},
+			packets.Subscription{Filter: "a/1", Qos: 0}, // had it: not a new one
+			packets.Subscription{Filter: "a/3", Qos: 1},
+			packets.Subscription{Filter: "a/4", Qos: 1})...)
+		got = append(got, c.subscribe(packets.Properties{}, packets.Subscription{Filter: "a/5"})...)
+		if want := []byte{1, 1, 0, 1, tc.refused, tc.refused}; !bytes.Equal(got, want) {
+			t.Errorf("MQTT %d: SUBACK codes %v, want %v", tc.version, got, want)
+		}
+		if n := serverClient(t, broker, c.id).State.Subscriptions.Len(); n != 3 {
+			t.Errorf("MQTT %d: %d subscriptions kept, want 3", tc.version, n)
+		}
+		// The refused filters are not in the index either.
+		publish(t, broker, pubsub.Message{Topic: "a/4", Payload: []byte("x")})
+		publish(t, broker, pubsub.Message{Topic: "a/3", Payload: []byte("y")})
+		c.expectNext("a/3", "y")
+	}
+	if n := strings.Count(logs.String(), "more are refused"); n != 2 {
+		t.Errorf("%d log lines about the quota for two clients, want 2:\n%s", n, logs.String())
 	}
 }

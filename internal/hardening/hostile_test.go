@@ -3,6 +3,7 @@
 package hardening
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
@@ -741,6 +742,69 @@ func TestMQTTResourceLimits(t *testing.T) {
 		if closedCount.Load() < int64(len(conns)) {
 			r.errorf(t, "%d of %d connections that never sent CONNECT were still open after 15 s, holding %d goroutines (mochi sets no deadline before CONNECT)",
 				int64(len(conns))-closedCount.Load(), len(conns), heldG-baseG)
+		}
+	})
+
+	t.Run("subscription flood", func(t *testing.T) {
+		const filters, perPacket = 200_000, 1000
+		r := trial(t, areaHostile,
+			fmt.Sprintf("an anonymous client on loopback subscribes to %d distinct topic filters, %d to a SUBSCRIBE (MQTT 3.1.1)", filters, perPacket),
+			"it gets the first max_subscriptions (10,000), every other filter is refused in its SUBACK (0x80); one log line names the client; memory grows by less than 64 MB (each subscription held costs about 2 KiB: 200,000 would be over 400 MB)")
+		rss0, _ := f.memory()
+		mark := f.out.mark()
+		c, err := net.DialTimeout("tcp", f.MQTT, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		br := bufio.NewReader(c)
+		if _, err := c.Write(validConnect("subscription-flood")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(br, make([]byte, 4)); err != nil {
+			t.Fatalf("CONNACK: %v", err)
+		}
+		granted, refused := 0, 0
+		for p := 0; p < filters/perPacket; p++ {
+			table.attacks.Add(1)
+			body := []byte{byte((p + 1) >> 8), byte(p + 1)}
+			for i := range perPacket {
+				body = append(body, mqttString(fmt.Appendf(nil, "flood/%d/x", p*perPacket+i))...)
+				body = append(body, 0)
+			}
+			if _, err := c.Write(mqttPacket(0x82, body)); err != nil {
+				r.fatalf(t, "SUBSCRIBE %d: %v", p, err)
+			}
+			// SUBACK: 0x90, the remaining length (2 bytes for 1,002), the packet id, one code per filter.
+			ack := make([]byte, 1+2+2+perPacket)
+			if _, err := io.ReadFull(br, ack); err != nil {
+				r.fatalf(t, "SUBACK %d: %v", p, err)
+			}
+			if ack[0] != 0x90 || int(ack[1]&0x7f)|int(ack[2])<<7 != 2+perPacket {
+				r.fatalf(t, "SUBACK %d: header % x, want 90 and a remaining length of %d", p, ack[:3], 2+perPacket)
+			}
+			for _, code := range ack[5:] {
+				if code == 0x80 {
+					refused++
+				} else {
+					granted++
+				}
+			}
+		}
+		rss1, _ := f.memory()
+		lines := len(f.out.find(mark, func(l string) bool {
+			return strings.Contains(l, "more are refused") && strings.Contains(l, "subscription-flood")
+		}))
+		r.figure("%d filters granted, %d refused; %d log line; RSS %.0f → %.0f MB", granted, refused, lines, rss0, rss1)
+		if granted != 10_000 || refused != filters-10_000 {
+			r.errorf(t, "%d filters granted and %d refused, want 10000 and %d", granted, refused, filters-10_000)
+		}
+		if lines != 1 {
+			r.errorf(t, "%d log lines about the client's subscriptions, want 1", lines)
+		}
+		if rss1-rss0 > 64 {
+			r.errorf(t, "RSS grew by %.0f MB", rss1-rss0)
 		}
 	})
 }
