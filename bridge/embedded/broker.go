@@ -166,6 +166,8 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 	// Sessions nobody comes back for end (Config.MaxSessionExpiry); mochi
 	// would keep them for ever.
 	caps.MaximumSessionExpiryInterval = uint32(cfg.MaxSessionExpiry / time.Second)
+	// Connections, each about 30 KiB, are bounded too (Config.MaxClients).
+	caps.MaximumClients = int64(cfg.MaxClients)
 	caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,

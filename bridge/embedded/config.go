@@ -89,6 +89,11 @@ type Config struct {
 	// connection. Home Assistant subscribes to a few hundred per car. At
 	// least 1; default 10000.
 	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxClients bounds the MQTT clients connected at once (each
+	// connection takes about 30 KiB): one more is refused in its CONNACK
+	// (0x89 server busy; 0x03 server unavailable for MQTT 3). At least 1;
+	// default 1000.
+	MaxClients int `yaml:"max_clients"`
 	// StallTimeout is how long a subscriber whose backlog is full may
 	// make no progress (read nothing, acknowledge nothing) before it is
 	// disconnected, so that the cars, whose records wait for it, carry
@@ -168,6 +173,7 @@ func DefaultConfig() Config {
 		MaxOfflineQueued: 32768,
 		MaxSessionExpiry: 7 * 24 * time.Hour,
 		MaxSubscriptions: 10000,
+		MaxClients:       1000,
 		StallTimeout:     5 * time.Second,
 
 		ClientRetainedMessages: 10000,
@@ -246,6 +252,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSessionExpiry < time.Second || c.MaxSessionExpiry > math.MaxUint32*time.Second {
 		return configerr.Errorf("max_session_expiry", "%v is out of range: use 1s or more (default 168h), up to about 136 years", c.MaxSessionExpiry)
+	}
+	if c.MaxClients < 1 {
+		return configerr.Errorf("max_clients", "%d is too small: use 1 or more (default 1000)", c.MaxClients)
 	}
 	if c.MaxSubscriptions < 1 {
 		return configerr.Errorf("max_subscriptions", "%d is too small: use 1 or more (default 10000)", c.MaxSubscriptions)

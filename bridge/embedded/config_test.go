@@ -42,6 +42,7 @@ func TestConfigValidate(t *testing.T) {
 		{"nothing queued", func(c *Config) { c.MaxQueued = 0 }, `mqtt.embedded.max_queued: 0 is out of range: use 1 to 65535`},
 		{"too much queued", func(c *Config) { c.MaxQueued = 65536 }, `mqtt.embedded.max_queued: 65536 is out of range: use 1 to 65535`},
 		{"negative offline budget", func(c *Config) { c.MaxOfflineQueued = -1 }, `mqtt.embedded.max_offline_queued: -1 is negative: use 0 (offline sessions keep nothing) or more (default 32768)`},
+		{"no clients", func(c *Config) { c.MaxClients = 0 }, `mqtt.embedded.max_clients: 0 is too small: use 1 or more (default 1000)`},
 		{"no subscriptions", func(c *Config) { c.MaxSubscriptions = 0 }, `mqtt.embedded.max_subscriptions: 0 is too small: use 1 or more (default 10000)`},
 		{"sessions end at once", func(c *Config) { c.MaxSessionExpiry = 0 }, `mqtt.embedded.max_session_expiry: 0s is out of range: use 1s or more (default 168h), up to about 136 years`},
 		{"bad listen", func(c *Config) { c.Listen = "1883" },

@@ -951,3 +951,37 @@ func TestSubscriptionQuota(t *testing.T) {
 		t.Errorf("%d log lines about the quota for two clients, want 2:\n%s", n, logs.String())
 	}
 }
+
+// TestMaxClients: a client past max_clients is refused in its CONNACK,
+// and one may connect again once another has left.
+func TestMaxClients(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxClients = 2
+	broker := startBroker(t, cfg, "")
+	first := dialRaw(t, broker, 5, packets.Properties{})
+	dialRaw(t, broker, 4, packets.Properties{})
+	connack := func(version byte) byte {
+		conn, err := net.DialTimeout("tcp", broker.Addr(ListenerTCP), wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := &rawClient{t: t, version: version, conn: conn, r: bufio.NewReader(conn)}
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+			Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: fmt.Sprint("over-", version)}})
+		return c.read().ReasonCode
+	}
+	if code := connack(5); code != packets.ErrServerBusy.Code {
+		t.Errorf("a third MQTT 5 client: CONNACK %#x, want %#x (server busy)", code, packets.ErrServerBusy.Code)
+	}
+	if code := connack(4); code != 0x03 { // MQTT 3.1.1's "server unavailable"
+		t.Errorf("a third MQTT 3 client: CONNACK %#x, want 0x03 (server unavailable)", code)
+	}
+	first.conn.Close()
+	waitFor(t, "the first client to leave", func() bool {
+		cl, ok := broker.server.Clients.Get(first.id)
+		return !ok || cl.Closed()
+	})
+	// mochi counts a client out once its connection's goroutine is done.
+	waitFor(t, "a client to be accepted again", func() bool { return connack(5) == 0 })
+}
