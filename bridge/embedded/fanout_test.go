@@ -957,7 +957,7 @@ func TestSubscriptionQuota(t *testing.T) {
 func TestMaxClients(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxClients = 2
-	broker := startBroker(t, cfg, "")
+	broker, logs := startLoggedBroker(t, cfg)
 	first := dialRaw(t, broker, 5, packets.Properties{})
 	dialRaw(t, broker, 4, packets.Properties{})
 	connack := func(version byte) byte {
@@ -976,6 +976,11 @@ func TestMaxClients(t *testing.T) {
 	}
 	if code := connack(4); code != 0x03 { // MQTT 3.1.1's "server unavailable"
 		t.Errorf("a third MQTT 3 client: CONNACK %#x, want 0x03 (server unavailable)", code)
+	}
+	// One line for both (at most one a minute), once mochi has logged the first.
+	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(logs.String(), "max_clients clients are connected") })
+	if n := strings.Count(logs.String(), "max_clients clients are connected"); n != 1 {
+		t.Errorf("%d log lines for two refused clients, want 1:\n%s", n, logs.String())
 	}
 	first.conn.Close()
 	waitFor(t, "the first client to leave", func() bool {
