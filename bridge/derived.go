@@ -50,8 +50,8 @@ type DerivedOptions struct {
 // session that ended is appended to the history then; when the history
 // cannot be written (a full or read-only disk), the session waits in
 // memory and is tried again at every Tick (see Unfiled): live data does
-// not wait for the disk. Tick applies the
-// rules that need time to pass. It is safe for concurrent use.
+// not wait for the disk. Tick applies the rules that need time to pass.
+// It is safe for concurrent use.
 type Derived struct {
 	b    *Bridge
 	opts DerivedOptions

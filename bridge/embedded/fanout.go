@@ -1259,6 +1259,7 @@ func (f *fanout) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resen
 	}
 	f.drop(cl, DropOfflineFull, 1)
 }
+
 func (f *fanout) OnUnsubscribed(*mqtt.Client, packets.Packet) { f.invalidate() }
 
 // OnQosComplete notes the client's progress (see stallStart), sends what
