@@ -105,12 +105,7 @@ func TestStuckMQTTSubscribers(t *testing.T) {
 		withConfig("log.level", "info"),
 		withConfig("vehicle.handle_timeout", "30s"))
 	sub := subscribeProcess(t, f.MQTT)
-	p := newPool(t, poolConfig{URL: f.carURL(), TLS: f.carTLS(), IDs: f.identities(cars), Fields: 5,
-		AckTimeout: 5 * time.Minute, MaxBackoff: 2 * time.Second, ConnectLimit: 16})
-	if err := p.connect(time.Minute); err != nil {
-		r.fatalf(t, "not every car could connect: %v", err)
-	}
-	table.addCars(int64(p.connected()))
+	p := fastCars(t, r, f, cars)
 
 	run := func() float64 {
 		before := p.led.count()
@@ -171,15 +166,38 @@ func TestStuckMQTTSubscribers(t *testing.T) {
 	if named < stuck {
 		r.errorf(t, "%d of %d stuck subscribers named in a log line as reading too slowly", named, stuck)
 	}
-	acked := p.led.snapshot()
-	missing, _ := sub.missing(acked)
-	table.acked.Add(int64(len(acked)))
-	table.delivered.Add(int64(len(acked) - len(missing)))
-	if len(missing) > 0 {
-		r.errorf(t, "%d of %d acknowledged records never reached the subscriber that reads", len(missing), len(acked))
-	}
+	got, acked := accountReader(t, r, p, sub)
 	r.figure("peak RSS %.0f MB before the stuck subscribers, %.0f MB with them; %d of %d disconnected with a log line naming them; %.0f messages counted as dropped for them; the reading subscriber got %d of %d acknowledged records",
-		basePeak, peakRSS, named, stuck, f.metricSum("fleet2mqtt_mqtt_dropped_messages_total"), len(acked)-len(missing), len(acked))
+		basePeak, peakRSS, named, stuck, f.metricSum("fleet2mqtt_mqtt_dropped_messages_total"), got, acked)
+}
+
+// fastCars connects n cars of 5 signals a record that stream as fast as
+// their acknowledgements allow, patient with a server that slows them
+// down.
+func fastCars(t *testing.T, r *row, f *fleet, n int) *pool {
+	t.Helper()
+	p := newPool(t, poolConfig{URL: f.carURL(), TLS: f.carTLS(), IDs: f.identities(n), Fields: 5,
+		AckTimeout: 5 * time.Minute, MaxBackoff: 2 * time.Second, ConnectLimit: 16})
+	if err := p.connect(time.Minute); err != nil {
+		r.fatalf(t, "not every car could connect: %v", err)
+	}
+	table.addCars(int64(p.connected()))
+	return p
+}
+
+// accountReader counts what sub, a subscriber that reads, got of the
+// records p's cars had acknowledged into the report's delivery figures,
+// and fails r for any it did not get.
+func accountReader(t *testing.T, r *row, p *pool, sub *subscriber) (got, acked int) {
+	t.Helper()
+	all := p.led.snapshot()
+	missing, _ := sub.missing(all)
+	table.acked.Add(int64(len(all)))
+	table.delivered.Add(int64(len(all) - len(missing)))
+	if len(missing) > 0 {
+		r.errorf(t, "%d of %d acknowledged records never reached the subscriber that reads", len(missing), len(all))
+	}
+	return len(all) - len(missing), len(all)
 }
 
 // metricSum adds up every series of a metric (all its labels), failing
@@ -240,12 +258,7 @@ func TestAbandonedSessions(t *testing.T) {
 		c.Close()
 	}
 	sub := subscribeProcess(t, f.MQTT)
-	p := newPool(t, poolConfig{URL: f.carURL(), TLS: f.carTLS(), IDs: f.identities(cars), Fields: 5,
-		AckTimeout: 5 * time.Minute, MaxBackoff: 2 * time.Second, ConnectLimit: 16})
-	if err := p.connect(time.Minute); err != nil {
-		r.fatalf(t, "not every car could connect: %v", err)
-	}
-	table.addCars(int64(p.connected()))
+	p := fastCars(t, r, f, cars)
 
 	ctx, cancel := context.WithTimeout(context.Background(), phase)
 	start := time.Now()
@@ -283,13 +296,7 @@ func TestAbandonedSessions(t *testing.T) {
 	if peakRSS > maxRSS {
 		r.errorf(t, "peak RSS %.0f MB with %d abandoned sessions, want at most %.0f MB", peakRSS, abandoned, maxRSS)
 	}
-	acked := p.led.snapshot()
-	missing, _ := sub.missing(acked)
-	table.acked.Add(int64(len(acked)))
-	table.delivered.Add(int64(len(acked) - len(missing)))
-	if len(missing) > 0 {
-		r.errorf(t, "%d of %d acknowledged records never reached the subscriber that reads", len(missing), len(acked))
-	}
+	got, acked := accountReader(t, r, p, sub)
 	r.figure("%.0f records/s; at most %.0f messages kept for the %d offline sessions; %.0f counted as offline_full drops; peak RSS %.0f MB; the reading subscriber got %d of %d acknowledged records",
-		rate, maxHeld, abandoned, dropped, peakRSS, len(acked)-len(missing), len(acked))
+		rate, maxHeld, abandoned, dropped, peakRSS, got, acked)
 }

@@ -749,7 +749,7 @@ func TestMQTTResourceLimits(t *testing.T) {
 		const filters, perPacket = 200_000, 1000
 		r := trial(t, areaHostile,
 			fmt.Sprintf("an anonymous client on loopback subscribes to %d distinct topic filters, %d to a SUBSCRIBE (MQTT 3.1.1)", filters, perPacket),
-			"it gets the first max_subscriptions (10,000), every other filter is refused in its SUBACK (0x80); one log line names the client; memory grows by less than 64 MB (each subscription held costs about 2 KiB: 200,000 would be over 400 MB)")
+			"it gets the first max_subscriptions (10,000), every other filter is refused in its SUBACK (0x80); one log line names the client; memory grows by less than 128 MB (10,000 subscriptions held take about 21 MB, the packets parsed leave garbage; 200,000 held took over 400 MB)")
 		rss0, _ := f.memory()
 		mark := f.out.mark()
 		c, err := net.DialTimeout("tcp", f.MQTT, 5*time.Second)
@@ -803,7 +803,7 @@ func TestMQTTResourceLimits(t *testing.T) {
 		if lines != 1 {
 			r.errorf(t, "%d log lines about the client's subscriptions, want 1", lines)
 		}
-		if rss1-rss0 > 64 {
+		if rss1-rss0 > 128 {
 			r.errorf(t, "RSS grew by %.0f MB", rss1-rss0)
 		}
 	})
