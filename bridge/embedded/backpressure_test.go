@@ -385,3 +385,54 @@ func TestTurnsInOrder(t *testing.T) {
 		t.Errorf("%d waits counted, want at least %d", w, publishers)
 	}
 }
+
+// TestStuckTogether: QoS 1 subscribers that stop reading at the same time
+// are disconnected together, one stall timeout after they stopped, not
+// one after another: the writes their connections' buffers still take
+// are not progress while their messages wait for acknowledgements.
+func TestStuckTogether(t *testing.T) {
+	const clients = 10
+	cfg := testConfig()
+	cfg.MaxQueued = 200
+	cfg.StallTimeout = time.Second
+	broker := startBroker(t, cfg, "")
+	// They subscribe one record apart, so that the first is full while
+	// the others are still short of it when publishing starts to wait.
+	ids := make([]string, clients)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("stuck-%02d", i)
+		c := dialRawID(t, broker, ids[i], 4, true, packets.Properties{})
+		c.subscribe(packets.Properties{}, packets.Subscription{Filter: "tesla/#", Qos: 1})
+		if err := burst(context.Background(), broker, 1, 20, 1, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = burst(ctx, broker, 4, 1<<30, 1, []byte("z")) }()
+
+	gone := make(map[string]time.Time)
+	waitFor(t, "every stuck client to be disconnected", func() bool {
+		for _, id := range ids {
+			if _, ok := gone[id]; ok {
+				continue
+			}
+			if cl, ok := broker.server.Clients.Get(id); !ok || cl.Closed() {
+				gone[id] = time.Now()
+			}
+		}
+		return len(gone) == clients
+	})
+	var first, last time.Time
+	for _, at := range gone {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	if spread := last.Sub(first); spread >= cfg.StallTimeout/2 {
+		t.Errorf("the stuck clients were disconnected over %v, want together (within half the stall timeout, %v)", spread, cfg.StallTimeout/2)
+	}
+}

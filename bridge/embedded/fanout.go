@@ -779,6 +779,29 @@ func (s *sender) awaitTurn(ctx context.Context, w *waiter) error {
 // gives the next turn when there is room. s.mu is held.
 func (s *sender) progressed() {
 	s.lastProgress = time.Now()
+	s.roomMayHaveAppeared()
+}
+
+// wrote notes that a chunk of the backlog was written to the connection,
+// and gives the next turn when there is room. It is the client's progress
+// only while it has no message to acknowledge: the connection's buffers
+// take what a client that reads nothing is sent, for a while, so for a
+// client with messages in flight the acknowledgements tell (progressed,
+// from OnQosComplete). Otherwise clients stuck together would be found
+// one after another, each stall timeout after the one before: the first
+// ones' full backlogs make the publishers wait, the others stop filling
+// up just short of full, and the writes that fill them once the first are
+// disconnected would start their stall clocks anew. s.mu is held.
+func (s *sender) wrote() {
+	if s.cl.State.Inflight.Len() == 0 {
+		s.lastProgress = time.Now()
+	}
+	s.roomMayHaveAppeared()
+}
+
+// roomMayHaveAppeared gives the next turn when the backlog has room.
+// s.mu is held.
+func (s *sender) roomMayHaveAppeared() {
 	if s.fullSince.IsZero() && len(s.queue) == 0 {
 		return // nobody waits, and the backlog was not full
 	}
@@ -1159,7 +1182,7 @@ func (s *sender) run() {
 			s.bytes -= written
 			s.queued0 -= done0 - written0
 			written0 = done0
-			s.progressed()
+			s.wrote()
 			s.mu.Unlock()
 		}
 		atomic.AddInt64(&info.PacketsSent, int64(n))
