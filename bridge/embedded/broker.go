@@ -177,7 +177,7 @@ func New(cfg Config, dataDir, prefix string, logger *slog.Logger) (*Broker, erro
 		InlineClient:             true,
 		// $SYS statistics every 10 s rather than every second.
 		SysTopicResendInterval: 10,
-		Logger:                 slog.New(quiet{logger.Handler(), &busyLog{max: cfg.MaxClients}}).With("component", "mqtt-broker"),
+		Logger:                 slog.New(quiet{logger.Handler()}).With("component", "mqtt-broker"),
 	})
 	if err := stopRetainedSweep(server); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
@@ -274,7 +274,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 		ls = append(ls, ws)
 	}
+	busy := &busyLog{log: b.log, max: b.cfg.MaxClients}
 	for i, l := range ls {
+		l = busyListener{Listener: l, busy: busy}
 		l = safeClose{Listener: l, server: b.server}
 		ls[i] = l
 		if err := b.server.AddListener(l); err != nil {

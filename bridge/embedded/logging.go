@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -19,18 +21,11 @@ import (
 // The broker logs what matters itself. Its "publish packet error" (a
 // hook refused a client's publish: the retained quota, a topic the bridge
 // owns; the broker logs those itself, at most once a minute) carries the
-// whole packet, payload and all: it becomes debug too. A connection
-// refused because max_clients are connected is told to busy instead.
-type quiet struct {
-	slog.Handler
-	busy *busyLog
-}
+// whole packet, payload and all: it becomes debug too. (A connection
+// refused because max_clients are connected is logged by busyListener.)
+type quiet struct{ slog.Handler }
 
 func (q quiet) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelWarn && r.Message == "" && refusedBusy(r) {
-		q.busy.refused(ctx, q.Handler)
-		return nil
-	}
 	if r.Level == slog.LevelInfo || (r.Level == slog.LevelWarn && r.Message == "") || r.Message == "publish packet error" {
 		r.Level = slog.LevelDebug
 		if !q.Handler.Enabled(ctx, r.Level) {
@@ -40,28 +35,33 @@ func (q quiet) Handle(ctx context.Context, r slog.Record) error {
 	return q.Handler.Handle(ctx, r)
 }
 
-func (q quiet) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return quiet{q.Handler.WithAttrs(attrs), q.busy}
-}
-func (q quiet) WithGroup(name string) slog.Handler { return quiet{q.Handler.WithGroup(name), q.busy} }
+func (q quiet) WithAttrs(attrs []slog.Attr) slog.Handler { return quiet{q.Handler.WithAttrs(attrs)} }
+func (q quiet) WithGroup(name string) slog.Handler       { return quiet{q.Handler.WithGroup(name)} }
 
-// refusedBusy reports whether r is mochi's line for a connection refused
-// because MaximumClients are connected.
-func refusedBusy(r slog.Record) bool {
-	busy := false
-	r.Attrs(func(a slog.Attr) bool {
-		if err, ok := a.Value.Any().(error); ok && errors.Is(err, packets.ErrServerBusy) {
-			busy = true
+// busyListener wraps a listener so that the connections mochi refuses
+// because max_clients are connected are logged (busyLog): mochi hands the
+// refusal back to the listener, which logs it like any connection that
+// ends with an error (see quiet).
+type busyListener struct {
+	listeners.Listener
+	busy *busyLog
+}
+
+func (l busyListener) Serve(establish listeners.EstablishFn) {
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		err := establish(id, c)
+		if errors.Is(err, packets.ErrServerBusy) {
+			l.busy.refused()
 		}
-		return !busy
+		return err
 	})
-	return busy
 }
 
 // busyLog logs the connections refused because max_clients are
-// connected: the first at once, then at most one line a minute with the
-// count since the line before.
+// connected, on every listener: the first at once, then at most one line
+// a minute, with the count since the line before.
 type busyLog struct {
+	log   *slog.Logger
 	max   int
 	count atomic.Int64
 	last  atomic.Int64 // unix nanoseconds of the last line
@@ -70,16 +70,15 @@ type busyLog struct {
 // busyLogInterval is the least time between two lines of busyLog.
 const busyLogInterval = time.Minute
 
-func (b *busyLog) refused(ctx context.Context, h slog.Handler) {
+func (b *busyLog) refused() {
 	b.count.Add(1)
 	now := time.Now()
 	last := b.last.Load()
 	if last != 0 && now.Sub(time.Unix(0, last)) < busyLogInterval || !b.last.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	r := slog.NewRecord(now, slog.LevelWarn, "MQTT client refused: mqtt.embedded.max_clients clients are connected", 0)
-	r.AddAttrs(slog.Int("max_clients", b.max), slog.Int64("refused", b.count.Swap(0)))
-	_ = h.Handle(ctx, r)
+	b.log.Warn("MQTT client refused: mqtt.embedded.max_clients clients are connected",
+		"max_clients", b.max, "refused", b.count.Swap(0))
 }
 
 // DropReason says why the broker gave up a message for a subscriber.

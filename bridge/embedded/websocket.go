@@ -16,7 +16,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // wsListener serves MQTT over WebSocket (binary frames, subprotocol
@@ -103,11 +102,7 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 				return
 			}
 			if err := establish(l.id, &wsConn{Conn: ws.NetConn(), ws: ws}); err != nil {
-				if errors.Is(err, packets.ErrServerBusy) {
-					l.log.Warn("", "error", err) // counted and logged as for the other listeners (see quiet)
-				} else {
-					l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "error", err)
-				}
+				l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "error", err)
 			}
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
