@@ -321,10 +321,13 @@ func validVIN(vin string) bool {
 // ErrRateLimited that says when to try again, or nil. A caller that
 // sheds load asks it first, so that the answer names the real limit.
 func (e *Engine) RateLimited(vin string) error {
-	if !validVIN(vin) {
-		return nil // Execute says why
+	e.mu.Lock()
+	c := e.cars[vin]
+	e.mu.Unlock()
+	if c == nil {
+		return nil // nothing spent yet; an invalid VIN: Execute says why
 	}
-	if wait := e.car(vin).bucket.spent(e.limit, e.cfg.Now()); wait > 0 {
+	if wait := c.bucket.spent(e.limit, e.cfg.Now()); wait > 0 {
 		return e.limited(wait)
 	}
 	return nil
