@@ -74,7 +74,7 @@ type Config struct {
 	// sessions together (each keeps at most MaxQueued): beyond it,
 	// messages for them are dropped and counted (DropOfflineFull), so
 	// that sessions nobody comes back for cannot fill the memory. A kept
-	// message takes about 2 KiB. 0 keeps none; default 32768, one
+	// message takes 2–3 KiB. 0 keeps none; default 32768, one
 	// session's MaxQueued.
 	MaxOfflineQueued int `yaml:"max_offline_queued"`
 	// MaxSessionExpiry is the longest a persistent session outlives its
